@@ -1,0 +1,20 @@
+"""otbio: optimal transport for biology.
+
+One engine (:mod:`otbio.ot`) of Numba-parallel log-domain Sinkhorn kernels with an
+optional CuPy twin, and three applications on top of it:
+
+- :mod:`otbio.lot`: linearized optimal transport (LOT) embeddings of single-cell samples;
+- :mod:`otbio.register`: elastic registration of spatial-transcriptomics slices;
+- :mod:`otbio.align`: protein substructure alignment via Sinkhorn.
+
+The arrows run one way: ``cli -> {lot, register, align} -> ot``.
+"""
+
+from __future__ import annotations
+
+from otbio import _threading  # noqa: F401  (chooses Numba's threading layer first)
+from otbio._errors import ConvergenceWarning, InputError, OtbioError
+
+__version__ = "0.1.0"
+
+__all__ = ["ConvergenceWarning", "InputError", "OtbioError", "__version__"]

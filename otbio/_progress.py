@@ -1,0 +1,52 @@
+"""Progress on stderr that hides itself when stderr is not a terminal or with --quiet."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from otbio._settings import settings
+
+__all__ = ["logger", "progress"]
+
+logger = logging.getLogger("otbio")
+T = TypeVar("T")
+
+
+def progress(items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
+    """Yield ``items`` and report progress on stderr.
+
+    A terminal gets a one-line bar redrawn in place; a log file (stderr not a terminal) gets
+    a plain line at about every 10% so that batch logs show that work is moving. Nothing is
+    shown with ``--quiet``.
+    """
+    if total is None:
+        try:
+            total = len(items)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
+    show = not settings.quiet
+    tty = sys.stderr.isatty()
+    step = max(1, (total or 10) // 10)
+    t0 = time.perf_counter()
+    i = 0
+    for i, item in enumerate(items, 1):
+        yield item
+        if not show:
+            continue
+        if tty or i % step == 0 or i == total:
+            el = time.perf_counter() - t0
+            tot = f"/{total}" if total else ""
+            msg = f"{desc}: {i}{tot} ({el:.1f} s)"
+            if tty:
+                sys.stderr.write("\r" + msg)
+                if i == total:
+                    sys.stderr.write("\n")
+            else:
+                sys.stderr.write(msg + "\n")
+            sys.stderr.flush()
+    if show and tty and total and i != total:
+        sys.stderr.write("\n")

@@ -1,0 +1,149 @@
+"""The ``otbio`` command line: one Click group, thin commands, errors converted in one place.
+
+Each subcommand lives in its own module and registers itself on :data:`cli`; the command
+bodies only parse options, call the Python API and write outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from otbio import __version__
+from otbio._errors import InputError, OtbioError
+from otbio._settings import settings
+
+__all__ = ["cli", "main"]
+
+
+class OtbioClickError(click.ClickException):
+    """One line on stderr, ``Error: ...``; exit 2 for bad input, 1 otherwise."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Group(click.Group):
+    def list_commands(self, ctx):  # keep the order in which commands were written
+        return list(self.commands)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Run the group; every error is one line on stderr, ``Error: ...``."""
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            if not standalone_mode:
+                raise
+            click.echo(f"Error: {_one_line(click.unstyle(exc.format_message()))}", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            if not standalone_mode:
+                raise
+            click.echo("Error: aborted", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError:
+            sys.stderr.close()
+            raise click.exceptions.Exit(0) from None
+        except InputError as exc:
+            if settings.debug:
+                raise
+            raise OtbioClickError(_one_line(exc), 2) from None
+        except OtbioError as exc:
+            if settings.debug:
+                raise
+            raise OtbioClickError(_one_line(exc), 1) from None
+        except MemoryError:
+            if settings.debug:
+                raise
+            raise OtbioClickError(
+                "out of memory; try a smaller problem or --downsample", 1
+            ) from None
+        except Exception as exc:
+            if settings.debug:
+                raise
+            msg = f"internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug"
+            raise OtbioClickError(msg, 1) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="otbio")
+@click.option("-v", "--verbose", count=True, help="Say what was chosen (-v) and more (-vv).")
+@click.option("--quiet", is_flag=True, help="Show no progress and no informational messages.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Random seed; the same seed gives the same output.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Parallel jobs. 0 uses the CPUs granted by the scheduler (SLURM_CPUS_PER_TASK, ...) or the machine.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda", "auto"]),
+    default="cpu",
+    show_default=True,
+    help="Where the Sinkhorn kernels run. cuda needs otbio[gpu] (CuPy) and a GPU; auto picks cuda when present.",
+)
+@click.option("--debug", is_flag=True, help="Show the full traceback on error.")
+def cli(verbose: int, quiet: bool, seed: int, jobs: int, device: str, debug: bool) -> None:
+    """Optimal transport for biology: LOT embeddings of single-cell samples, elastic
+    registration of spatial slices, and protein substructure alignment.
+
+    Run `otbio COMMAND -h` for the options of each command.
+    """
+    settings.verbosity = 0 if quiet else verbose
+    settings.quiet = quiet
+    settings.seed = seed
+    settings.jobs = jobs or None
+    settings.device = device
+    settings.debug = debug
+    level = logging.WARNING
+    if verbose == 1:
+        level = logging.INFO
+    elif verbose >= 2:
+        level = logging.DEBUG
+    if quiet:
+        level = logging.ERROR
+    logger = logging.getLogger("otbio")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("otbio: %(message)s"))
+        logger.addHandler(handler)
+    logger.propagate = False
+    logger.info("jobs=%d device=%s seed=%d", settings.n_jobs, device, seed)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="otbio")
+
+
+# subcommands register themselves on `cli` when imported, in the order listed here
+from otbio.cli import transport  # noqa: E402, F401, I001
+from otbio.cli import lot  # noqa: E402, F401, I001
+from otbio.cli import register  # noqa: E402, F401, I001
+from otbio.cli import align  # noqa: E402, F401, I001

@@ -1,0 +1,1 @@
+"""Commands of this part are added by its issue."""

@@ -1,0 +1,127 @@
+"""Point-cloud geometry: two weighted clouds and a cost evaluated online."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from otbio._errors import InputError
+
+__all__ = ["COSTS", "PointCloud"]
+
+CostName = Literal["sqeuclidean", "l1", "hinge"]
+COSTS: dict[str, int] = {"sqeuclidean": 0, "l1": 1, "hinge": 2}
+
+
+@dataclass(frozen=True)
+class PointCloud:
+    """Two point clouds ``x`` (n, d) and ``y`` (m, d) and a ground cost between them.
+
+    The cost matrix is never stored: kernels recompute :math:`c(x_i, y_j)` on the fly, so
+    memory is O((n + m) d). Call :meth:`cost_matrix` for the dense matrix of a small problem.
+
+    Parameters
+    ----------
+    x, y
+        Points, C-contiguous float32 or float64 (converted once here).
+    cost
+        ``"sqeuclidean"`` :math:`|x_i - y_j|^2`, ``"l1"`` :math:`\\sum_k |x_{ik} - y_{jk}|`,
+        or ``"hinge"`` :math:`\\sum_k \\max(0, x_{ik} - y_{jk})` (PLASMA's containment cost).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    cost: CostName = "sqeuclidean"
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.cost not in COSTS:
+            msg = f"unknown cost '{self.cost}'; choose one of {', '.join(COSTS)}"
+            raise InputError(msg)
+        x = np.asarray(self.x)
+        y = np.asarray(self.y)
+        dtype = np.float32 if (x.dtype == np.float32 and y.dtype == np.float32) else np.float64
+        x = np.ascontiguousarray(x, dtype=dtype)
+        y = np.ascontiguousarray(y, dtype=dtype)
+        if x.ndim != 2 or y.ndim != 2:
+            msg = f"points must be 2-D arrays, got shapes {x.shape} and {y.shape}"
+            raise InputError(msg)
+        if x.shape[1] != y.shape[1]:
+            msg = f"dimension mismatch: x has {x.shape[1]} dimensions, y has {y.shape[1]}"
+            raise InputError(msg)
+        if x.shape[0] == 0 or y.shape[0] == 0:
+            msg = "a point cloud is empty"
+            raise InputError(msg)
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "y", y)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.x.dtype
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.x.shape[0], self.y.shape[0]
+
+    @property
+    def code(self) -> int:
+        return COSTS[self.cost]
+
+    def transpose(self) -> PointCloud:
+        """The same geometry seen from ``y`` (hinge becomes the reversed hinge)."""
+        key = "T"
+        if key not in self._cache:
+            t = PointCloud(self.y, self.x, self.cost)
+            object.__setattr__(t, "_reversed", not getattr(self, "_reversed", False))
+            self._cache[key] = t
+        return self._cache[key]
+
+    @property
+    def kernel_code(self) -> int:
+        """Kernel cost code, 3 for a hinge seen from the other side."""
+        if self.cost == "hinge" and getattr(self, "_reversed", False):
+            return 3
+        return self.code
+
+    def sq_norms(self) -> tuple[np.ndarray, np.ndarray]:
+        if "sq" not in self._cache:
+            self._cache["sq"] = (
+                np.einsum("ij,ij->i", self.x, self.x),
+                np.einsum("ij,ij->i", self.y, self.y),
+            )
+        return self._cache["sq"]
+
+    def cost_matrix(self) -> np.ndarray:
+        """The dense n x m cost matrix (only for small problems and tests)."""
+        x, y = self.x, self.y
+        if self.cost == "sqeuclidean":
+            xx, yy = self.sq_norms()
+            c = xx[:, None] + yy[None, :] - 2.0 * (x @ y.T)
+            return np.maximum(c, 0.0)
+        diff = x[:, None, :] - y[None, :, :]
+        if self.cost == "l1":
+            return np.abs(diff).sum(-1)
+        sign = -1.0 if getattr(self, "_reversed", False) else 1.0
+        return np.maximum(sign * diff, 0.0).sum(-1)
+
+    def mean_cost(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Weighted mean cost :math:`\\sum_{ij} a_i b_j c_{ij}` (exact, no n x m matrix)."""
+        a = a / a.sum()
+        b = b / b.sum()
+        if self.cost == "sqeuclidean":
+            xx, yy = self.sq_norms()
+            return float(a @ xx + b @ yy - 2.0 * (a @ self.x) @ (b @ self.y))
+        total = 0.0
+        step = max(1, 2_000_000 // self.y.shape[0])
+        for s in range(0, self.x.shape[0], step):
+            sub = PointCloud(self.x[s : s + step], self.y, self.cost)
+            total += float(a[s : s + step] @ (sub.cost_matrix() @ b))
+        return total
+
+    def max_cost(self) -> float:
+        """Largest cost over all pairs, computed online."""
+        from otbio.ot._backend import get_backend
+
+        return get_backend("cpu").max_cost(self)

@@ -1,0 +1,10 @@
+"""Figures that the commands write with ``--plot`` (matplotlib, imported lazily).
+
+Each application keeps its figures in its own private module here; they take arrays and
+tables, never AnnData, and return a matplotlib Figure that the caller saves with
+:func:`otbio.io.save_figure`.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
