@@ -145,5 +145,6 @@ def main() -> None:
 # subcommands register themselves on `cli` when imported, in the order listed here
 from otbio.cli import transport  # noqa: E402, F401, I001
 from otbio.cli import lot  # noqa: E402, F401, I001
+from otbio.cli import lot_analysis  # noqa: E402, F401, I001
 from otbio.cli import register  # noqa: E402, F401, I001
 from otbio.cli import align  # noqa: E402, F401, I001

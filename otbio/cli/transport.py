@@ -217,7 +217,7 @@ def transport(
         io.write_table(results["matches"], save_matches)
     click.echo(f"solver\t{solver}")
     click.echo(f"cost\t{out.cost:.10g}")
-    click.echo(f"epsilon\t{eps:.6g}")
+    click.echo(f"epsilon\t{eps:.12g}")
     click.echo(f"iterations\t{n_iter}")
     click.echo(f"converged\t{out.converged}")
     click.echo(f"marginal_error\t{err:.3e}")

@@ -35,6 +35,11 @@ def _nblocks() -> int:
     return 4 * numba.get_num_threads()
 
 
+def _tile(geom: PointCloud) -> int:
+    """Columns per tile so that the scores and the tile of ``y`` stay in L1/L2 cache."""
+    return max(64, min(geom.shape[1], (8192 // max(1, geom.x.shape[1] + 1)) // 8 * 8))
+
+
 class CPUBackend:
     """Numba-parallel online kernels (``otbio.ot._kernels``)."""
 
@@ -70,8 +75,17 @@ class CPUBackend:
 
     def lse(self, geom: PointCloud, beta, eps: float) -> np.ndarray:
         yt, h, xoff, code, scale = self._prep(geom, beta, eps)
-        out = np.empty(geom.x.shape[0], dtype=geom.dtype)
-        K.lse_rows(geom.x, yt, h, xoff, code, scale, out, _nblocks())
+        n, m = geom.shape
+        out = np.empty(n, dtype=geom.dtype)
+        # the previous call's values are the shifts of this one (Sinkhorn iterates move
+        # little); a row whose shift is off is redone exactly inside the kernel
+        guess = geom._cache.get("lse_guess")
+        if guess is None:
+            guess = np.full(n, np.nan, dtype=geom.dtype)
+            geom._cache["lse_guess"] = guess
+        tile = _tile(geom)
+        lo, hi = (1e-5, 1e37) if geom.dtype == np.float32 else (1e-10, 1e300)
+        K.lse_rows(geom.x, yt, h, xoff, code, scale, guess, out, _nblocks(), tile, lo, hi)
         return out
 
     def apply(self, geom: PointCloud, alpha, beta, eps: float, v=None, want_cost=False):
@@ -111,6 +125,7 @@ class CPUBackend:
             out_cost,
             out_arg,
             _nblocks(),
+            _tile(geom),
         )
         return {"dot": out_dot, "sum": out_sum, "cost": out_cost, "argmax": out_arg}
 

@@ -92,7 +92,8 @@ class SinkhornOutput:
         """:math:`T(x_i) = \\sum_j P_{ij} y_j / \\sum_j P_{ij}` (``axis=1``), or of ``y``."""
         geom = self.geom if axis == 1 else self.geom.transpose()
         out = self._apply(geom.y, axis)
-        return out["dot"] / out["sum"][:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return out["dot"] / out["sum"][:, None]
 
     def plan_argmax(self, axis: int = 1) -> np.ndarray:
         """For each row (``axis=1``) or column (``axis=0``), the index of its largest entry."""

@@ -1,0 +1,221 @@
+"""Engine benchmark: otbio's online log-domain Sinkhorn side by side with POT.
+
+Run:  python benchmarks/engine.py [--sizes 1000 4000 16000] [--repeats 3] [--append]
+
+Measures, on uniform random clouds in d = 10 (float64 unless said):
+1. time per Sinkhorn iteration (both half-steps) for otbio, POT ``sinkhorn_log`` and POT's
+   kernel-domain ``sinkhorn``; throughput in (i, j) terms per second, counting the 2 n m
+   terms of one iteration; POT is skipped where its dense matrices would not fit;
+2. otbio's extra peak memory at n = m = 100,000 (a subprocess, a few iterations);
+3. time to a transport cost within 1% of ``ot.emd2`` at n = 4000: otbio with epsilon
+   scaling against POT's fastest solver to the same accuracy;
+4. a float32 row.
+Medians of ``--repeats`` runs. With ``--append`` the table goes to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import ot
+
+import otbio.ot as O
+
+D = 10
+MEM_BUDGET = 8e9  # bytes POT may use (it allocates about 4 dense n x m float64 arrays)
+
+
+def clouds(n, m, dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, D)).astype(dtype), rng.random((m, D)).astype(dtype)
+
+
+def med(ts):
+    return float(np.median(ts))
+
+
+def otbio_iter_time(x, y, iters, repeats):
+    """Seconds per iteration at a fixed iteration count (tolerance never reached)."""
+    solver = O.Sinkhorn(epsilon=0.05, relative_epsilon="mean", tol=1e-30, max_iter=iters, warn=False)
+    geom = O.PointCloud(x, y)
+    solver(geom)  # compile and warm the shifts
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        solver(O.PointCloud(x, y))
+        ts.append((time.perf_counter() - t) / (iters + 1))  # +1: the closing cost pass
+    return med(ts)
+
+
+def pot_iter_time(x, y, method, iters, repeats):
+    n, m = len(x), len(y)
+    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mat = ot.dist(x, y)
+        t1 = time.perf_counter()
+        ot.sinkhorn(a, b, mat, 0.05 * mat.mean(), method=method, numItermax=iters, stopThr=0.0)
+        ts.append((time.perf_counter() - t1) / iters)
+        del mat, t0
+    return med(ts)
+
+
+def iteration_table(sizes, repeats):
+    rows = []
+    for n in sizes:
+        x, y = clouds(n, n)
+        iters = 50 if n <= 4000 else 10
+        t_otbio = otbio_iter_time(x, y, iters, repeats)
+        fits = 4 * n * n * 8 < MEM_BUDGET
+        t_log = pot_iter_time(x, y, "sinkhorn_log", 5 if n <= 4000 else 3, repeats) if fits else None
+        t_ker = pot_iter_time(x, y, "sinkhorn", iters, repeats) if fits else None
+        x32, y32 = clouds(n, n, np.float32)
+        t32 = otbio_iter_time(x32, y32, iters, repeats)
+        rows.append(dict(n=n, otbio=t_otbio, otbio32=t32, pot_log=t_log, pot_kernel=t_ker))
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    return rows
+
+
+def peak_memory(n, iters=2):
+    code = textwrap.dedent(
+        f"""
+        import resource, numpy as np, otbio.ot as O
+        rng = np.random.default_rng(0)
+        x = rng.random(({n}, {D})); y = rng.random(({n}, {D}))
+        # compile on a small problem first so that the JIT's memory is not counted
+        O.Sinkhorn(epsilon=0.05, max_iter=2, warn=False)(O.PointCloud(x[:100], y[:100]))
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out = O.Sinkhorn(epsilon=0.05, relative_epsilon="mean", max_iter={iters}, tol=1e-30,
+                         warn=False)(O.PointCloud(x, y))
+        proj = out.barycentric_projection()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((peak - base) / 1024)
+        """
+    )
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(res.stdout.split()[-1]), time.perf_counter() - t
+
+
+def time_to_accuracy(n, repeats):
+    """Fastest time to a cost within 1% of emd2, for otbio and for POT's solvers."""
+    x, y = clouds(n, n, seed=1)
+    a = b = np.full(n, 1 / n)
+    t = time.perf_counter()
+    mat = ot.dist(x, y)
+    exact = ot.emd2(a, b, mat, numItermax=10_000_000)
+    t_emd = time.perf_counter() - t
+    results = {"emd2": (t_emd, 0.0)}
+    mean_c = float(mat.mean())
+    # POT's entropic solvers: the largest regularisation that reaches 1%, each timed
+    for method in ("sinkhorn", "sinkhorn_log", "sinkhorn_stabilized"):
+        for rel in (0.02, 0.01, 0.005, 0.002, 0.001):
+            t = time.perf_counter()
+            try:
+                with np.errstate(all="ignore"):
+                    p = ot.sinkhorn(a, b, mat, rel * mean_c, method=method, stopThr=1e-6,
+                                    numItermax=2000 if method == "sinkhorn_log" else 20000,
+                                    warn=False)  # fmt: skip
+                cost = float((p * mat).sum())
+            except Exception:
+                cost = np.nan
+            el = time.perf_counter() - t + 0.0
+            err = (cost - exact) / exact
+            print(f"POT {method} rel={rel}: err {err:.4f} in {el:.2f} s", file=sys.stderr)
+            if np.isfinite(err) and abs(err) < 0.01:
+                results[f"POT {method} (eps={rel} x mean C)"] = (el, err)
+                break
+            if el > 120:
+                break
+    del mat
+    # otbio: epsilon scaling down to the largest epsilon that reaches 1%
+    best = None
+    for rel in (0.005, 0.002, 0.001):
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            out = O.sinkhorn(x, y, epsilon=rel, relative_epsilon="mean", tol=1e-3,
+                             epsilon_scaling=0.5, scaling_iter=5, max_iter=5000, warn=False)  # fmt: skip
+            ts.append(time.perf_counter() - t)
+        err = (out.cost - exact) / exact
+        print(f"otbio rel={rel}: err {err:.4f} in {med(ts):.2f} s ({out.n_iter} it)", file=sys.stderr)
+        if abs(err) < 0.01:
+            best = (f"otbio (eps={rel} x mean C, scaling 0.5)", med(ts), err, out.n_iter)
+            break
+    return exact, results, best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--memory-n", type=int, default=100_000)
+    ap.add_argument("--accuracy-n", type=int, default=4000)
+    ap.add_argument("--append", action="store_true")
+    args = ap.parse_args()
+
+    rows = iteration_table(args.sizes, args.repeats)
+    mem_mb, mem_t = peak_memory(args.memory_n)
+    exact, pot_res, best = time_to_accuracy(args.accuracy_n, args.repeats)
+
+    def fmt(t):
+        return "skipped (does not fit)" if t is None else f"{t * 1e3:.2f}"
+
+    lines = [
+        "",
+        f"## Engine: Sinkhorn per iteration, memory, time to 1% of emd2 ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"Command: `python benchmarks/engine.py {' '.join(sys.argv[1:])}`".replace(" --append", ""),
+        f"Machine: {platform.processor() or platform.machine()}, 2 cores; d = {D}, uniform clouds,"
+        f" float64 unless said; medians of {args.repeats} runs.",
+        "",
+        "| n = m | otbio ms/iter | otbio Gpair/s | POT sinkhorn_log ms/iter | speed-up vs log"
+        " | POT sinkhorn (kernel) ms/iter | ratio vs kernel | otbio float32 ms/iter | float32 Gpair/s"
+        " | float32 / float64 throughput |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        n = r["n"]
+        gp = 2 * n * n / r["otbio"] / 1e9
+        gp32 = 2 * n * n / r["otbio32"] / 1e9
+        sl = f"{r['pot_log'] / r['otbio']:.1f}x" if r["pot_log"] else "-"
+        sk = f"{r['pot_kernel'] / r['otbio']:.2f}x" if r["pot_kernel"] else "-"
+        lines.append(
+            f"| {n} | {r['otbio'] * 1e3:.2f} | {gp:.2f} | {fmt(r['pot_log'])} | {sl} | "
+            f"{fmt(r['pot_kernel'])} | {sk} | {r['otbio32'] * 1e3:.2f} | {gp32:.2f} | {gp32 / gp:.2f}x |"
+        )
+    lines += [
+        "",
+        f"Peak extra memory, n = m = {args.memory_n}: {mem_mb:.0f} MB"
+        f" (2 iterations + projection, {mem_t:.0f} s wall incl. start-up).",
+        "",
+        f"Time to a cost within 1% of `ot.emd2` at n = {args.accuracy_n} (exact cost {exact:.5f}):",
+        "",
+        "| solver | time s | relative error |",
+        "|---|---|---|",
+    ]
+    for name, (t, err) in pot_res.items():
+        lines.append(f"| POT {name} | {t:.2f} | {err:+.4f} |" if name == "emd2" else f"| {name} | {t:.2f} | {err:+.4f} |")
+    if best:
+        lines.append(f"| {best[0]} | {best[1]:.2f} | {best[2]:+.4f} |")
+        pot_best = min(t for t, _ in pot_res.values())
+        lines.append("")
+        lines.append(f"otbio / POT best time: {best[1] / pot_best:.2f}")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.append:
+        with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
+            fh.write(text)
+
+
+if __name__ == "__main__":
+    main()
