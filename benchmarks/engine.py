@@ -44,7 +44,9 @@ def med(ts):
 
 def otbio_iter_time(x, y, iters, repeats):
     """Seconds per iteration at a fixed iteration count (tolerance never reached)."""
-    solver = O.Sinkhorn(epsilon=0.05, relative_epsilon="mean", tol=1e-30, max_iter=iters, warn=False)
+    solver = O.Sinkhorn(
+        epsilon=0.05, relative_epsilon="mean", tol=1e-30, max_iter=iters, warn=False
+    )
     geom = O.PointCloud(x, y)
     solver(geom)  # compile and warm the shifts
     ts = []
@@ -76,7 +78,9 @@ def iteration_table(sizes, repeats):
         iters = 50 if n <= 4000 else 10
         t_otbio = otbio_iter_time(x, y, iters, repeats)
         fits = 4 * n * n * 8 < MEM_BUDGET
-        t_log = pot_iter_time(x, y, "sinkhorn_log", 5 if n <= 4000 else 3, repeats) if fits else None
+        t_log = (
+            pot_iter_time(x, y, "sinkhorn_log", 5 if n <= 4000 else 3, repeats) if fits else None
+        )
         t_ker = pot_iter_time(x, y, "sinkhorn", iters, repeats) if fits else None
         x32, y32 = clouds(n, n, np.float32)
         t32 = otbio_iter_time(x32, y32, iters, repeats)
@@ -147,7 +151,9 @@ def time_to_accuracy(n, repeats):
                              epsilon_scaling=0.5, scaling_iter=5, max_iter=5000, warn=False)  # fmt: skip
             ts.append(time.perf_counter() - t)
         err = (out.cost - exact) / exact
-        print(f"otbio rel={rel}: err {err:.4f} in {med(ts):.2f} s ({out.n_iter} it)", file=sys.stderr)
+        print(
+            f"otbio rel={rel}: err {err:.4f} in {med(ts):.2f} s ({out.n_iter} it)", file=sys.stderr
+        )
         if abs(err) < 0.01:
             best = (f"otbio (eps={rel} x mean C, scaling 0.5)", med(ts), err, out.n_iter)
             break
@@ -204,7 +210,11 @@ def main():
         "|---|---|---|",
     ]
     for name, (t, err) in pot_res.items():
-        lines.append(f"| POT {name} | {t:.2f} | {err:+.4f} |" if name == "emd2" else f"| {name} | {t:.2f} | {err:+.4f} |")
+        lines.append(
+            f"| POT {name} | {t:.2f} | {err:+.4f} |"
+            if name == "emd2"
+            else f"| {name} | {t:.2f} | {err:+.4f} |"
+        )
     if best:
         lines.append(f"| {best[0]} | {best[1]:.2f} | {best[2]:+.4f} |")
         pot_best = min(t for t, _ in pot_res.values())

@@ -108,7 +108,13 @@ def test_entropic_cost_approaches_emd2():
     gaps = []
     for eps in [0.1, 0.03, 0.01, 0.003]:
         out = O.sinkhorn(
-            x, y, epsilon=eps, relative_epsilon="mean", tol=1e-6, max_iter=50000, epsilon_scaling=0.5
+            x,
+            y,
+            epsilon=eps,
+            relative_epsilon="mean",
+            tol=1e-6,
+            max_iter=50000,
+            epsilon_scaling=0.5,
         )
         gaps.append(out.cost - exact)
     assert all(g > -1e-9 for g in gaps)
