@@ -1,1 +1,300 @@
-"""Commands of this part are added by its issue."""
+"""``otbio align``: protein substructure alignment and search by Sinkhorn (after PLASMA)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from otbio.cli import cli
+
+log = logging.getLogger("otbio")
+
+
+@cli.command("align")
+@click.argument("query")
+@click.argument("target", nargs=-1)
+@click.option(
+    "--targets",
+    "targets_spec",
+    default=None,
+    help="A directory of structures (.pdb, .cif, .ent, gzipped too) or a text file with one "
+    "structure per line, searched in addition to TARGET arguments; use it for database search. "
+    "Files there that cannot be used (no protein, too few residues) are skipped with a warning.",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Residue pairs (TSV): query and target chain, number, insertion code, name, and the "
+    "plan value, for every target.",
+    show_default=True,
+)
+@click.option(
+    "--scores",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Score table (TSV), one row per target ranked by score: score, pairs, RMSD, "
+    "TM-score, coverage. Without -o and --scores the table goes to stdout.",
+    show_default=True,
+)
+@click.option(
+    "--features",
+    default="geometric",
+    show_default=True,
+    help="'geometric' (from the coordinates) or a .npy file (L x d) of query residue "
+    "embeddings computed elsewhere (e.g. ESM-2); then pass --target-features too.",
+)
+@click.option(
+    "--target-features",
+    multiple=True,
+    help="Embedding .npy per target, in target order (repeat the option), or one directory "
+    "holding <target file stem>.npy; needed when --features is a .npy file.",
+    show_default=True,
+)
+@click.option(
+    "--plasma-pf",
+    is_flag=True,
+    help="Reproduce PLASMA-PF on embeddings: per-residue normalisation, hinge cost, "
+    "temperature 0.1 and 20 Sinkhorn iterations.",
+    show_default=True,
+)
+@click.option(
+    "--temperature",
+    type=float,
+    default=None,
+    help="Inverse of the entropic epsilon (default 1.0 for geometric features, 0.1 with "
+    "--plasma-pf). Raise it for sharper plans, lower it for smoother ones.",
+    show_default=True,
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Plan value above which a residue pair is reported; 0.5 means a majority of the "
+    "residue's mass. Lower it to see weaker correspondences.",
+)
+@click.option(
+    "--sequence-weight",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Cost of an amino-acid mismatch added to the geometric cost; 0 is pure shape "
+    "search, 2-5 favours sequence-identical partners.",
+)
+@click.option(
+    "--mass",
+    type=click.Choice(["partial", "balanced", "unbalanced"]),
+    default="partial",
+    show_default=True,
+    help="Marginals: partial (each residue of the smaller protein sends mass 1, each of the "
+    "larger receives at most 1), balanced, or unbalanced (KL-relaxed, slower).",
+)
+@click.option(
+    "--reg-m",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Weight of the marginal penalties with --mass unbalanced; larger is closer to balanced.",
+)
+@click.option(
+    "--refine",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Rounds of geometric refinement (superpose the pairs, add CA distances to the cost, "
+    "solve again; kept only if the TM-score rises); default 1, or 0 with --plasma-pf. "
+    "0 gives plain PLASMA.",
+    show_default=True,
+)
+@click.option(
+    "--max-iter",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Sinkhorn iteration limit per round (default 20, as in PLASMA); raise it if pairs look noisy.",
+    show_default=True,
+)
+@click.option(
+    "--model",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Model to read from multi-model (NMR, trajectory) files, 1-based.",
+)
+@click.option(
+    "--plan",
+    "plan_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write the dense plan (L_q x L_c, .npy) of the best-ranked target.",
+    show_default=True,
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write a heat map of the plan of the best-ranked target (.png, .pdf, .svg).",
+    show_default=True,
+)
+@click.option(
+    "--superpose",
+    "superpose_path",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Write the query superposed onto the best-ranked target (PDB), using the pairs.",
+    show_default=True,
+)
+def align_command(
+    query: str,
+    target: tuple[str, ...],
+    targets_spec: str | None,
+    output: str | None,
+    scores: str | None,
+    features: str,
+    target_features: tuple[str, ...],
+    plasma_pf: bool,
+    temperature: float | None,
+    threshold: float,
+    sequence_weight: float,
+    mass: str,
+    reg_m: float,
+    refine: int | None,
+    max_iter: int | None,
+    model: int,
+    plan_path: str | None,
+    plot_path: str | None,
+    superpose_path: str | None,
+) -> None:
+    """Align a QUERY structure (motif, domain or chain) onto TARGET structures.
+
+    QUERY and TARGET are PDB or mmCIF files (gzip too), with optional selections
+    FILE:CHAIN or FILE:CHAIN:10-55,80-95 (several ranges make a discontiguous motif; an
+    empty CHAIN, FILE::10-55, means every chain). The residue-level plan is PLASMA's
+    (Wang et al., ICLR 2026) on features computed from the coordinates, or on embeddings.
+
+    Search: with --targets DIR the global --jobs reads and featurises the structures in
+    parallel threads (each file once); the alignments then run one after another, each
+    using every core through the engine's Numba kernels.
+
+    Example: otbio align adk_open.pdb::122-159 adk_closed.pdb 1hvr.pdb -o pairs.tsv
+    --scores scores.tsv --plot plan.png
+    """
+    from pathlib import Path
+
+    import numpy as np
+    import pandas as pd
+
+    from otbio._errors import InputError
+    from otbio._settings import settings
+    from otbio.align import (
+        align,
+        list_targets,
+        load_embedding,
+        read_structure,
+        read_structures,
+        score_table,
+        search,
+    )
+
+    specs = list(target)
+    listed = list_targets(targets_spec) if targets_spec else []
+    if not specs and not listed:
+        msg = "no target given; pass TARGET files or --targets DIR|LIST"
+        raise InputError(msg)
+    if plasma_pf and features == "geometric":
+        msg = "--plasma-pf needs embeddings; pass --features QUERY.npy and --target-features"
+        raise InputError(msg)
+    q = read_structure(query, model=model)
+    targets = read_structures(specs, model=model, jobs=settings.n_jobs)
+    # files of a --targets folder or list that cannot be used are skipped with a warning
+    targets += read_structures(listed, model=model, jobs=settings.n_jobs, skip_bad=True)
+    qf = tf = None
+    if features != "geometric":
+        if not features.endswith(".npy"):
+            msg = f"--features must be 'geometric' or a .npy file, got '{features}'"
+            raise InputError(msg)
+        qf = load_embedding(features, q)
+        paths = list(target_features)
+        if len(paths) == 1 and Path(paths[0]).is_dir():
+            d = Path(paths[0])
+            paths = [str(d / (_stem(t.path) + ".npy")) for t in targets]
+        if len(paths) != len(targets):
+            msg = (
+                f"{len(paths)} --target-features for {len(targets)} targets; give one .npy "
+                "per target or a directory of <stem>.npy files"
+            )
+            raise InputError(msg)
+        tf = [load_embedding(p, t) for p, t in zip(paths, targets, strict=True)]
+    kw = dict(
+        temperature=temperature,
+        threshold=threshold,
+        sequence_weight=sequence_weight,
+        plasma_pf=plasma_pf,
+        mass=mass,
+        reg_m=reg_m,
+        refine=refine,
+        max_iter=max_iter,
+        device=settings.device,
+    )
+    if len(targets) == 1:
+        results = [
+            align(
+                q,
+                targets[0],
+                query_features=qf,
+                target_features=None if tf is None else tf[0],
+                **kw,
+            )
+        ]
+    else:
+        results = search(q, targets, query_features=qf, target_features=tf, **kw)
+    table = score_table(results)
+    best = results[0]
+    # everything is computed and checked before the first file is written
+    fig = None
+    if plot_path:
+        from otbio.plot._align import plot_alignment
+
+        fig = plot_alignment(
+            best.plan,
+            pairs=best.pairs,
+            query_labels=best.query.labels(),
+            target_labels=best.target.labels(),
+            title=f"{best.query.name} -> {best.target.name}: score {best.score:.3f}, "
+            f"{best.n_pairs} pairs",
+        )
+    if superpose_path and best.n_pairs < 3:
+        msg = (
+            f"cannot superpose: only {best.n_pairs} pair(s) above --threshold "
+            f"with {best.target.name}; lower --threshold"
+        )
+        raise InputError(msg)
+    from otbio.align import write_superposed
+    from otbio.io import save_figure, write_npy, write_table
+
+    if output:
+        pairs = pd.concat([r.pairs_table() for r in results], ignore_index=True)
+        write_table(pairs, output)
+    if scores:
+        write_table(table, scores)
+    if plan_path:
+        write_npy(np.asarray(best.plan, dtype=np.float32), plan_path)
+    if fig is not None:
+        save_figure(fig, plot_path)
+    if superpose_path:
+        write_superposed(best, superpose_path)
+    if not output and not scores:
+        table.to_csv(sys.stdout, sep="\t", index=False)
+    log.info("aligned %s onto %d target(s); best %s", q.name, len(results), best.target.name)
+
+
+def _stem(path: str) -> str:
+    name = path.rsplit("/", 1)[-1]
+    for suffix in (".gz", ".pdb", ".ent", ".cif", ".mmcif"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
