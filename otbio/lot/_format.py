@@ -1,0 +1,237 @@
+"""Key names, the reference fingerprint and the collection of samples from cell AnnData."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from otbio._errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from anndata import AnnData
+
+__all__ = [
+    "EMB_KEY",
+    "REF_KEY",
+    "Samples",
+    "check_same_reference",
+    "collect_samples",
+    "dim_names",
+    "reference_arrays",
+    "reference_id",
+]
+
+REF_KEY = "lot_reference"
+EMB_KEY = "lot"
+BARY_KEY = "lot_barycenter"
+
+
+def reference_id(z: np.ndarray, r: np.ndarray) -> str:
+    """Fingerprint of a reference: 16 hex digits of SHA-256 over support then weights."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(z, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(r, dtype=np.float64).tobytes())
+    return h.hexdigest()[:16]
+
+
+def dim_names(use_rep: str | None, vars: Sequence[str] | None, d: int) -> list[str]:
+    """Names of the d dimensions: the vars, or ``{use_rep}_{j}``."""
+    if vars:
+        return [str(v) for v in vars]
+    return [f"{use_rep or 'X'}_{j}" for j in range(d)]
+
+
+def reference_arrays(ref: AnnData) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Support (k, d), weights (k,) and parameters of a reference AnnData, checked."""
+    from otbio.io import check_points, check_weights
+
+    if REF_KEY not in ref.uns:
+        msg = f"the reference has no uns['{REF_KEY}']; make it with `otbio reference`"
+        raise InputError(msg)
+    if "weight" not in ref.obs:
+        msg = "the reference has no obs['weight']; make it with `otbio reference`"
+        raise InputError(msg)
+    z = check_points(np.asarray(ref.X), name="reference support points")
+    r = check_weights(ref.obs["weight"].to_numpy(), z.shape[0], name="reference weights")
+    r = r / r.sum()
+    params = dict(ref.uns[REF_KEY])
+    return z, r, params
+
+
+def check_same_reference(ids: Sequence[str], names: Sequence[str] | None = None) -> str:
+    """Return the common reference id, or raise InputError naming the odd one out."""
+    ids = [str(i) for i in ids]
+    if not ids:
+        msg = "no embeddings given"
+        raise InputError(msg)
+    names = list(names) if names is not None else [f"#{i}" for i in range(len(ids))]
+    for i, name in zip(ids[1:], names[1:]):
+        if i != ids[0]:
+            msg = (
+                f"{name} was embedded against another reference (id {i}) than {names[0]} "
+                f"(id {ids[0]}); embed every shard with the same --reference"
+            )
+            raise InputError(msg)
+    return ids[0]
+
+
+@dataclass
+class Samples:
+    """Cells grouped by sample: ids, point clouds, weights and sample-level obs."""
+
+    ids: list[str]
+    points: list[np.ndarray]
+    weights: list[np.ndarray]
+    obs: pd.DataFrame
+    loadings: np.ndarray | None = None
+    genes: list[str] | None = None
+
+
+def _sample_level(obs: pd.DataFrame, codes: np.ndarray, n: int) -> pd.DataFrame:
+    """Columns of ``obs`` that are constant within each sample, one row per sample."""
+    import pandas as pd
+
+    cols = {}
+    for col in obs.columns:
+        s = obs[col]
+        try:
+            nun = s.groupby(codes, observed=True).nunique(dropna=False)
+        except TypeError:  # unhashable values
+            continue
+        if len(nun) == n and (nun <= 1).all():
+            first = s.groupby(codes, observed=True).first()
+            vals = first.reindex(range(n))
+            if isinstance(s.dtype, pd.CategoricalDtype):
+                vals = vals.astype(str)
+            cols[col] = vals.to_numpy()
+    return pd.DataFrame(cols, index=pd.RangeIndex(n))
+
+
+def collect_samples(
+    adatas: Sequence[AnnData],
+    *,
+    sample_key: str | None,
+    use_rep: str | None = None,
+    vars: Sequence[str] | None = None,
+    weight_key: str | None = None,
+    samples: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+) -> Samples:
+    """Split cells into samples (one or more AnnData; one file per sample works too).
+
+    With ``sample_key=None`` every AnnData is one sample named ``names[i]`` (file stems).
+    Raises InputError for a missing key, NaN coordinates, an empty sample or one whose
+    weights sum to zero, a sample id found in two inputs, or an unknown id in ``samples``.
+    """
+    import pandas as pd
+
+    from otbio.io import get_rep
+
+    if use_rep is None and not vars:
+        msg = "give the cell coordinates with --use-rep (e.g. X_pca) or --vars"
+        raise InputError(msg)
+    names = list(names) if names is not None else [f"input {i}" for i in range(len(adatas))]
+    if sample_key is None and len(adatas) == 1:
+        msg = "pass --sample-key (the obs column naming the sample of each cell)"
+        raise InputError(msg)
+    ids: list[str] = []
+    pts: list[np.ndarray] = []
+    wts: list[np.ndarray] = []
+    frames = []
+    seen: dict[str, str] = {}
+    want = None if samples is None else [str(s) for s in samples]
+    d = None
+    loadings = genes = None
+    for ad_, name in zip(adatas, names):
+        x = get_rep(
+            ad_, use_rep=use_rep, vars=list(vars) if vars else None, what=f"cells in {name}"
+        )
+        if d is not None and x.shape[1] != d:
+            msg = f"{name} has {x.shape[1]} dimensions, the first input {d}"
+            raise InputError(msg)
+        d = x.shape[1]
+        if loadings is None and use_rep == "X_pca" and "PCs" in ad_.varm:
+            pcs = np.asarray(ad_.varm["PCs"], dtype=np.float64)
+            if pcs.ndim == 2 and pcs.shape[1] == d:
+                loadings, genes = pcs, [str(g) for g in ad_.var_names]
+        if weight_key is not None:
+            if weight_key not in ad_.obs:
+                msg = f"obs column '{weight_key}' not found in {name}; pass --weight-key"
+                raise InputError(msg)
+            w_all = pd.to_numeric(ad_.obs[weight_key], errors="coerce").to_numpy(np.float64)
+        else:
+            w_all = np.ones(ad_.n_obs)
+        if sample_key is None:
+            labels = np.full(ad_.n_obs, str(name), dtype=object)
+            uniq = [str(name)]
+            codes = np.zeros(ad_.n_obs, dtype=np.int64)
+        else:
+            if sample_key not in ad_.obs:
+                msg = f"obs column '{sample_key}' not found in {name}; pass --sample-key"
+                raise InputError(msg)
+            col = ad_.obs[sample_key]
+            if col.isna().any():
+                msg = f"obs column '{sample_key}' in {name} has missing values"
+                raise InputError(msg)
+            labels = col.astype(str).to_numpy()
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                cats = [str(c) for c in col.cat.categories]
+                uniq = [c for c in cats]  # categories with no cells become empty samples
+            else:
+                uniq = list(dict.fromkeys(labels))
+            index = {u: i for i, u in enumerate(uniq)}
+            codes = np.array([index[s] for s in labels], dtype=np.int64)
+        level = _sample_level(
+            ad_.obs.drop(columns=[c for c in [sample_key] if c]), codes, len(uniq)
+        )
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(uniq) + 1))
+        for i, sid in enumerate(uniq):
+            if want is not None and sid not in want:
+                continue
+            if sid in seen:
+                msg = f"sample '{sid}' appears in both {seen[sid]} and {name}"
+                raise InputError(msg)
+            seen[sid] = name
+            rows = order[bounds[i] : bounds[i + 1]]
+            if rows.size == 0:
+                msg = f"sample '{sid}' in {name} has no cells; drop it or pass --samples"
+                raise InputError(msg)
+            w = w_all[rows]
+            if not np.isfinite(w).all() or (w < 0).any():
+                msg = f"cell weights of sample '{sid}' contain NaN or negative values"
+                raise InputError(msg)
+            if not w.sum() > 0:
+                msg = f"cell weights of sample '{sid}' sum to zero; check --weight-key"
+                raise InputError(msg)
+            ids.append(sid)
+            pts.append(np.ascontiguousarray(x[rows]))
+            wts.append(w / w.sum())
+            row = level.iloc[[i]].copy()
+            row.index = [sid]
+            frames.append(row)
+    if want is not None:
+        missing = [s for s in want if s not in seen]
+        if missing:
+            msg = f"samples not found: {', '.join(missing[:5])}; check --samples"
+            raise InputError(msg)
+        # keep the order the user gave
+        pos = {s: i for i, s in enumerate(ids)}
+        sel = [pos[s] for s in want]
+        ids = [ids[i] for i in sel]
+        pts = [pts[i] for i in sel]
+        wts = [wts[i] for i in sel]
+        frames = [frames[i] for i in sel]
+    if not ids:
+        msg = "no samples found in the input"
+        raise InputError(msg)
+    obs = pd.concat(frames, axis=0, join="inner") if len(frames) > 1 else frames[0]
+    obs.index = pd.Index(ids, dtype=object).astype(str)
+    obs.index.name = None
+    obs["n_cells"] = np.array([p.shape[0] for p in pts], dtype=np.int64)
+    return Samples(ids, pts, wts, obs, loadings, genes)

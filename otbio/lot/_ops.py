@@ -1,0 +1,317 @@
+"""Operations on LOT embeddings: join shards, group barycenters, pairwise distances."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from otbio._errors import InputError
+from otbio.lot._embed import to_cloud
+from otbio.lot._format import BARY_KEY, EMB_KEY, check_same_reference, collect_samples
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from anndata import AnnData
+
+__all__ = ["barycenter", "concat", "distance_matrix", "distances", "embedding_arrays"]
+
+log = logging.getLogger("otbio")
+
+
+def embedding_arrays(emb: AnnData, *, name: str = "the embedding") -> tuple[np.ndarray, ...]:
+    """``(V (n, k*d), z (k, d), r (k,))`` of an embedding AnnData, checked."""
+    if EMB_KEY not in emb.uns or "reference" not in emb.uns[EMB_KEY]:
+        msg = f"{name} has no uns['{EMB_KEY}']; make it with `otbio embed`"
+        raise InputError(msg)
+    u = emb.uns[EMB_KEY]
+    z = np.asarray(u["reference"], dtype=np.float64)
+    r = np.asarray(u["reference_weights"], dtype=np.float64)
+    v = np.asarray(emb.X.toarray() if hasattr(emb.X, "toarray") else emb.X, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != z.size:
+        msg = f"{name}: X has {v.shape[1]} columns but the reference has k*d = {z.size}"
+        raise InputError(msg)
+    if bool(u.get("raw_map", False)):  # stored T itself: convert to v
+        v = (v.reshape(-1, *z.shape) - z) * np.sqrt(r)[None, :, None]
+        v = v.reshape(emb.n_obs, -1)
+    return v, z, r
+
+
+def concat(embs: Sequence[AnnData], *, names: Sequence[str] | None = None) -> AnnData:
+    """Join embedding shards made against the same reference (same ``reference_id``).
+
+    Rows keep the order of the shards; ``uns['lot']`` is the first shard's with the
+    per-sample arrays (``convergence``, ``epsilon_abs``) joined. Raises InputError for
+    shards from different references or solvers, or a sample found in two shards.
+    """
+    import anndata as ad
+
+    embs = list(embs)
+    names = list(names) if names is not None else [f"shard {i}" for i in range(len(embs))]
+    if not embs:
+        msg = "no embeddings to join"
+        raise InputError(msg)
+    ids = []
+    for e, name in zip(embs, names):
+        if EMB_KEY not in e.uns or "reference_id" not in e.uns[EMB_KEY]:
+            msg = f"{name} has no uns['{EMB_KEY}']; make it with `otbio embed`"
+            raise InputError(msg)
+        ids.append(str(e.uns[EMB_KEY]["reference_id"]))
+    check_same_reference(ids, names)
+    u0 = embs[0].uns[EMB_KEY]
+    for e, name in zip(embs[1:], names[1:]):
+        u = e.uns[EMB_KEY]
+        same = np.array_equal(
+            np.asarray(u["reference"]), np.asarray(u0["reference"])
+        ) and np.array_equal(
+            np.asarray(u["reference_weights"]), np.asarray(u0["reference_weights"])
+        )
+        if not same:
+            msg = f"{name} stores another reference than {names[0]}; re-embed it"
+            raise InputError(msg)
+        for key in ("solver", "epsilon", "relative_epsilon", "raw_map", "use_rep"):
+            a, b = u0.get(key), u.get(key)
+            if np.asarray(a != b).any():
+                msg = f"{name} was embedded with {key}={b!r}, {names[0]} with {a!r}"
+                raise InputError(msg)
+    all_ids = [str(i) for e in embs for i in e.obs_names]
+    dup = (
+        sorted({i for i in all_ids if all_ids.count(i) > 1})
+        if len(set(all_ids)) < len(all_ids)
+        else []
+    )
+    if dup:
+        msg = f"sample '{dup[0]}' appears in more than one shard"
+        raise InputError(msg)
+    out = ad.concat(embs, axis=0, join="outer", merge="same")
+    out.var = embs[0].var.copy()
+    uns = {k: v for k, v in u0.items()}
+    uns["epsilon_abs"] = np.concatenate([np.asarray(e.uns[EMB_KEY]["epsilon_abs"]) for e in embs])
+    conv = {}
+    for key in u0["convergence"]:
+        conv[key] = np.concatenate([np.asarray(e.uns[EMB_KEY]["convergence"][key]) for e in embs])
+    uns["convergence"] = conv
+    out.uns = {EMB_KEY: uns}
+    return out
+
+
+def distance_matrix(v: np.ndarray) -> np.ndarray:
+    """Pairwise Euclidean distances between the rows of ``v`` (the LOT distances)."""
+    sq = (v * v).sum(1)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * (v @ v.T)
+    np.fill_diagonal(d2, 0.0)
+    return np.sqrt(np.maximum(d2, 0.0))
+
+
+def distances(
+    emb: AnnData,
+    *,
+    exact: bool = False,
+    cells: AnnData | Sequence[AnnData] | None = None,
+    jobs: int = 1,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Pairwise LOT distances :math:`\\|v_i - v_j\\|` between the samples of ``emb``.
+
+    With ``exact=True`` (needs the ``cells`` the embedding was made from) the table also
+    holds the exact :math:`W_2` between every pair of samples (``ot.emd``; quadratic in the
+    number of samples: for small cohorts, to show the approximation error).
+
+    Returns a DataFrame with ``sample_a``, ``sample_b``, ``lot`` (and ``exact_w2``), one row
+    per unordered pair.
+    """
+    import pandas as pd
+
+    v, _, _ = embedding_arrays(emb)
+    dm = distance_matrix(v)
+    ids = [str(i) for i in emb.obs_names]
+    ia, ib = np.triu_indices(len(ids), k=1)
+    df = pd.DataFrame(
+        {"sample_a": [ids[i] for i in ia], "sample_b": [ids[j] for j in ib], "lot": dm[ia, ib]}
+    )
+    if exact:
+        if cells is None:
+            msg = "exact W2 needs the cells: pass --cells CELLS.h5ad"
+            raise InputError(msg)
+        clouds = _clouds_for(emb, cells, names)
+        w2 = exact_w2_matrix(clouds, jobs=jobs)
+        df["exact_w2"] = w2[ia, ib]
+    return df
+
+
+def _clouds_for(emb, cells, names):
+    u = emb.uns[EMB_KEY]
+    if not isinstance(cells, (list, tuple)):
+        cells = [cells]
+    s = collect_samples(
+        cells,
+        sample_key=u.get("sample_key") or None,
+        use_rep=u.get("use_rep") or None,
+        vars=list(u.get("vars", [])) or None,
+        weight_key=u.get("weight_key") or None,
+        samples=[str(i) for i in emb.obs_names],
+        names=names,
+    )
+    return list(zip(s.points, s.weights))
+
+
+def exact_w2_matrix(clouds, *, jobs: int = 1) -> np.ndarray:
+    """Exact :math:`W_2` between every pair of ``(points, weights)`` clouds (``ot.emd``)."""
+    import otbio.ot as O
+    from otbio._progress import progress
+
+    n = len(clouds)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    out = np.zeros((n, n))
+
+    def one(p):
+        i, j = p
+        return O.emd(clouds[i][0], clouds[j][0], clouds[i][1], clouds[j][1]).cost
+
+    step = max(1, jobs) * 4
+    chunks = [pairs[s : s + step] for s in range(0, len(pairs), step)]
+    for ch in progress(chunks, total=len(chunks), desc="exact W2"):
+        for (i, j), c in zip(ch, O.map_batch(one, ch, jobs=jobs, threads=True)):
+            out[i, j] = out[j, i] = np.sqrt(max(c, 0.0))
+    return out
+
+
+def barycenter(
+    emb: AnnData,
+    *,
+    groupby: str,
+    weights: str | None = None,
+    n_cells: int | None = None,
+    exact: bool = False,
+    cells: AnnData | Sequence[AnnData] | None = None,
+    seed: int = 0,
+    max_iter: int = 20,
+    jobs: int = 1,
+    names: Sequence[str] | None = None,
+) -> AnnData:
+    """LOT barycenter of each group of samples, mapped back to cells.
+
+    The LOT barycenter of a group is the (weighted) mean of its embeddings
+    :math:`\\bar v = \\sum_i \\lambda_i v_i`, mapped back to the support
+    :math:`z_k + \\bar v_k / \\sqrt{r_k}` with mass :math:`r_k`.
+
+    Parameters
+    ----------
+    emb
+        An embedding from :func:`embed`.
+    groupby
+        obs column of ``emb`` defining the groups (e.g. ``condition``).
+    weights
+        Optional obs column of non-negative sample weights :math:`\\lambda_i`.
+    n_cells
+        Resample each group's barycenter to ``n_cells`` cells (drawn with replacement by
+        mass, seeded) instead of returning the weighted support.
+    exact
+        Also compute the exact free-support Wasserstein barycenter of each group (from the
+        ``cells``, started at the reference), rows with ``obs['method'] == 'exact'``.
+
+    Returns
+    -------
+    The barycenter AnnData documented in :mod:`otbio.lot`.
+    """
+    import anndata as ad
+    import pandas as pd
+
+    v, z, r = embedding_arrays(emb)
+    u = emb.uns[EMB_KEY]
+    if groupby not in emb.obs:
+        cols = ", ".join(map(str, emb.obs.columns[:10]))
+        msg = f"obs column '{groupby}' not found in the embedding (columns: {cols}); pass --groupby"
+        raise InputError(msg)
+    grp = emb.obs[groupby]
+    if grp.isna().any():
+        msg = f"obs column '{groupby}' has missing values"
+        raise InputError(msg)
+    grp = grp.astype(str).to_numpy()
+    if weights is not None:
+        if weights not in emb.obs:
+            msg = f"obs column '{weights}' not found in the embedding; pass --weights"
+            raise InputError(msg)
+        lam_all = pd.to_numeric(emb.obs[weights], errors="coerce").to_numpy(np.float64)
+        if not np.isfinite(lam_all).all() or (lam_all < 0).any():
+            msg = f"sample weights '{weights}' contain NaN or negative values"
+            raise InputError(msg)
+    else:
+        lam_all = np.ones(emb.n_obs)
+    groups = list(dict.fromkeys(grp))
+    if exact and cells is None:
+        msg = "--exact needs the cells: pass --cells CELLS.h5ad"
+        raise InputError(msg)
+    clouds = _clouds_for(emb, cells, names) if exact else None
+    rng = np.random.default_rng(seed)
+    xs, obs_rows = [], []
+    n_per = {}
+    gaps: dict[str, float] = {}
+    for g in groups:
+        sel = np.flatnonzero(grp == g)
+        lam = lam_all[sel]
+        if not lam.sum() > 0:
+            msg = f"sample weights of group '{g}' sum to zero"
+            raise InputError(msg)
+        lam = lam / lam.sum()
+        n_per[g] = int(sel.size)
+        vbar = lam @ v[sel]
+        pts, mass = to_cloud(vbar, z, r)
+        results = [("lot", pts, mass)]
+        if exact:
+            import otbio.ot as O
+
+            out = O.barycenter(
+                [clouds[i] for i in sel],
+                weights=lam,
+                init=z,
+                init_weights=r,
+                solver="exact",
+                max_iter=max_iter,
+                tol=1e-6,
+                seed=seed,
+                jobs=jobs,
+            )
+            gap = float(np.sqrt(max(O.emd(pts, out.x, mass, out.a).cost, 0.0)))
+            gaps[g] = gap
+            log.info(
+                "exact barycenter of '%s': %d iterations; W2 to the LOT barycenter %.4g",
+                g,
+                out.n_iter,
+                gap,
+            )
+            results.append(("exact", out.x, out.a))
+        for method, p, m in results:
+            if n_cells is not None:
+                idx = rng.choice(p.shape[0], size=n_cells, replace=True, p=m / m.sum())
+                p = p[idx]
+                m = np.full(n_cells, 1.0 / n_cells)
+            xs.append(p)
+            obs_rows.append(
+                pd.DataFrame(
+                    {"group": [g] * p.shape[0], "weight": m, "method": [method] * p.shape[0]}
+                )
+            )
+    x = np.concatenate(xs)
+    obs = pd.concat(obs_rows, ignore_index=True)
+    obs.index = [f"b{i}" for i in range(len(obs))]
+    obs["group"] = pd.Categorical(obs["group"], categories=groups)
+    obs["method"] = pd.Categorical(obs["method"])
+    dims = list(u.get("dims", [])) or [f"dim{j}" for j in range(z.shape[1])]
+    out_ad = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=dims))
+    if u.get("use_rep"):
+        out_ad.obsm[str(u["use_rep"])] = x.copy()
+    out_ad.uns[BARY_KEY] = {
+        "groupby": groupby,
+        "reference_id": str(u.get("reference_id", "")),
+        "groups": groups,
+        "n_samples": np.array([n_per[g] for g in groups], dtype=np.int64),
+        "weights": weights or "",
+        "n_cells": int(n_cells or 0),
+        "exact": bool(exact),
+    }
+    if exact:
+        out_ad.uns[BARY_KEY]["w2_lot_to_exact"] = np.array([gaps[g] for g in groups])
+    return out_ad
