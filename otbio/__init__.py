@@ -18,3 +18,15 @@ from otbio._errors import ConvergenceWarning, InputError, OtbioError
 __version__ = "0.1.0"
 
 __all__ = ["ConvergenceWarning", "InputError", "OtbioError", "__version__"]
+
+_SUBMODULES = {"ot", "lot", "register", "align", "plot", "io"}
+
+
+def __getattr__(name: str):
+    """Import the subpackages on first use (``otbio.register(...)``, ``otbio.lot.embed``)."""
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"otbio.{name}")
+    msg = f"module 'otbio' has no attribute '{name}'"
+    raise AttributeError(msg)

@@ -14,6 +14,7 @@ import click
 from otbio import __version__
 from otbio._errors import InputError, OtbioError
 from otbio._settings import settings
+from otbio._threading import threading_layer_name
 
 __all__ = ["cli", "main"]
 
@@ -134,7 +135,13 @@ def cli(verbose: int, quiet: bool, seed: int, jobs: int, device: str, debug: boo
         handler.setFormatter(logging.Formatter("otbio: %(message)s"))
         logger.addHandler(handler)
     logger.propagate = False
-    logger.info("jobs=%d device=%s seed=%d", settings.n_jobs, device, seed)
+    import numba
+
+    numba.set_num_threads(max(1, min(settings.n_jobs, numba.config.NUMBA_NUM_THREADS)))
+    logger.info(
+        "jobs=%d device=%s seed=%d numba threads=%d (%s layer)",
+        settings.n_jobs, device, seed, numba.get_num_threads(), threading_layer_name(),
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -147,4 +154,5 @@ from otbio.cli import transport  # noqa: E402, F401, I001
 from otbio.cli import lot  # noqa: E402, F401, I001
 from otbio.cli import lot_analysis  # noqa: E402, F401, I001
 from otbio.cli import register  # noqa: E402, F401, I001
+from otbio.cli import stack  # noqa: E402, F401, I001
 from otbio.cli import align  # noqa: E402, F401, I001

@@ -30,7 +30,7 @@ def handle_convergence(converged: bool, what: str, policy: str) -> None:
     """Apply the --on-nonconvergence policy to one result."""
     if converged:
         return
-    msg = f"{what} did not converge; raise --max-iter or --epsilon"
+    msg = f"{what} did not converge; raise --max-iter, loosen --tol or raise --epsilon"
     if policy == "error":
         raise OtbioError(msg)
     warnings.warn(msg, ConvergenceWarning, stacklevel=2)

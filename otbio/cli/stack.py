@@ -1,0 +1,67 @@
+"""``otbio stack``: registered sections -> one AnnData with 3-D coordinates."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from otbio._errors import InputError
+from otbio.cli import cli
+
+log = logging.getLogger("otbio")
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+@cli.command("stack")
+@click.argument("sections", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option(
+    "--spatial-keys",
+    default="spatial",
+    show_default=True,
+    help="obsm key(s) of each section's in-frame 2-D coordinates: one key for all, or a comma-separated list, one per section (e.g. spatial,spatial_registered,spatial_registered).",
+)
+@click.option(
+    "--z",
+    "z_values",
+    default=None,
+    help="Comma-separated height of each section; 0, 1, 2, ... (the section order) when absent.",
+)
+@click.option(
+    "--names", default=None, help="Comma-separated section names; the file names when absent."
+)
+@click.option(
+    "--join",
+    type=click.Choice(["outer", "inner"]),
+    default="outer",
+    show_default=True,
+    help="Genes kept: the union (missing counts 0) or only those shared by every section.",
+)
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .h5ad."
+)
+def stack(sections, spatial_keys, z_values, names, join, output):
+    """Stack SECTIONS (already placed in one frame, e.g. by `otbio register`) into one
+    AnnData: obs['section'], obs['z'], obsm['spatial_3d'] = [x, y, z]."""
+    from pathlib import Path
+
+    from otbio import io
+    from otbio.register._stack import stack_sections
+
+    n = len(sections)
+    keys = _split(spatial_keys)
+    if len(keys) == 1:
+        keys = keys * n
+    try:
+        z = [float(v) for v in _split(z_values)] if z_values else list(range(n))
+    except ValueError as exc:
+        msg = f"--z must be comma-separated numbers, got '{z_values}'"
+        raise InputError(msg) from exc
+    nm = _split(names) if names else [Path(s).name.split(".")[0] for s in sections]
+    adatas = [io.read_h5ad(s) for s in sections]
+    out = stack_sections(adatas, spatial_keys=keys, z=z, names=nm, join=join)
+    io.write_h5ad(out, output)
+    log.info("stacked %d sections, %d cells -> %s", n, out.n_obs, output)

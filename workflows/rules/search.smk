@@ -1,0 +1,119 @@
+# Structure search: every motif against a folder of structures, in chunks of `chunk_size`
+# structures per job, then one ranked score table per motif and one for all motifs.
+
+import re
+
+SE = config["search"]
+SE_DIR = f"{OUT}/search"
+LOG_DIR = f"{OUT}/logs"
+
+check_dir(SE["structures"], "search.structures")
+_STRUCT_FILE = re.compile(r"^(.*?\.(?:pdb|cif|mmcif|ent)(?:\.gz)?)(?::.*)?$", re.IGNORECASE)
+for _name, _query in SE["motifs"].items():
+    _m = _STRUCT_FILE.match(_query)
+    check_file(_m.group(1) if _m else _query, f"search.motifs.{_name}")
+
+SE_TARGETS = sorted(
+    f
+    for f in glob.glob(os.path.join(SE["structures"], SE["pattern"]))
+    if os.path.isfile(f) and os.path.basename(f) not in set(SE["exclude"])
+)
+if not SE_TARGETS:
+    msg = f"config key 'search.pattern': no file matches '{SE['pattern']}' in '{SE['structures']}'"
+    raise ConfigError(msg)
+SE_CHUNKS = chunks(SE_TARGETS, SE["chunk_size"])
+SE_CHUNK_IDS = [f"{i:04d}" for i in range(len(SE_CHUNKS))]
+SE_MOTIFS = list(SE["motifs"])
+FINAL = [f"{SE_DIR}/scores.tsv"] + [f"{SE_DIR}/{m}/scores.tsv" for m in SE_MOTIFS]
+
+
+wildcard_constraints:
+    motif="|".join(re.escape(m) for m in SE_MOTIFS),
+
+
+# tiny shell steps run where snakemake runs, not as cluster jobs
+localrules:
+    search_merge,
+    search_merge_all,
+
+
+rule search_chunk:
+    input:
+        lambda wc: SE_CHUNKS[int(wc.chunk)],
+    output:
+        f"{SE_DIR}/{{motif}}/chunks/chunk_{{chunk}}.tsv",
+    log:
+        f"{LOG_DIR}/search_chunk/{{motif}}_{{chunk}}.log",
+    params:
+        query=lambda wc: SE["motifs"][wc.motif],
+        extra=SE["extra"],
+    threads: res("search_chunk", "threads")
+    resources:
+        mem_mb=res("search_chunk", "mem_mb"),
+        runtime=res("search_chunk", "runtime"),
+    shell:
+        otbio_cmd()
+        + " -v align {params.query:q} {input:q} {params.extra} --scores {output:q} > {log:q} 2>&1"
+
+
+# merge: the header once, the rows sorted by the column named "score" (best first; ties by
+# "tm_score", as otbio align ranks), and the column "rank" renumbered 1..n over all rows
+_MERGE = r"""
+(
+set -e
+tmp={output:q}.tmp
+tab=$(printf '\t')
+col=$(head -n 1 {input[0]:q} | tr '\t' '\n' | grep -n -x score | cut -d: -f1 || true)
+rank=$(head -n 1 {input[0]:q} | tr '\t' '\n' | grep -n -x rank | cut -d: -f1 || true)
+tm=$(head -n 1 {input[0]:q} | tr '\t' '\n' | grep -n -x tm_score | cut -d: -f1 || true)
+if [ -z "$col" ]; then echo "no 'score' column in {input[0]}" >&2; exit 1; fi
+ties=""
+if [ -n "$tm" ]; then ties="-k$tm,${{tm}}gr"; fi
+head -n 1 {input[0]:q} > "$tmp"
+for f in {input:q}; do tail -n +2 "$f"; done \
+  | sort -t "$tab" -s -k"$col","$col"gr $ties \
+  | awk -F "$tab" -v OFS="$tab" -v r="${{rank:-0}}" '{{ if (r > 0) $r = NR; print }}' >> "$tmp"
+mv "$tmp" {output:q}
+) > {log:q} 2>&1
+"""
+
+# all motifs in one table: the per-motif tables one after another, each keeping its ranks
+_CONCAT = r"""
+(
+set -e
+tmp={output:q}.tmp
+head -n 1 {input[0]:q} > "$tmp"
+for f in {input:q}; do tail -n +2 "$f"; done >> "$tmp"
+mv "$tmp" {output:q}
+) > {log:q} 2>&1
+"""
+
+
+rule search_merge:
+    input:
+        expand(f"{SE_DIR}/{{{{motif}}}}/chunks/chunk_{{chunk}}.tsv", chunk=SE_CHUNK_IDS),
+    output:
+        f"{SE_DIR}/{{motif}}/scores.tsv",
+    log:
+        f"{LOG_DIR}/search_merge/{{motif}}.log",
+    threads: res("search_merge", "threads")
+    resources:
+        mem_mb=res("search_merge", "mem_mb"),
+        runtime=res("search_merge", "runtime"),
+    shell:
+        _MERGE
+
+
+rule search_merge_all:
+    input:
+        expand(f"{SE_DIR}/{{motif}}/scores.tsv", motif=SE_MOTIFS),
+    output:
+        f"{SE_DIR}/scores.tsv",
+    log:
+        f"{LOG_DIR}/search_merge/all.log",
+    threads: res("search_merge", "threads")
+    resources:
+        mem_mb=res("search_merge", "mem_mb"),
+        runtime=res("search_merge", "runtime"),
+    shell:
+        _CONCAT
