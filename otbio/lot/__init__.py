@@ -24,6 +24,9 @@ Python API (each also a CLI command ``otbio <name>``)
 - :func:`barycenter`: LOT barycenters of groups of samples as cells (``otbio barycenter``).
 - :func:`distances`: pairwise LOT (and optionally exact W2) distances (``otbio distances``).
 - :func:`to_cloud`: one LOT vector -> point cloud ``z + v / sqrt(r)`` with weights ``r``.
+- :func:`classify`, :func:`predict`, :func:`save_model`, :func:`load_model`: linear
+  classifiers on LOT vectors read back in cell space (``otbio classify``).
+- :func:`generate`, :func:`check_synthetic`: synthetic samples (``otbio generate``).
 - :func:`pbmc_cohort`: the deterministic 24-sample cohort of ``test_data/pbmc_cohort.h5ad``.
 - :func:`reference_id`, :func:`check_same_reference`: the reference fingerprint.
 
@@ -89,9 +92,11 @@ Distances table (``otbio distances``): TSV with columns ``sample_a``, ``sample_b
 
 from __future__ import annotations
 
+from otbio.lot._classify import classify, load_model, predict, save_model
 from otbio.lot._cohort import pbmc_cohort
 from otbio.lot._embed import SampleFit, embed, embed_arrays, lot_vector, to_cloud
 from otbio.lot._format import check_same_reference, reference_id
+from otbio.lot._generate import check_synthetic, generate
 from otbio.lot._ops import (
     barycenter,
     concat,
@@ -104,6 +109,12 @@ from otbio.lot._reference import reference, reference_from_arrays
 
 __all__ = [
     "SampleFit",
+    "check_synthetic",
+    "classify",
+    "generate",
+    "load_model",
+    "predict",
+    "save_model",
     "barycenter",
     "check_same_reference",
     "concat",

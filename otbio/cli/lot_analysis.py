@@ -1,0 +1,375 @@
+"""LOT analysis commands: ``otbio classify`` and ``otbio generate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from otbio._errors import InputError
+from otbio._settings import settings
+from otbio.cli import cli
+
+
+def _read(path: str):
+    from otbio.io import read_h5ad
+
+    return read_h5ad(path)
+
+
+def _out_dir(path: str) -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        msg = f"-o {path} exists and is not a directory; give a directory for the outputs"
+        raise InputError(msg)
+    return p
+
+
+@cli.command("classify")
+@click.argument("embedding", required=False)
+@click.option(
+    "--label",
+    default=None,
+    help="Sample-level obs column to predict (e.g. condition); it must be constant within each sample.",
+)
+@click.option(
+    "--model",
+    default="logistic-l2",
+    show_default=True,
+    help="Training: the linear classifier, one of logistic-l2, logistic-l1 (sparse weights: few "
+    "reference points), svm (linear SVM) or lda (shrinkage LDA); compare them when classes are "
+    "hard to separate. With --predict: the model file written by --save-model (joblib; load "
+    "only files you trust).",
+)
+@click.option(
+    "--C",
+    "C",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Inverse regularisation strength (logistic, svm). Lower it when CV accuracy is much "
+    "below the training accuracy (overfitting).",
+)
+@click.option(
+    "--folds",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="Folds of the stratified sample-level cross-validation; every class needs at least "
+    "this many samples. Lower it for small cohorts.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Repeats of the K-fold split (reshuffled, seeded by --seed). More repeats give steadier "
+    "metrics at a linear cost in time.",
+)
+@click.option(
+    "--cells",
+    default=None,
+    help="The cells .h5ad the embedding was made from. Needed with --celltype-key for the "
+    "cell-type composition baseline and to name reference points by the cells they transport to.",
+)
+@click.option(
+    "--celltype-key",
+    default=None,
+    help="obs column of cell types in --cells (e.g. bulk_labels), for the composition baseline "
+    "and the cell-type names of the reference points.",
+)
+@click.option(
+    "--top",
+    "n_top",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Top features (and genes) listed per reference point in reference_points.tsv.",
+)
+@click.option(
+    "--save-model",
+    default=None,
+    help="Also write the model fitted on all samples with its reference (joblib) to this file, "
+    "to score new samples later with --predict.",
+)
+@click.option(
+    "--predict",
+    default=None,
+    help="Score the samples of this embedding with the model file given by --model instead of "
+    "training; they must be embedded against the model's reference.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    help="Output directory (created). Training writes metrics.tsv, folds.tsv, confusion.tsv, "
+    "cv_predictions.tsv, reference_points.tsv, features.tsv, weights.npy and classify.png; "
+    "--predict writes predictions.tsv.",
+)
+def classify_cmd(
+    embedding,
+    label,
+    model,
+    C,
+    folds,
+    repeats,
+    cells,
+    celltype_key,
+    n_top,
+    save_model,
+    predict,
+    output,
+) -> None:
+    """Classify samples from their LOT embedding and show which cells and features matter.
+
+    Example: otbio classify emb.h5ad --label condition --cells cells.h5ad
+    --celltype-key bulk_labels --save-model m.joblib -o classify/
+
+    Scoring new samples: otbio classify --predict new_emb.h5ad --model m.joblib -o pred/
+    """
+    from otbio.io import write_npy, write_table
+    from otbio.lot._classify import MODELS, classify, load_model
+    from otbio.lot._classify import predict as predict_fn
+    from otbio.lot._classify import save_model as save_fn
+
+    out = _out_dir(output)
+    if predict is not None:
+        if embedding is not None:
+            msg = "give either EMBEDDING (to train) or --predict EMB (to score), not both"
+            raise InputError(msg)
+        if model in MODELS:
+            msg = "--predict needs --model MODEL.joblib (a file written by --save-model)"
+            raise InputError(msg)
+        bundle = load_model(model)
+        emb = _read(predict)
+        df = predict_fn(emb, bundle, name=predict)
+        lab = label or bundle["label"]
+        msg_acc = ""
+        if lab in emb.obs:
+            acc = float((df["predicted"].to_numpy() == emb.obs[lab].astype(str).to_numpy()).mean())
+            df["label"] = emb.obs[lab].astype(str).to_numpy()
+            msg_acc = f"; accuracy against '{lab}' {acc:.3f}"
+        write_table(df, out / "predictions.tsv")
+        click.echo(f"scored {len(df)} samples{msg_acc} -> {out / 'predictions.tsv'}", err=True)
+        return
+    if embedding is None:
+        msg = "give the EMBEDDING .h5ad to train on (or --predict EMB --model M.joblib to score)"
+        raise InputError(msg)
+    if model not in MODELS:
+        msg = f"unknown --model '{model}'; choose one of {', '.join(MODELS)}"
+        raise InputError(msg)
+    if label is None:
+        msg = "pass --label (the sample-level obs column to predict)"
+        raise InputError(msg)
+    emb = _read(embedding)
+    cell_ad = _read(cells) if cells is not None else None
+    res = classify(
+        emb,
+        label=label,
+        model=model,
+        C=C,
+        n_splits=folds,
+        n_repeats=repeats,
+        seed=settings.seed,
+        cells=cell_ad,
+        celltype_key=celltype_key,
+        n_top=n_top,
+        jobs=settings.n_jobs,
+        names=[Path(cells).name.removesuffix(".h5ad")] if cells else None,
+    )
+    fig = _figure(res)
+    # everything computed: write
+    write_table(res.metrics, out / "metrics.tsv")
+    write_table(res.folds, out / "folds.tsv")
+    write_table(res.confusion, out / "confusion.tsv", index=True)
+    write_table(res.cv_predictions, out / "cv_predictions.tsv")
+    write_table(res.points, out / "reference_points.tsv")
+    write_table(res.features, out / "features.tsv")
+    write_npy(res.weights, out / "weights.npy")
+    from otbio.io import save_figure
+
+    save_figure(fig, out / "classify.png")
+    if save_model:
+        save_fn(res, save_model)
+    m = res.metrics.set_index("features")
+    line = ", ".join(f"{f} {m.loc[f, 'balanced_accuracy']:.3f}" for f in m.index)
+    click.echo(
+        f"{model}: CV balanced accuracy {line} ({folds}-fold x {repeats}) -> {out}/", err=True
+    )
+
+
+def _figure(res):
+    import numpy as np
+
+    from otbio.plot._lot_analysis import classifier_figure
+
+    w = res.weights[0] if res.weights.shape[0] == 1 else np.sqrt((res.weights**2).sum(0))
+    feats = res.features
+    kind = "gene" if (feats["kind"] == "gene").any() else "dim"
+    f = feats[feats["kind"] == kind]
+    labels = None
+    if "celltype" in res.points:
+        cls = res.classes[-1]
+        col = f"celltype:{cls}" if f"celltype:{cls}" in res.points else "celltype"
+        labels = np.empty(len(res.points), dtype=object)
+        labels[res.points["ref_point"].to_numpy()] = res.points[col].to_numpy()
+    title = f"LOT {res.info['model']} on '{res.info['label']}'" + (
+        f" (arrows towards '{res.classes[1]}')" if len(res.classes) == 2 else ""
+    )
+    return classifier_figure(
+        res.info["reference"],
+        res.info["reference_weights"],
+        w,
+        f["feature"].tolist(),
+        f["importance"].to_numpy(),
+        point_labels=labels,
+        title=title,
+        feature_kind="PCA-loading gene" if kind == "gene" else "feature",
+    )
+
+
+def _parse_weights(values) -> list[dict[str, float]] | None:
+    if not values:
+        return None
+    out = []
+    for spec in values:
+        d: dict[str, float] = {}
+        for part in str(spec).split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                msg = f"--weights expects SAMPLE=WEIGHT,SAMPLE=WEIGHT, got '{part.strip()}'"
+                raise InputError(msg)
+            s, val = part.rsplit("=", 1)
+            try:
+                d[s.strip()] = d.get(s.strip(), 0.0) + float(val)
+            except ValueError:
+                msg = f"--weights: '{val}' is not a number"
+                raise InputError(msg) from None
+        out.append(d)
+    return out
+
+
+@cli.command("generate")
+@click.argument("embedding")
+@click.option(
+    "--groupby",
+    default=None,
+    help="Sample-level obs column of the groups (e.g. condition); synthetic samples mix samples "
+    "of one group (or interpolate between two with --between).",
+)
+@click.option(
+    "--n",
+    "n",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Synthetic samples per group (Dirichlet mode).",
+)
+@click.option(
+    "--alpha",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Dirichlet concentration of the mixing weights. Large values give samples close to the "
+    "group barycenter; small values (< 1) give samples close to single real samples.",
+)
+@click.option(
+    "--groups",
+    default=None,
+    help="Comma-separated groups to generate from (default: every group of --groupby).",
+)
+@click.option(
+    "--between",
+    nargs=2,
+    default=None,
+    help="Two groups A B: generate --steps samples on the straight path from A's LOT barycenter "
+    "to B's.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=2),
+    default=5,
+    show_default=True,
+    help="Points on the --between path, both ends included.",
+)
+@click.option(
+    "--weights",
+    multiple=True,
+    help="Explicit mixing weights 'donor01=0.3,donor02=0.7' (non-negative, summing to one); "
+    "repeat the option for several synthetic samples. Replaces the Dirichlet mode.",
+)
+@click.option(
+    "--cells",
+    "n_cells",
+    type=click.IntRange(min=0),
+    default=2000,
+    show_default=True,
+    help="Cells drawn per synthetic sample (with replacement by the reference mass); 0 keeps the "
+    "k reference points with their masses in obs['weight'].",
+)
+@click.option(
+    "--to-genes",
+    is_flag=True,
+    help="Write X in gene space through the PCA loadings of the reference (X_pca @ PCs.T, "
+    "centred; marked as reconstructed); the PCA coordinates stay in obsm.",
+)
+@click.option(
+    "--check",
+    "check_path",
+    default=None,
+    help="Also write a TSV with each synthetic sample's LOT distance to the nearest real sample "
+    "and to its group barycenter, after embedding its cells again.",
+)
+@click.option("-o", "--output", required=True, help="Output .h5ad of the synthetic cells.")
+def generate_cmd(
+    embedding,
+    groupby,
+    n,
+    alpha,
+    groups,
+    between,
+    steps,
+    weights,
+    n_cells,
+    to_genes,
+    check_path,
+    output,
+) -> None:
+    """Generate synthetic samples as mixtures of real ones in LOT space, as cells.
+
+    Example: otbio generate emb.h5ad --groupby condition --n 10 --cells 2000 -o synth.h5ad
+    --check synth_check.tsv
+    """
+    from otbio.io import write_h5ad, write_table
+    from otbio.lot._generate import check_synthetic, generate
+
+    if Path(output).is_dir():
+        msg = f"-o {output} is a directory; give a file name"
+        raise InputError(msg)
+    emb = _read(embedding)
+    synth = generate(
+        emb,
+        groupby=groupby,
+        n=n,
+        alpha=alpha,
+        groups=[g.strip() for g in groups.split(",") if g.strip()] if groups else None,
+        between=tuple(between) if between else None,
+        steps=steps,
+        weights=_parse_weights(weights),
+        n_cells=n_cells,
+        to_genes=to_genes,
+        seed=settings.seed,
+    )
+    table = (
+        check_synthetic(emb, synth, reembed=n_cells > 0, jobs=settings.n_jobs)
+        if check_path
+        else None
+    )
+    write_h5ad(synth, output)
+    msg = f"{synth.uns['lot_generate']['synthetic'].__len__()} synthetic samples, {synth.n_obs} cells -> {output}"
+    if table is not None:
+        write_table(table, check_path)
+        col = "reembedded_inside" if "reembedded_inside" in table else "inside"
+        msg += f"; {int(table[col].sum())}/{len(table)} inside their group's spread -> {check_path}"
+    click.echo(msg, err=True)

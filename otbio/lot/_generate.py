@@ -1,0 +1,343 @@
+"""Synthetic samples as convex combinations of LOT embeddings, mapped back to cells.
+
+LOT space is linear: :math:`v = \\sum_i \\lambda_i v_i` with :math:`\\lambda_i \\ge 0`,
+:math:`\\sum_i \\lambda_i = 1` is the embedding of a mixture-in-transport of the samples, and
+:math:`z_k + v_k / \\sqrt{r_k}` with mass :math:`r_k` is its point cloud.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from otbio._errors import InputError
+from otbio.lot._embed import embed_arrays, to_cloud
+from otbio.lot._format import EMB_KEY, reference_id
+from otbio.lot._ops import distance_matrix, embedding_arrays
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from anndata import AnnData
+
+__all__ = ["GEN_KEY", "check_synthetic", "generate", "mixing_weights"]
+
+log = logging.getLogger("otbio")
+GEN_KEY = "lot_generate"
+
+
+def _groups(emb: AnnData, groupby: str) -> np.ndarray:
+    if groupby not in emb.obs:
+        msg = f"obs column '{groupby}' not found in the embedding; pass --groupby"
+        raise InputError(msg)
+    col = emb.obs[groupby]
+    if col.isna().any():
+        msg = f"obs column '{groupby}' has missing values"
+        raise InputError(msg)
+    return col.astype(str).to_numpy()
+
+
+def mixing_weights(
+    emb: AnnData,
+    *,
+    groupby: str | None = None,
+    n: int = 10,
+    alpha: float = 1.0,
+    groups: Sequence[str] | None = None,
+    between: tuple[str, str] | None = None,
+    steps: int = 5,
+    weights: Sequence[Mapping[str, float]] | None = None,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
+    """Mixing weights ``W`` (n_synthetic, n_samples), each row on the simplex.
+
+    Exactly one mode: explicit ``weights`` (one mapping sample -> weight per synthetic
+    sample, summing to one), ``between=(A, B)`` (``steps`` points on the path between the
+    barycenters of groups A and B), or Dirichlet(``alpha``) weights over the samples of each
+    group (``n`` per group). Returns ``(W, names, source_group, t)`` (t: path position,
+    NaN outside ``between``).
+    """
+    ids = [str(i) for i in emb.obs_names]
+    pos = {s: i for i, s in enumerate(ids)}
+    if weights is not None:
+        if between is not None:
+            msg = "give either --weights or --between, not both"
+            raise InputError(msg)
+        rows = []
+        for j, wmap in enumerate(weights):
+            row = np.zeros(len(ids))
+            for s, val in wmap.items():
+                if str(s) not in pos:
+                    msg = f"--weights: sample '{s}' is not in the embedding"
+                    raise InputError(msg)
+                if not (np.isfinite(val) and val >= 0):
+                    msg = f"--weights: weight of '{s}' must be >= 0 (convex combination), got {val}"
+                    raise InputError(msg)
+                row[pos[str(s)]] += float(val)
+            if abs(row.sum() - 1.0) > 1e-6:
+                msg = f"--weights #{j + 1} sum to {row.sum():.6g}, not 1; rescale them"
+                raise InputError(msg)
+            rows.append(row / row.sum())
+        w = np.array(rows)
+        names = [f"synthetic_{j:03d}" for j in range(len(rows))]
+        return w, names, ["weights"] * len(rows), np.full(len(rows), np.nan)
+    if groupby is None:
+        msg = "pass --groupby (the obs column of the groups), or explicit --weights"
+        raise InputError(msg)
+    grp = _groups(emb, groupby)
+    present = list(dict.fromkeys(grp))
+    if between is not None:
+        a, b = (str(x) for x in between)
+        for g in (a, b):
+            if g not in present:
+                msg = f"--between: group '{g}' not found in '{groupby}' ({', '.join(present[:6])})"
+                raise InputError(msg)
+        if steps < 2:
+            msg = f"--steps must be >= 2, got {steps}"
+            raise InputError(msg)
+        ma = (grp == a) / (grp == a).sum()
+        mb = (grp == b) / (grp == b).sum()
+        t = np.linspace(0.0, 1.0, steps)
+        w = (1 - t)[:, None] * ma[None, :] + t[:, None] * mb[None, :]
+        names = [f"{a}_to_{b}_{j:03d}" for j in range(steps)]
+        return w, names, [f"{a}->{b}"] * steps, t
+    if not (alpha > 0 and np.isfinite(alpha)):
+        msg = f"--alpha must be positive, got {alpha}"
+        raise InputError(msg)
+    if n < 1:
+        msg = f"--n must be >= 1, got {n}"
+        raise InputError(msg)
+    use = present if groups is None else [str(g) for g in groups]
+    for g in use:
+        if g not in present:
+            msg = f"group '{g}' not found in '{groupby}' ({', '.join(present[:6])}); check --groups"
+            raise InputError(msg)
+    rng = np.random.default_rng(seed)
+    rows, names, src = [], [], []
+    for g in use:
+        sel = np.flatnonzero(grp == g)
+        lam = rng.dirichlet(np.full(sel.size, alpha), size=n)
+        for j in range(n):
+            row = np.zeros(len(ids))
+            row[sel] = lam[j]
+            rows.append(row)
+            names.append(f"{g}_synthetic_{j:03d}")
+            src.append(g)
+    return np.array(rows), names, src, np.full(len(rows), np.nan)
+
+
+def generate(
+    emb: AnnData,
+    *,
+    groupby: str | None = None,
+    n: int = 10,
+    alpha: float = 1.0,
+    groups: Sequence[str] | None = None,
+    between: tuple[str, str] | None = None,
+    steps: int = 5,
+    weights: Sequence[Mapping[str, float]] | None = None,
+    n_cells: int = 2000,
+    to_genes: bool = False,
+    seed: int = 0,
+) -> AnnData:
+    """Synthetic samples from convex combinations of LOT vectors, as cells.
+
+    Each synthetic sample :math:`v = \\sum_i \\lambda_i v_i` (weights from
+    :func:`mixing_weights`) is mapped back to the cloud :math:`z_k + v_k/\\sqrt{r_k}` with
+    mass :math:`r_k`, then resampled to ``n_cells`` cells (drawn with replacement by mass,
+    seeded; so a synthetic sample has at most k distinct cells), or kept as the k weighted
+    points with ``n_cells=0``.
+
+    Returns
+    -------
+    AnnData of cells: ``X`` float64 (cells, d) in the representation's coordinates (also in
+    ``obsm[use_rep]``); with ``to_genes`` ``X`` is ``coords @ loadings.T`` over the genes
+    (RECONSTRUCTED from the PCA loadings, centred: no gene means are stored),
+    ``var['reconstructed'] = True``. ``obs``: ``synthetic_sample``, ``source_group``, the
+    embedding's sample key and ``groupby`` (so the output can be embedded again),
+    ``ref_point`` (reference point of origin), ``weight`` (cell mass within its sample).
+    ``uns['lot_generate']``: ``mode``, ``weights`` (n_synthetic, n_samples), ``samples``
+    (real ids, columns of weights), ``synthetic``, ``source_group``, ``t``, ``alpha``,
+    ``seed``, ``n_cells``, ``groupby``, ``reference_id``, ``use_rep``, ``reconstructed``.
+    """
+    import anndata as ad
+    import pandas as pd
+
+    v, z, r = embedding_arrays(emb)
+    u = emb.uns[EMB_KEY]
+    if n_cells < 0:
+        msg = f"--cells must be >= 0, got {n_cells}"
+        raise InputError(msg)
+    loadings = genes = None
+    if to_genes:
+        if "loadings" not in u or np.asarray(u["loadings"]).shape[1] != z.shape[1]:
+            msg = (
+                "--to-genes needs PCA loadings in the embedding; build the reference from "
+                "cells with varm['PCs'] and --use-rep X_pca"
+            )
+            raise InputError(msg)
+        loadings = np.asarray(u["loadings"], dtype=np.float64)
+        genes = [str(g) for g in u["genes"]]
+    w, names, src, t = mixing_weights(
+        emb,
+        groupby=groupby,
+        n=n,
+        alpha=alpha,
+        groups=groups,
+        between=between,
+        steps=steps,
+        weights=weights,
+        seed=seed,
+    )
+    mode = "weights" if weights is not None else ("between" if between is not None else "dirichlet")
+    log.info(
+        "generating %d synthetic samples (%s) from %d real samples", len(names), mode, v.shape[0]
+    )
+    rng = np.random.default_rng([seed, 1])
+    vs = w @ v
+    xs, obs = [], []
+    for j, name in enumerate(names):
+        pts, mass = to_cloud(vs[j], z, r)
+        if n_cells > 0:
+            idx = rng.choice(z.shape[0], size=n_cells, replace=True, p=mass / mass.sum())
+            cw = np.full(n_cells, 1.0 / n_cells)
+        else:
+            idx = np.arange(z.shape[0])
+            cw = mass
+        xs.append(pts[idx])
+        obs.append(
+            pd.DataFrame(
+                {"synthetic_sample": name, "source_group": src[j], "ref_point": idx, "weight": cw}
+            )
+        )
+    coords = np.concatenate(xs)
+    obs_df = pd.concat(obs, ignore_index=True)
+    obs_df.index = [f"s{i}" for i in range(len(obs_df))]
+    sample_key = u.get("sample_key") or ""
+    if sample_key and sample_key not in obs_df:
+        obs_df[sample_key] = obs_df["synthetic_sample"]
+    if groupby and groupby not in obs_df:
+        obs_df[groupby] = obs_df["source_group"]
+    for col in ("synthetic_sample", "source_group"):
+        obs_df[col] = pd.Categorical(obs_df[col], categories=list(dict.fromkeys(obs_df[col])))
+    dims = list(u.get("dims", [])) or [f"dim{j}" for j in range(z.shape[1])]
+    if loadings is not None:
+        out = ad.AnnData(
+            X=coords @ loadings.T,
+            obs=obs_df,
+            var=pd.DataFrame({"reconstructed": True}, index=pd.Index(genes, dtype=str)),
+        )
+    else:
+        out = ad.AnnData(X=coords, obs=obs_df, var=pd.DataFrame(index=pd.Index(dims, dtype=str)))
+    use_rep = u.get("use_rep") or ""
+    if use_rep and use_rep != "X":
+        out.obsm[use_rep] = coords.copy()
+    elif loadings is not None:
+        out.obsm["X_lot_rep"] = coords.copy()
+    out.uns[GEN_KEY] = {
+        "mode": mode,
+        "weights": w,
+        "samples": [str(i) for i in emb.obs_names],
+        "synthetic": names,
+        "source_group": src,
+        "t": t,
+        "alpha": float(alpha),
+        "seed": int(seed),
+        "n_cells": int(n_cells),
+        "groupby": groupby or "",
+        "reference_id": reference_id(z, r),
+        "use_rep": use_rep,
+        "dims": dims,
+        "reconstructed": bool(loadings is not None),
+        "X": (
+            "genes RECONSTRUCTED as coords @ PCs.T (centred; not measured expression)"
+            if loadings is not None
+            else "coordinates in the embedding's representation"
+        ),
+    }
+    return out
+
+
+def check_synthetic(
+    emb: AnnData, synth: AnnData, *, reembed: bool = True, jobs: int = 1
+) -> pd.DataFrame:
+    """How far each synthetic sample lies from the real ones, in LOT distance.
+
+    For synthetic sample s with weights :math:`\\lambda` its "group" is the real samples
+    with :math:`\\lambda_i > 0` (its source group for Dirichlet weights); the table gives
+    ``lot_to_nearest`` (and ``nearest_real``), ``lot_to_barycenter`` (to the group's
+    uniform LOT mean), ``group_median`` (median distance of the group's real samples to that
+    mean) and ``inside`` (``lot_to_barycenter < group_median``). With ``reembed`` the
+    synthetic cells are embedded again (exact OT against the reference) and
+    ``reembedded_to_barycenter`` / ``reembedded_inside`` / ``reembed_error``
+    (:math:`\\|v_{re} - v\\|`) are added.
+    """
+    import pandas as pd
+
+    v, z, r = embedding_arrays(emb)
+    if GEN_KEY not in synth.uns:
+        msg = "the synthetic AnnData has no uns['lot_generate']; make it with `otbio generate`"
+        raise InputError(msg)
+    g = synth.uns[GEN_KEY]
+    if str(g["reference_id"]) != reference_id(z, r):
+        msg = "the synthetic samples were generated from another embedding's reference"
+        raise InputError(msg)
+    if [str(s) for s in g["samples"]] != [str(i) for i in emb.obs_names]:
+        msg = "the synthetic samples were generated from another embedding (samples differ)"
+        raise InputError(msg)
+    w = np.asarray(g["weights"], dtype=np.float64)
+    vs = w @ v
+    names = [str(s) for s in g["synthetic"]]
+    ids = np.asarray([str(i) for i in emb.obs_names], dtype=object)
+    dm = distance_matrix(np.vstack([vs, v]))[: len(names), len(names) :]
+    rows = []
+    for j, name in enumerate(names):
+        mem = w[j] > 0
+        bary = v[mem].mean(0)
+        spread = np.linalg.norm(v[mem] - bary, axis=1)
+        rows.append(
+            {
+                "synthetic_sample": name,
+                "source_group": str(g["source_group"][j]),
+                "nearest_real": ids[dm[j].argmin()],
+                "lot_to_nearest": float(dm[j].min()),
+                "lot_to_barycenter": float(np.linalg.norm(vs[j] - bary)),
+                "group_median": float(np.median(spread)),
+                "n_group": int(mem.sum()),
+            }
+        )
+    df = pd.DataFrame(rows)
+    df["inside"] = df["lot_to_barycenter"] < df["group_median"]
+    if reembed:
+        re = reembed_synthetic(synth, z, r, jobs=jobs)
+        d_re = []
+        for j in range(len(names)):
+            mem = w[j] > 0
+            d_re.append(float(np.linalg.norm(re[j] - v[mem].mean(0))))
+        df["reembedded_to_barycenter"] = d_re
+        df["reembedded_inside"] = df["reembedded_to_barycenter"] < df["group_median"]
+        df["reembed_error"] = np.linalg.norm(re - vs, axis=1)
+    return df
+
+
+def reembed_synthetic(synth: AnnData, z: np.ndarray, r: np.ndarray, *, jobs: int = 1) -> np.ndarray:
+    """LOT vectors (n_synthetic, k*d) of the synthetic cells, embedded again exactly."""
+    g = synth.uns[GEN_KEY]
+    rep = g.get("use_rep") or ""
+    if rep and rep in synth.obsm:
+        x = np.asarray(synth.obsm[rep], dtype=np.float64)
+    elif "X_lot_rep" in synth.obsm:
+        x = np.asarray(synth.obsm["X_lot_rep"], dtype=np.float64)
+    else:
+        x = np.asarray(synth.X, dtype=np.float64)
+    col = synth.obs["synthetic_sample"].astype(str).to_numpy()
+    pts, wts = [], []
+    for name in g["synthetic"]:
+        rows = np.flatnonzero(col == str(name))
+        pts.append(np.ascontiguousarray(x[rows]))
+        cw = synth.obs["weight"].to_numpy(np.float64)[rows]
+        wts.append(cw / cw.sum())
+    t, _ = embed_arrays(z, r, pts, wts, solver="exact", jobs=jobs, show_progress=False)
+    return ((t - z) * np.sqrt(r)[None, :, None]).reshape(len(pts), -1)
