@@ -31,6 +31,7 @@ PLASMA_PF_ITER = 20
 #: at 0.5, so a marginal error of a few percent does not change the pairs.
 DEFAULT_MAX_ITER = 20
 #: Diagonal-continuity window of the score (PLASMA's K).
+REFINE_MIN_TM = 0.5  # a refinement is kept only at a same-fold TM-score (Xu & Zhang 2010)
 DIAGONAL_K = 10
 #: Chance level of the cosine term with geometric features: unrelated chains of similar
 #: secondary structure reach cosines of 0.3-0.5, true matches 0.8-0.9. The score rescales
@@ -353,7 +354,14 @@ def align(
         prev = best["out"]
         cand = solve(np.hstack([hq, xq, -xq]), np.hstack([hc, xc, -xc]), init=(prev.f, prev.g))
         n_iter += cand["out"].n_iter
-        if not (np.isfinite(cand["tm"]) and cand["tm"] > best["tm"] + 1e-6):
+        # keep a refinement only when it improves the TM-score and reaches a significant
+        # structural match (TM >= 0.5, the same-fold level): refining a chance
+        # superposition only sharpens a forced match, and unrelated structures gain pairs
+        if not (
+            np.isfinite(cand["tm"])
+            and cand["tm"] > best["tm"] + 1e-6
+            and cand["tm"] >= REFINE_MIN_TM
+        ):
             break
         best = cand
         refined += 1

@@ -106,7 +106,7 @@ log = logging.getLogger("otbio")
     type=click.IntRange(min=0),
     default=None,
     help="Rounds of geometric refinement (superpose the pairs, add CA distances to the cost, "
-    "solve again; kept only if the TM-score rises); default 1, or 0 with --plasma-pf. "
+    "solve again; kept only if the TM-score rises to at least 0.5); default 1, or 0 with --plasma-pf. "
     "0 gives plain PLASMA.",
     show_default=True,
 )
