@@ -29,6 +29,8 @@ __all__ = [
     "read_h5ad",
     "read_points",
     "write_h5ad",
+    "write_npy",
+    "write_npz",
     "write_table",
 ]
 
@@ -228,6 +230,16 @@ def write_npy(arr: np.ndarray, path: str | os.PathLike) -> None:
     def _w(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.save(fh, arr)
+
+    _write_with(path, _w)
+
+
+def write_npz(path: str | os.PathLike, **arrays) -> None:
+    """Write named arrays as .npz atomically."""
+
+    def _w(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
 
     _write_with(path, _w)
 

@@ -176,6 +176,7 @@ def transport(
                 max_iter=max_iter,
                 epsilon_scaling=epsilon_scaling,
                 device=settings.device,
+                progress=not settings.quiet,
             )
             out = solver_(geom, a, b)
             n_iter, eps, err = out.n_iter, out.epsilon, out.marginal_error
@@ -206,11 +207,7 @@ def transport(
             msg = "--save-potentials needs --solver sinkhorn"
             raise InputError(msg)
 
-        def _w(tmp):
-            with open(tmp, "wb") as fh:
-                np.savez(fh, f=out.f, g=out.g, epsilon=out.epsilon)
-
-        io._write_with(save_potentials, _w)
+        io.write_npz(save_potentials, f=out.f, g=out.g, epsilon=out.epsilon)
     if "projection" in results:
         io.write_npy(results["projection"], save_projection)
     if "matches" in results:

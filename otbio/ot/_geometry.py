@@ -29,11 +29,15 @@ class PointCloud:
     cost
         ``"sqeuclidean"`` :math:`|x_i - y_j|^2`, ``"l1"`` :math:`\\sum_k |x_{ik} - y_{jk}|`,
         or ``"hinge"`` :math:`\\sum_k \\max(0, x_{ik} - y_{jk})` (PLASMA's containment cost).
+    reversed_hinge
+        The hinge seen from ``y``: :math:`\\sum_k \\max(0, y_{jk} - x_{ik})` (set by
+        :meth:`transpose`, so that the cost of the transposed geometry is the transpose).
     """
 
     x: np.ndarray
     y: np.ndarray
     cost: CostName = "sqeuclidean"
+    reversed_hinge: bool = False
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -73,15 +77,13 @@ class PointCloud:
         """The same geometry seen from ``y`` (hinge becomes the reversed hinge)."""
         key = "T"
         if key not in self._cache:
-            t = PointCloud(self.y, self.x, self.cost)
-            object.__setattr__(t, "_reversed", not getattr(self, "_reversed", False))
-            self._cache[key] = t
+            self._cache[key] = PointCloud(self.y, self.x, self.cost, not self.reversed_hinge)
         return self._cache[key]
 
     @property
     def kernel_code(self) -> int:
         """Kernel cost code, 3 for a hinge seen from the other side."""
-        if self.cost == "hinge" and getattr(self, "_reversed", False):
+        if self.cost == "hinge" and self.reversed_hinge:
             return 3
         return self.code
 
@@ -103,7 +105,7 @@ class PointCloud:
         diff = x[:, None, :] - y[None, :, :]
         if self.cost == "l1":
             return np.abs(diff).sum(-1)
-        sign = -1.0 if getattr(self, "_reversed", False) else 1.0
+        sign = -1.0 if self.reversed_hinge else 1.0
         return np.maximum(sign * diff, 0.0).sum(-1)
 
     def mean_cost(self, a: np.ndarray, b: np.ndarray) -> float:
@@ -116,7 +118,7 @@ class PointCloud:
         total = 0.0
         step = max(1, 2_000_000 // self.y.shape[0])
         for s in range(0, self.x.shape[0], step):
-            sub = PointCloud(self.x[s : s + step], self.y, self.cost)
+            sub = PointCloud(self.x[s : s + step], self.y, self.cost, self.reversed_hinge)
             total += float(a[s : s + step] @ (sub.cost_matrix() @ b))
         return total
 

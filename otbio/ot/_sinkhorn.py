@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -189,6 +191,8 @@ class Sinkhorn:
         target, ``scaling_iter`` iterations per level, warm-starting each level.
     device
         ``"cpu"`` (Numba), ``"cuda"`` (CuPy), ``"auto"``.
+    progress
+        Report the iteration and error on stderr about every 2 seconds (long runs only).
 
     Notes
     -----
@@ -214,6 +218,7 @@ class Sinkhorn:
     scaling_iter: int = 10
     device: str = "cpu"
     warn: bool = True
+    progress: bool = False
 
     def __call__(
         self,
@@ -284,7 +289,11 @@ class Sinkhorn:
 
         converged = False
         err = np.inf
+        t_report = time.perf_counter() + 2.0
         for it in range(1, self.max_iter + 1):
+            if self.progress and it % self.check_every == 1 and time.perf_counter() > t_report:
+                t_report = time.perf_counter() + 2.0
+                print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
             f_new = f_update(g, eps)
             if it % self.check_every == 0 or it == self.max_iter:
                 if self.reg_m is None:

@@ -23,8 +23,9 @@ __all__ = ["DeformSolver", "gauss_kernel", "interpolate_displacement"]
 
 def gauss_kernel(a: np.ndarray, b: np.ndarray, beta: float) -> np.ndarray:
     """Dense Gaussian kernel :math:`\\exp(-|a_i - b_j|^2 / 2\\beta^2)` (small blocks only)."""
-    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.exp(-np.maximum(sq, 0.0) / (2.0 * beta * beta))
+    from otbio.ot import PointCloud
+
+    return np.exp(-PointCloud(a, b).cost_matrix() / (2.0 * beta * beta))
 
 
 class DeformSolver:
