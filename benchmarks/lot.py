@@ -9,8 +9,8 @@ CD14+ monocytes). Reference: k-means with ``--ref-size`` points (otbio.lot.refer
 Routes, each in a fresh process (so that peak memory, ru_maxrss, is its own):
 - ``pot``: the plain serial route of pyLOT/CytoLOT: per sample ``ot.dist`` + ``ot.emd`` +
   barycentric projection ``P @ x / r``.
-- ``exact``: ``otbio.lot.embed_arrays(solver="exact", jobs=J)`` (POT's network simplex in
-  ``J`` threads).
+- ``exact``: ``otbio.lot.embed_arrays(solver="exact", jobs=J)`` (``otbio.ot.emd``: POT's
+  sparse network simplex by column generation, certified optimal, in ``J`` threads).
 - ``sinkhorn``: ``otbio.lot.embed_arrays(solver="sinkhorn", epsilon=E)`` (relative to the mean
   cost, epsilon scaling 0.5, tol 1e-4), samples one after the other.
 

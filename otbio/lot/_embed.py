@@ -80,8 +80,10 @@ def embed_arrays(
 ) -> tuple[np.ndarray, list[SampleFit]]:
     """LOT maps of many samples against one reference: ``T`` of shape (n_samples, k, d).
 
-    ``solver="exact"``: POT's network simplex (``ot.emd``) per sample, ``jobs`` samples at a
-    time in threads (POT releases the GIL). ``solver="sinkhorn"``: the engine's log-domain
+    ``solver="exact"``: the exact plan per sample (:func:`otbio.ot.emd`: POT's sparse network
+    simplex by column generation, certified optimal against the whole cost matrix, or the
+    dense ``ot.emd`` for small problems), ``jobs`` samples at a time in threads (both
+    release the GIL). ``solver="sinkhorn"``: the engine's log-domain
     Sinkhorn, one sample after the other (each uses every core), ``epsilon`` relative to the
     mean cost by default, reached by ``epsilon_scaling`` (halving from the mean cost; about
     half the iterations of a cold start), or warm-started from the previous sample's
@@ -114,7 +116,7 @@ def embed_arrays(
 
         def one(i: int) -> SampleFit:
             out = O.emd(z, points[i], r, weights[i])
-            mass = out.matrix.sum(1)
+            mass = out.marginals()[0]
             with np.errstate(invalid="ignore", divide="ignore"):
                 t = out.plan_dot(points[i]) / mass[:, None]
             t = np.where(mass[:, None] > 0, t, z)  # reference points of zero weight stay put

@@ -4,7 +4,8 @@ Geometry, solver and result are separate objects (as in OTT-JAX): a :class:`Poin
 holds two clouds and a cost evaluated online, :class:`Sinkhorn` solves the entropic problem
 and returns a :class:`SinkhornOutput` whose methods stream the plan (``plan_dot``,
 ``barycentric_projection``, ``plan_argmax``, ``plan_topk``) without building it.
-Exact OT goes through POT's network simplex (:func:`emd`), many problems run side by side
+Exact OT goes through POT's network simplex (:func:`emd`: dense, or sparse with column
+generation for large problems), many problems run side by side
 with :func:`map_batch`, and :func:`barycenter` computes free-support Wasserstein barycenters.
 
 Nothing here imports AnnData, gemmi or Click.

@@ -1,4 +1,5 @@
-"""Exact optimal transport through POT's network simplex, and many problems side by side."""
+"""Exact optimal transport (network simplex, dense or by column generation), many problems side
+by side."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -23,33 +24,78 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class ExactOutput:
-    """Exact OT plan (dense, (n, m)) with the same reductions as :class:`SinkhornOutput`."""
+    """Exact OT plan, stored sparse (its nonzeros), with the reductions of
+    :class:`SinkhornOutput`.
+
+    ``rows``, ``cols``, ``values`` are the plan's nonzero entries (at most n + m - 1 for a
+    basic solution); ``matrix`` builds the dense (n, m) plan. ``f``, ``g`` are the dual
+    potentials, ``method`` the solver that ran (``"dense"`` or ``"sparse"``), ``rounds`` the
+    column-generation rounds of the sparse one.
+    """
 
     geom: PointCloud
     a: np.ndarray
     b: np.ndarray
-    matrix: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
     cost: float
     converged: bool
+    f: np.ndarray | None = None
+    g: np.ndarray | None = None
+    method: str = "dense"
+    rounds: int = 0
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The dense (n, m) plan."""
+        p = np.zeros(self.geom.shape)
+        p[self.rows, self.cols] = self.values
+        return p
 
     def plan(self) -> np.ndarray:
         return self.matrix
 
+    def _sparse(self, axis: int):
+        from scipy.sparse import csr_matrix
+
+        n, m = self.geom.shape
+        if axis == 1:
+            return csr_matrix((self.values, (self.rows, self.cols)), shape=(n, m))
+        return csr_matrix((self.values, (self.cols, self.rows)), shape=(m, n))
+
     def plan_dot(self, v: np.ndarray, axis: int = 1) -> np.ndarray:
-        return (self.matrix if axis == 1 else self.matrix.T) @ v
+        """``P @ v`` (axis 1) or ``P.T @ v`` (axis 0)."""
+        return np.asarray(self._sparse(axis) @ np.asarray(v))
 
     def marginals(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.matrix.sum(1), self.matrix.sum(0)
+        n, m = self.geom.shape
+        return (
+            np.bincount(self.rows, self.values, minlength=n),
+            np.bincount(self.cols, self.values, minlength=m),
+        )
 
     def barycentric_projection(self, axis: int = 1) -> np.ndarray:
-        p = self.matrix if axis == 1 else self.matrix.T
         pts = self.geom.y if axis == 1 else self.geom.x
-        mass = p.sum(1)
+        mass = self.marginals()[0 if axis == 1 else 1]
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (p @ pts) / mass[:, None]
+            return self.plan_dot(pts, axis) / mass[:, None]
 
     def plan_argmax(self, axis: int = 1) -> np.ndarray:
-        return self.matrix.argmax(axis=axis)
+        """For every row (axis 1) or column (axis 0) the index of its largest plan entry."""
+        key, other = (self.rows, self.cols) if axis == 1 else (self.cols, self.rows)
+        size = self.geom.shape[0 if axis == 1 else 1]
+        out = np.zeros(size, dtype=np.int64)
+        order = np.lexsort((-self.values, key))  # by row, largest value first
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = key[order][1:] != key[order][:-1]
+        out[key[order][first]] = other[order][first]
+        return out
+
+
+#: Problems with at least this many cost entries use the sparse solver by default.
+SPARSE_MIN_ENTRIES = 250_000
+Method = Literal["auto", "dense", "sparse"]
 
 
 def emd(
@@ -60,42 +106,99 @@ def emd(
     *,
     cost: CostName = "sqeuclidean",
     max_iter: int = 1_000_000,
+    method: Method = "auto",
 ) -> ExactOutput:
-    """Exact OT between two weighted clouds with POT's network simplex (``ot.emd``).
+    """Exact OT between two weighted clouds with a network simplex.
 
     .. math::
         \\min_{P \\ge 0,\\ P 1 = a,\\ P^T 1 = b} \\langle P, C \\rangle
 
-    The cost matrix is dense (n x m, float64): use it up to a few thousand points a side.
-    ``b`` is rescaled to the mass of ``a``. POT releases the GIL inside the solver, so
+    ``method="dense"``: POT's network simplex (``ot.emd``) on the whole cost matrix.
+    ``method="sparse"``: column generation (:mod:`otbio.ot._sparse_exact`): POT's sparse
+    network simplex on a growing set of candidate arcs, priced against the whole cost
+    matrix until no arc has a negative reduced cost, which certifies the same optimum
+    (2-3x faster than the dense solve at 1000 x 5000). ``"auto"`` takes the sparse one from
+    :data:`SPARSE_MIN_ENTRIES` cost entries on when the installed POT has it. Both build
+    the dense cost (n x m, float64): use them up to a few thousand by tens of thousands of
+    points. ``b`` is rescaled to the mass of ``a``. Both release the GIL, so
     :func:`map_batch` runs several problems in threads.
 
     References
     ----------
     Bonneel et al. (2011), displacement interpolation using Lagrangian mass transport;
-    Flamary et al. (2021), POT: Python Optimal Transport.
+    Flamary et al. (2021), POT: Python Optimal Transport; Schmitzer (2016), a sparse
+    multiscale algorithm for dense optimal transport.
     """
-    import ot
-
     from otbio.io import check_weights
+    from otbio.ot import _sparse_exact
 
     geom = PointCloud(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), cost)
     n, m = geom.shape
     a = check_weights(a, n, name="weights a")
     b = check_weights(b, m, name="weights b")
     b = b * (a.sum() / b.sum())
-    c = np.ascontiguousarray(geom.cost_matrix(), dtype=np.float64)
+    if method not in ("auto", "dense", "sparse"):
+        msg = f"unknown exact method '{method}'; choose auto, dense or sparse"
+        raise InputError(msg)
+    with _one_blas_thread():
+        c = np.ascontiguousarray(geom.cost_matrix(), dtype=np.float64)
+    use_sparse = method == "sparse" or (method == "auto" and n * m >= SPARSE_MIN_ENTRIES)
+    if use_sparse and _sparse_exact.available():
+        out = _solve_sparse(geom, a, b, c, max_iter)
+        if out is not None:
+            return out
+        log.debug("sparse exact solve not certified; falling back to the dense solver")
+    return _solve_dense(geom, a, b, c, max_iter)
+
+
+def _solve_sparse(geom, a, b, c, max_iter) -> ExactOutput | None:
+    from otbio.ot._sparse_exact import solve_sparse
+
+    ia = np.flatnonzero(a > 0)
+    ib = np.flatnonzero(b > 0)
+    full = ia.size == a.size and ib.size == b.size
+    cs = c if full else np.ascontiguousarray(c[np.ix_(ia, ib)])
+    rows, cols, vals, total, u, v, ok, rounds = solve_sparse(
+        cs, a[ia], b[ib], x=geom.x[ia], y=geom.y[ib], max_iter=max_iter
+    )
+    if not ok:
+        return None
+    keep = vals > 0
+    rows, cols, vals = ia[rows[keep]], ib[cols[keep]], vals[keep]
+    f = np.zeros(a.size)
+    g = np.zeros(b.size)
+    f[ia], g[ib] = u, v
+    return ExactOutput(geom, a, b, rows, cols, vals, float(total), True, f, g, "sparse", rounds)
+
+
+def _solve_dense(geom, a, b, c, max_iter) -> ExactOutput:
+    import ot
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plan, info = ot.emd(a, b, c, numItermax=max_iter, log=True)
     converged = info.get("result_code", 1) == 1
     if not converged:
         msg = f"ot.emd stopped: {info.get('warning', 'iteration limit')}; raise max_iter"
-        warnings.warn(msg, ConvergenceWarning, stacklevel=2)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=3)
     for w in caught:
         if not issubclass(w.category, UserWarning):
-            warnings.warn(w.message, w.category, stacklevel=2)
-    return ExactOutput(geom, a, b, plan, float(info["cost"]), converged)
+            warnings.warn(w.message, w.category, stacklevel=3)
+    rows, cols = np.nonzero(plan)
+    return ExactOutput(
+        geom,
+        a,
+        b,
+        rows.astype(np.int64),
+        cols.astype(np.int64),
+        plan[rows, cols],
+        float(info["cost"]),
+        converged,
+        np.asarray(info["u"], dtype=np.float64),
+        np.asarray(info["v"], dtype=np.float64),
+        "dense",
+        0,
+    )
 
 
 def map_batch(
@@ -103,8 +206,9 @@ def map_batch(
 ) -> list[R]:
     """Apply ``fn`` to every item, ``jobs`` at a time, and return results in order.
 
-    With ``threads=True`` the items run in a thread pool: use it for code that releases the
-    GIL without launching Numba parallel kernels (POT's ``emd``). Otherwise items run one
+    With ``threads=True`` the items run in a thread pool, with BLAS limited to one thread
+    each: use it for code that releases the GIL without launching Numba parallel kernels
+    (:func:`emd`). Otherwise items run one
     after the other, each using every core through the engine's parallel kernels.
     """
     items = list(items)
@@ -113,5 +217,22 @@ def map_batch(
     if jobs < 1:
         msg = "jobs must be >= 1"
         raise InputError(msg)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    # each thread is one problem: BLAS threads inside them would only compete for the cores
+    with _one_blas_thread(), ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(fn, items))
+
+
+_CONTROLLER: list = []
+
+
+def _one_blas_thread():
+    """Context: BLAS limited to one thread (cheap after the first call).
+
+    The exact solvers compute their cost matrix under it, so that its rounding (and with it
+    the plan) does not depend on how many BLAS threads a call happens to get.
+    """
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")

@@ -72,6 +72,26 @@ def test_exact_equals_pot(emb, ref, cohort):
     assert list(u["convergence"]["sample"]) == list(emb.obs_names)
 
 
+def test_exact_equals_pot_on_large_samples(ref, cohort):
+    """Samples of ~4,000 cells (the two conditions pooled): 128 x 4,000 cost entries take
+    the sparse column-generation solver, still equal to ot.emd + projection to 1e-8."""
+    import otbio.ot as O
+
+    emb2 = L.embed(cohort, ref, sample_key="condition", jobs=2, show_progress=False)
+    s = L._format.collect_samples([cohort], sample_key="condition", use_rep="X_pca")
+    z = np.asarray(ref.X, dtype=np.float64)
+    r = ref.obs["weight"].to_numpy()
+    r = r / r.sum()
+    for i, name in enumerate(s.ids):
+        x, w = s.points[i], s.weights[i]
+        assert O.emd(z, x, r, w).method == "sparse"
+        plan = ot.emd(r, w, ot.dist(z, x))
+        v = (((plan @ x) / r[:, None] - z) * np.sqrt(r)[:, None]).ravel()
+        row = list(emb2.obs_names).index(name)
+        np.testing.assert_allclose(emb2.X[row], v, rtol=0, atol=1e-8)
+    assert emb2.obs["lot_converged"].all()
+
+
 def test_lot_distance_tracks_exact_w2(emb, cohort):
     """Spearman correlation of LOT distances with exact W2 between samples >= 0.95."""
     s = _clouds(cohort)
