@@ -148,9 +148,11 @@ def _restricted(a, b, keys, c, m, max_iter, init):
     cols = keys - rows * m
     costs = np.ascontiguousarray(c[rows, cols], dtype=np.float64)
     args = (a, b, rows.astype(np.uint64), cols.astype(np.uint64), costs, int(max_iter))
-    if init is not None:
-        args = (*args, init[0], init[1])
-    fs, ft, fv, cost, u, v, code = emd_c_sparse(*args)
+    try:
+        warm = () if init is None else (init[0], init[1])
+        fs, ft, fv, cost, u, v, code = emd_c_sparse(*args, *warm)
+    except TypeError:  # a POT whose sparse solver takes no warm start
+        fs, ft, fv, cost, u, v, code = emd_c_sparse(*args)
     return (
         np.asarray(fs, dtype=np.int64),
         np.asarray(ft, dtype=np.int64),
