@@ -4,8 +4,9 @@ The geometric recipe follows the design note: per residue, CA-CA distances to th
 i +- 1..4, the virtual bond angle and torsion, contact counts within 8 / 10 / 12 A and a local
 frame descriptor (the direction and distance of the nearest residue that is not a sequence
 neighbour, in a frame built from CA i-1, i, i+1, in the spirit of Foldseek's 3Di); these are
-concatenated over a window of +-2 residues. Everything is computed in a few milliseconds with
-NumPy, from the coordinates alone.
+concatenated over a window of +-2 residues. Everything is computed from the coordinates alone
+in one serial Numba kernel (tens of microseconds for a chain of 150 residues; it releases the
+GIL, so structures can be featurised in threads).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from otbio._errors import InputError
 from otbio.align._structure import ONE_LETTER, Structure
@@ -70,20 +72,188 @@ class Features:
 
 def _segments(st: Structure) -> np.ndarray:
     """Segment index per residue: a new segment at a chain change or a CA-CA gap."""
-    ca = st.ca
-    step = np.linalg.norm(np.diff(ca, axis=0), axis=1)
-    brk = (step > BREAK_DISTANCE) | (st.chain[1:] != st.chain[:-1])
-    return np.concatenate([[0], np.cumsum(brk)])
+    ch = st.chain
+    new_chain = np.asarray(ch[1:] != ch[:-1], dtype=np.bool_)
+    return _segment_ids(np.ascontiguousarray(st.ca, dtype=np.float64), new_chain, BREAK_DISTANCE)
 
 
-def _shift(arr: np.ndarray, seg: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``arr[i + k]`` and a mask saying whether i + k exists in the same segment."""
-    n = arr.shape[0]
-    idx = np.arange(n) + k
-    ok = (idx >= 0) & (idx < n)
-    idx_c = np.clip(idx, 0, n - 1)
-    ok &= seg[idx_c] == seg
-    return arr[idx_c], ok
+@njit(cache=True, nogil=True)
+def _segment_ids(ca, new_chain, gap):
+    n = ca.shape[0]
+    seg = np.zeros(n, dtype=np.int64)
+    for i in range(1, n):
+        dx = ca[i, 0] - ca[i - 1, 0]
+        dy = ca[i, 1] - ca[i - 1, 1]
+        dz = ca[i, 2] - ca[i - 1, 2]
+        brk = np.sqrt(dx * dx + dy * dy + dz * dz) > gap or new_chain[i - 1]
+        seg[i] = seg[i - 1] + (1 if brk else 0)
+    return seg
+
+
+#: Offsets of the CA-CA distance columns 0-7 of the base features.
+_DIST_OFFSETS = np.array([-4, -3, -2, -1, 1, 2, 3, 4], dtype=np.int64)
+_N_BASE = 18
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _dist3(ca, i, j):
+    dx = ca[j, 0] - ca[i, 0]
+    dy = ca[j, 1] - ca[i, 1]
+    dz = ca[j, 2] - ca[i, 2]
+    return np.sqrt(dx * dx + dy * dy + dz * dz)
+
+
+@njit(cache=True, nogil=True)
+def _base_features(ca, seg, offsets, cutoffs, out):
+    """The 18 base features per residue (see :func:`geometric_features`), NaN where a
+    neighbour is missing; ``out`` is (L, 18)."""
+    n = ca.shape[0]
+    nan = np.nan
+    d2 = np.empty(n)
+    cut2 = cutoffs * cutoffs
+    xs = np.ascontiguousarray(ca[:, 0])
+    ys = np.ascontiguousarray(ca[:, 1])
+    zs = np.ascontiguousarray(ca[:, 2])
+    for i in range(n):
+        for c in range(offsets.shape[0]):
+            j = i + offsets[c]
+            if 0 <= j < n and seg[j] == seg[i]:
+                out[i, c] = _dist3(ca, i, j)
+            else:
+                out[i, c] = nan
+        okp = i >= 1 and seg[i - 1] == seg[i]
+        okn = i + 1 < n and seg[i + 1] == seg[i]
+        okn2 = i + 2 < n and seg[i + 2] == seg[i]
+        # virtual bond angle at i
+        out[i, 8] = nan
+        out[i, 9] = nan
+        out[i, 10] = nan
+        if okp and okn:
+            ux = ca[i - 1, 0] - ca[i, 0]
+            uy = ca[i - 1, 1] - ca[i, 1]
+            uz = ca[i - 1, 2] - ca[i, 2]
+            vx = ca[i + 1, 0] - ca[i, 0]
+            vy = ca[i + 1, 1] - ca[i, 1]
+            vz = ca[i + 1, 2] - ca[i, 2]
+            nu = np.sqrt(ux * ux + uy * uy + uz * uz)
+            nv = np.sqrt(vx * vx + vy * vy + vz * vz)
+            out[i, 8] = (ux * vx + uy * vy + uz * vz) / (nu * nv)
+            if okn2:
+                # torsion (i-1, i, i+1, i+2)
+                b1x, b1y, b1z = -ux, -uy, -uz
+                b2x, b2y, b2z = vx, vy, vz
+                b3x = ca[i + 2, 0] - ca[i + 1, 0]
+                b3y = ca[i + 2, 1] - ca[i + 1, 1]
+                b3z = ca[i + 2, 2] - ca[i + 1, 2]
+                n1x = b1y * b2z - b1z * b2y
+                n1y = b1z * b2x - b1x * b2z
+                n1z = b1x * b2y - b1y * b2x
+                n2x = b2y * b3z - b2z * b3y
+                n2y = b2z * b3x - b2x * b3z
+                n2z = b2x * b3y - b2y * b3x
+                ux_, uy_, uz_ = b2x / nv, b2y / nv, b2z / nv
+                m1x = n1y * uz_ - n1z * uy_
+                m1y = n1z * ux_ - n1x * uz_
+                m1z = n1x * uy_ - n1y * ux_
+                x = n1x * n2x + n1y * n2y + n1z * n2z
+                y = m1x * n2x + m1y * n2y + m1z * n2z
+                t = np.arctan2(y, x)
+                out[i, 9] = np.sin(t)
+                out[i, 10] = np.cos(t)
+        # contact counts and the nearest residue at least 3 positions away (same segment),
+        # from squared distances (one vectorised pass per row)
+        xi, yi, zi = xs[i], ys[i], zs[i]
+        for j in range(n):
+            dx = xs[j] - xi
+            dy = ys[j] - yi
+            dz = zs[j] - zi
+            d2[j] = dx * dx + dy * dy + dz * dz
+        c0 = -1  # the residue itself
+        c1 = -1
+        c2 = -1
+        k0, k1, k2 = cut2[0], cut2[1], cut2[2]
+        for j in range(n):
+            v = d2[j]
+            c0 += 1 if v < k0 else 0
+            c1 += 1 if v < k1 else 0
+            c2 += 1 if v < k2 else 0
+        for j in range(max(0, i - 2), min(n, i + 3)):
+            if seg[j] == seg[i]:
+                d2[j] = np.inf
+        best2 = np.inf
+        jb = -1
+        for j in range(n):
+            if d2[j] < best2:
+                best2 = d2[j]
+                jb = j
+        best = np.sqrt(best2)
+        out[i, 11] = c0
+        out[i, 12] = c1
+        out[i, 13] = c2
+        out[i, 14] = nan
+        out[i, 15] = nan
+        out[i, 16] = nan
+        out[i, 17] = -best if jb >= 0 else nan
+        if okp and okn and jb >= 0:
+            # frame: e1 along CA(i+1) - CA(i-1), e2 towards the bend, e3 = e1 x e2
+            e1x = ca[i + 1, 0] - ca[i - 1, 0]
+            e1y = ca[i + 1, 1] - ca[i - 1, 1]
+            e1z = ca[i + 1, 2] - ca[i - 1, 2]
+            ne = np.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
+            e1x, e1y, e1z = e1x / ne, e1y / ne, e1z / ne
+            sx = (ca[i - 1, 0] - ca[i, 0]) + (ca[i + 1, 0] - ca[i, 0])
+            sy = (ca[i - 1, 1] - ca[i, 1]) + (ca[i + 1, 1] - ca[i, 1])
+            sz = (ca[i - 1, 2] - ca[i, 2]) + (ca[i + 1, 2] - ca[i, 2])
+            p = sx * e1x + sy * e1y + sz * e1z
+            bx, by, bz = sx - p * e1x, sy - p * e1y, sz - p * e1z
+            nb = np.sqrt(bx * bx + by * by + bz * bz)
+            e2x, e2y, e2z = bx / nb, by / nb, bz / nb
+            e3x = e1y * e2z - e1z * e2y
+            e3y = e1z * e2x - e1x * e2z
+            e3z = e1x * e2y - e1y * e2x
+            wx = (ca[jb, 0] - ca[i, 0]) / best
+            wy = (ca[jb, 1] - ca[i, 1]) / best
+            wz = (ca[jb, 2] - ca[i, 2]) / best
+            out[i, 14] = wx * e1x + wy * e1y + wz * e1z
+            out[i, 15] = wx * e2x + wy * e2y + wz * e2z
+            out[i, 16] = wx * e3x + wy * e3y + wz * e3z
+
+
+@njit(cache=True, nogil=True)
+def _window(base, seg, centre, window_cols, half, out):
+    """``out`` = [base[:, centre], base[i + k, window_cols] for k = -half..half] (NaN outside
+    the segment)."""
+    n = base.shape[0]
+    nc = centre.shape[0]
+    nw = window_cols.shape[0]
+    for i in range(n):
+        for c in range(nc):
+            out[i, c] = base[i, centre[c]]
+        col = nc
+        for k in range(-half, half + 1):
+            j = i + k
+            ok = 0 <= j < n and seg[j] == seg[i]
+            for c in range(nw):
+                out[i, col + c] = base[j, window_cols[c]] if ok else np.nan
+            col += nw
+
+
+def _feature_flags() -> tuple[np.ndarray, np.ndarray]:
+    """Containment flags and noise floors of the windowed columns (fixed by the recipe)."""
+    contain = np.array([False] * 8 + [False] * 3 + [True] * 3 + [False] * 3 + [True])
+    floor = np.array([DIST_FLOOR] * 8 + [ANGLE_FLOOR] * 3 + [COUNT_FLOOR] * 3
+                     + [ANGLE_FLOOR] * 3 + [DIST_FLOOR])  # fmt: skip
+    w = np.array(WINDOW_COLUMNS)
+    reps = 2 * WINDOW + 1
+    contain_out = np.concatenate([contain[CENTRE_COLUMNS]] + [contain[w]] * reps)
+    floor_out = np.concatenate([floor[CENTRE_COLUMNS]] + [floor[w]] * reps)
+    return contain_out, floor_out
+
+
+_FLAGS = _feature_flags()
+_CENTRE = np.array(CENTRE_COLUMNS, dtype=np.int64)
+_WINCOLS = np.array(WINDOW_COLUMNS, dtype=np.int64)
+_CUTOFFS = np.array(CONTACT_CUTOFFS, dtype=np.float64)
 
 
 def geometric_features(st: Structure) -> Features:
@@ -97,106 +267,22 @@ def geometric_features(st: Structure) -> Features:
     Returns
     -------
     Features
-        ``values`` of shape (L, 5 * 18): for each residue of the window i-2..i+2, the 8 CA-CA
-        distances to i +- 1..4, the cosine of the virtual bond angle, sine and cosine of the
-        virtual torsion (i-1, i, i+1, i+2), contact counts within 8 / 10 / 12 A, and the
-        local-frame descriptor (3 direction cosines and the distance of the nearest residue
-        at least 3 positions away). NaN where a residue is missing.
+        ``values`` of shape (L, 10 + 5 * 6): at the residue itself, the CA-CA distances to
+        i +- 2..4 and the local-frame descriptor (3 direction cosines of the nearest residue
+        at least 3 positions away, in a frame built from CA i-1, i, i+1, and minus its
+        distance); and for each residue of the window i-2..i+2, the cosine of the virtual
+        bond angle, sine and cosine of the virtual torsion (i-1, i, i+1, i+2) and the
+        contact counts within 8 / 10 / 12 A. NaN where a residue is missing.
     """
-    ca = st.ca
+    ca = np.ascontiguousarray(st.ca, dtype=np.float64)
     n = ca.shape[0]
     seg = _segments(st)
-    cols: list[np.ndarray] = []
-    contain: list[bool] = []
-    floor: list[float] = []
-    # CA-CA distances i +- 1..4
-    for k in (-4, -3, -2, -1, 1, 2, 3, 4):
-        other, ok = _shift(ca, seg, k)
-        d = np.linalg.norm(other - ca, axis=1)
-        cols.append(np.where(ok, d, np.nan))
-        contain.append(False)
-        floor.append(DIST_FLOOR)
-    prev, okp = _shift(ca, seg, -1)
-    nxt, okn = _shift(ca, seg, 1)
-    nxt2, okn2 = _shift(ca, seg, 2)
-    u = prev - ca
-    v = nxt - ca
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cosang = np.einsum("ij,ij->i", u, v) / (
-            np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1)
-        )
-    cols.append(np.where(okp & okn, cosang, np.nan))
-    contain.append(False)
-    floor.append(ANGLE_FLOOR)
-    # virtual torsion (i-1, i, i+1, i+2)
-    b1 = ca - prev
-    b2 = nxt - ca
-    b3 = nxt2 - nxt
-    n1 = np.cross(b1, b2)
-    n2 = np.cross(b2, b3)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        b2u = b2 / np.linalg.norm(b2, axis=1, keepdims=True)
-        m1 = np.cross(n1, b2u)
-        x = np.einsum("ij,ij->i", n1, n2)
-        y = np.einsum("ij,ij->i", m1, n2)
-        tors = np.arctan2(y, x)
-    okt = okp & okn & okn2
-    cols.append(np.where(okt, np.sin(tors), np.nan))
-    cols.append(np.where(okt, np.cos(tors), np.nan))
-    contain += [False, False]
-    floor += [ANGLE_FLOOR, ANGLE_FLOOR]
-    # contact counts
-    from scipy.spatial.distance import cdist
-
-    dmat = cdist(ca, ca)
-    for cut in CONTACT_CUTOFFS:
-        cols.append((dmat < cut).sum(1).astype(np.float64) - 1.0)
-        contain.append(True)
-        floor.append(COUNT_FLOOR)
-    # local frame: e1 along CA(i+1) - CA(i-1), e2 towards the bend, e3 = e1 x e2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        e1 = nxt - prev
-        e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
-        bend = (u + v) - np.einsum("ij,ij->i", u + v, e1)[:, None] * e1
-        e2 = bend / np.linalg.norm(bend, axis=1, keepdims=True)
-        e3 = np.cross(e1, e2)
-    far = dmat.copy()
-    idx = np.arange(n)
-    near_seq = np.abs(idx[:, None] - idx[None, :]) < 3
-    far[near_seq & (seg[:, None] == seg[None, :])] = np.inf
-    far[idx, idx] = np.inf
-    j = np.argmin(far, axis=1)
-    dj = far[idx, j]
-    okf = okp & okn & np.isfinite(dj)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = (ca[j] - ca) / dj[:, None]
-    for e in (e1, e2, e3):
-        cols.append(np.where(okf, np.einsum("ij,ij->i", w, e), np.nan))
-        contain.append(False)
-        floor.append(ANGLE_FLOOR)
-    # minus the distance: a containment feature (in a motif cut out of a chain the nearest
-    # residue can only be farther away than in the chain)
-    cols.append(np.where(np.isfinite(dj), -dj, np.nan))
-    contain.append(True)
-    floor.append(DIST_FLOOR)
-    base = np.column_stack(cols)
-    base_contain = np.array(contain)
-    base_floor = np.array(floor)
-    # window +-2: concatenate the neighbours' angles and contact counts (NaN outside the
-    # segment); distances and the frame descriptor already look along the chain
-    blocks = [base[:, CENTRE_COLUMNS]]
-    contain_out = [base_contain[CENTRE_COLUMNS]]
-    floor_out = [base_floor[CENTRE_COLUMNS]]
-    win = base[:, WINDOW_COLUMNS]
-    for k in range(-WINDOW, WINDOW + 1):
-        other, ok = _shift(win, seg, k)
-        blocks.append(np.where(ok[:, None], other, np.nan))
-        contain_out.append(base_contain[WINDOW_COLUMNS])
-        floor_out.append(base_floor[WINDOW_COLUMNS])
-    values = np.ascontiguousarray(np.concatenate(blocks, axis=1))
-    containment = np.concatenate(contain_out)
-    floors = np.concatenate(floor_out)
-    return Features(values, containment, "geometric", floors)
+    base = np.empty((n, _N_BASE))
+    _base_features(ca, seg, _DIST_OFFSETS, _CUTOFFS, base)
+    values = np.empty((n, len(_CENTRE) + (2 * WINDOW + 1) * len(_WINCOLS)))
+    _window(base, seg, _CENTRE, _WINCOLS, WINDOW, values)
+    contain, floors = _FLAGS
+    return Features(values, contain.copy(), "geometric", floors.copy())
 
 
 def sequence_onehot(st: Structure) -> np.ndarray:
@@ -242,6 +328,87 @@ def plasma_normalise(h: np.ndarray) -> np.ndarray:
     return (h - mu) / np.where(sd > 0, sd, 1.0)
 
 
+@njit(cache=True, nogil=True)
+def _standardise(xq, xc, floor, use_floor, two, keep):
+    """The numeric core of :func:`pair_features` (row-major passes, NaN-aware).
+
+    Per column: mean and standard deviation over the residues of both proteins (NaN
+    ignored; sd 1 when undefined or below 1e-9), widened by the floor; ``z = (x - mu) /
+    sd``; ``h = [z, -z[:, two]]`` with NaN set to the column minimum (query) or maximum
+    (target) of ``h`` over both; ``z[:, keep]`` with NaN as 0 for the score.
+    """
+    nq, d = xq.shape
+    nc = xc.shape[0]
+    t = two.shape[0]
+    nk = keep.shape[0]
+    cnt = np.zeros(d)
+    s1 = np.zeros(d)
+    for side in range(2):
+        x = xq if side == 0 else xc
+        for i in range(x.shape[0]):
+            for k in range(d):
+                v = x[i, k]
+                if v == v:
+                    s1[k] += v
+                    cnt[k] += 1.0
+    mu = np.zeros(d)
+    for k in range(d):
+        if cnt[k] > 0:
+            mu[k] = s1[k] / cnt[k]
+    s2 = np.zeros(d)
+    for side in range(2):
+        x = xq if side == 0 else xc
+        for i in range(x.shape[0]):
+            for k in range(d):
+                v = x[i, k]
+                if v == v:
+                    s2[k] += (v - mu[k]) * (v - mu[k])
+    inv = np.empty(d)
+    for k in range(d):
+        sd = np.sqrt(s2[k] / cnt[k]) if cnt[k] > 0 else 1.0
+        if not (sd > 1e-9 and np.isfinite(sd)):
+            sd = 1.0
+        if use_floor:
+            sd = np.sqrt(sd**2 + floor[k] ** 2)
+        inv[k] = sd
+    hq = np.empty((nq, d + t))
+    hc = np.empty((nc, d + t))
+    zq = np.zeros((nq, nk))
+    zc = np.zeros((nc, nk))
+    lo = np.full(d + t, np.inf)
+    hi = np.full(d + t, -np.inf)
+    for side in range(2):
+        x = xq if side == 0 else xc
+        h = hq if side == 0 else hc
+        z = zq if side == 0 else zc
+        for i in range(x.shape[0]):
+            for k in range(d):
+                h[i, k] = (x[i, k] - mu[k]) / inv[k]
+            for c in range(t):
+                h[i, d + c] = -h[i, two[c]]
+            for c in range(nk):
+                v = h[i, keep[c]]
+                z[i, c] = v if v == v else 0.0
+            for k in range(d + t):
+                v = h[i, k]
+                if v == v:
+                    lo[k] = min(lo[k], v)
+                    hi[k] = max(hi[k], v)
+    for k in range(d + t):
+        if not np.isfinite(lo[k]):
+            lo[k] = 0.0
+            hi[k] = 0.0
+    for i in range(nq):
+        for k in range(d + t):
+            if hq[i, k] != hq[i, k]:
+                hq[i, k] = lo[k]
+    for i in range(nc):
+        for k in range(d + t):
+            if hc[i, k] != hc[i, k]:
+                hc[i, k] = hi[k]
+    return hq, hc, zq, zc
+
+
 def pair_features(
     fq: Features,
     fc: Features,
@@ -277,34 +444,19 @@ def pair_features(
     if plasma_pf:
         zq, zc = plasma_normalise(xq), plasma_normalise(xc)
         return zq, zc, zq, zc
-    both = np.concatenate([xq, xc], axis=0)
-    with np.errstate(invalid="ignore"):
-        mu = np.nanmean(both, axis=0)
-        sd = np.nanstd(both, axis=0)
-    mu = np.where(np.isfinite(mu), mu, 0.0)
-    sd = np.where(np.isfinite(sd) & (sd > 1e-9), sd, 1.0)
-    if fq.floor is not None:
-        sd = np.sqrt(sd**2 + fq.floor**2)
-    zq = (xq - mu) / sd
-    zc = (xc - mu) / sd
-    two = ~fq.containment
-    hq = np.concatenate([zq, -zq[:, two]], axis=1)
-    hc = np.concatenate([zc, -zc[:, two]], axis=1)
-    with np.errstate(invalid="ignore"):
-        both_h = np.concatenate([hq, hc], axis=0)
-        lo = np.nanmin(np.where(np.isnan(both_h), np.inf, both_h), axis=0)
-        hi = np.nanmax(np.where(np.isnan(both_h), -np.inf, both_h), axis=0)
-    lo = np.where(np.isfinite(lo), lo, 0.0)
-    hi = np.where(np.isfinite(hi), hi, 0.0)
-    hq = np.where(np.isnan(hq), lo, hq)
-    hc = np.where(np.isnan(hc), hi, hc)
+    floor = fq.floor if fq.floor is not None else np.zeros(xq.shape[1])
+    two = np.flatnonzero(~fq.containment)
+    keep = two if two.size else np.arange(xq.shape[1])  # embeddings: every feature
+    hq, hc, zq, zc = _standardise(
+        np.ascontiguousarray(xq, dtype=np.float64),
+        np.ascontiguousarray(xc, dtype=np.float64),
+        np.ascontiguousarray(floor, dtype=np.float64),
+        fq.floor is not None,
+        two,
+        keep,
+    )
     if sequence_weight > 0 and sq is not None and sc is not None:
         w = 0.5 * sequence_weight
         hq = np.concatenate([hq, w * sq, -w * sq], axis=1)
         hc = np.concatenate([hc, w * sc, -w * sc], axis=1)
-    # the score compares the two-sided features only (containment features differ on
-    # purpose between a motif and its parent chain)
-    keep = two if two.any() else np.ones_like(two)  # embeddings: every feature
-    zq = np.nan_to_num(zq[:, keep])
-    zc = np.nan_to_num(zc[:, keep])
     return np.ascontiguousarray(hq), np.ascontiguousarray(hc), zq, zc

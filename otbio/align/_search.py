@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -55,40 +56,120 @@ def list_targets(spec: str | os.PathLike) -> list[str]:
     return out
 
 
+def _read_one(spec: str, model: int) -> Structure:
+    st = read_structure(spec, model=model)
+    features_of(st)
+    return st
+
+
+def _read_chunk(specs: Sequence[str], model: int) -> list[Structure | InputError]:
+    """Worker of :func:`read_structures` (a forked process): the parsed structures (the
+    features are computed by the caller: faster than sending them back), or the errors."""
+    out: list[Structure | InputError] = []
+    for spec in specs:
+        try:
+            out.append(read_structure(spec, model=model))
+        except InputError as exc:
+            out.append(exc)
+    return out
+
+
+#: Fewest files for which :func:`read_structures` forks worker processes (gemmi parses
+#: with the GIL held, so threads do not run two files at once).
+PROCESS_MIN_FILES = 64
+
+
+def _fork_context():
+    import multiprocessing as mp
+
+    return mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+
+
 def read_structures(
     specs: Sequence[str], *, model: int = 1, jobs: int = 1, skip_bad: bool = False
 ) -> list[Structure]:
-    """Read structures and compute their geometric features once, in threads if ``jobs > 1``.
+    """Read structures and compute their geometric features once, ``jobs`` at a time.
 
-    Parsing (gemmi) and the features (NumPy) run no Numba kernel, so threads are safe here.
-    With ``skip_bad``, files that cannot be used (unreadable, no or too few protein
-    residues) are left out with a warning instead of stopping the run (database search).
+    Parsing (gemmi) holds the GIL, so with ``jobs > 1`` and at least ``PROCESS_MIN_FILES``
+    files the work runs in forked worker processes (chunks of files, the structures sent
+    back with their features); otherwise in threads, or in this process. With
+    ``skip_bad``, files that cannot be used (unreadable, no or too few protein residues)
+    are left out with a warning instead of stopping the run (database search).
     """
-
-    def one(spec: str) -> Structure | None:
-        try:
-            st = read_structure(spec, model=model)
-        except InputError as exc:
-            if not skip_bad:
-                raise
-            log.warning("skipping target: %s", exc)
-            return None
-        features_of(st)
-        return st
-
     specs = list(specs)
-    if jobs <= 1 or len(specs) < 8:
-        out = [one(s) for s in progress(specs, total=len(specs), desc="reading")]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
+    ctx = _fork_context()
+    if jobs > 1 and len(specs) >= PROCESS_MIN_FILES and ctx is not None:
+        from concurrent.futures import ProcessPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            out = list(progress(pool.map(one, specs), total=len(specs), desc="reading"))
-    kept = [st for st in out if st is not None]
+        n_chunks = min(len(specs), 8 * jobs)
+        chunks = [specs[k::n_chunks] for k in range(n_chunks)]  # interleaved: even sizes
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            parts = list(
+                progress(
+                    pool.map(_read_chunk, chunks, [model] * n_chunks),
+                    total=n_chunks,
+                    desc="reading",
+                )
+            )
+        found: list[Structure | InputError | None] = [None] * len(specs)
+        for k, part in enumerate(parts):
+            found[k::n_chunks] = part
+        for st in found:
+            if isinstance(st, Structure):
+                features_of(st)
+    else:
+
+        def one(spec: str) -> Structure | InputError:
+            try:
+                return _read_one(spec, model)
+            except InputError as exc:
+                return exc
+
+        if jobs <= 1 or len(specs) < 8:
+            found = [one(s) for s in progress(specs, total=len(specs), desc="reading")]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                found = list(progress(pool.map(one, specs), total=len(specs), desc="reading"))
+    kept = []
+    for st in found:
+        if isinstance(st, InputError):
+            if not skip_bad:
+                raise st
+            log.warning("skipping target: %s", st)
+        elif st is not None:
+            kept.append(st)
     if specs and not kept:
         msg = "no usable target structure (every file was skipped); check --targets"
         raise InputError(msg)
     return kept
+
+
+#: Fewest targets for which :func:`search` forks worker processes.
+PROCESS_MIN_TARGETS = 32
+
+_SEARCH: tuple | None = None  # (query, targets, query features, target features, options)
+
+
+def _search_chunk(idx: Sequence[int]) -> list[tuple[int, dict]]:
+    """Worker of :func:`search` (a forked process that inherited ``_SEARCH``): the results
+    for targets ``idx``, without the structures (the parent has them)."""
+    assert _SEARCH is not None
+    query, targets, qf, tfs, kw = _SEARCH
+    out = []
+    for k in idx:
+        res = align(
+            query,
+            targets[k],
+            query_features=qf,
+            target_features=None if tfs is None else tfs[k],
+            **kw,
+        )
+        fields = {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
+        del fields["query"], fields["target"]
+        out.append((k, fields))
+    return out
 
 
 def search(
@@ -97,13 +178,17 @@ def search(
     *,
     query_features: Features | None = None,
     target_features: Sequence[Features] | None = None,
+    jobs: int | None = None,
     **align_kw,
 ) -> list[Alignment]:
     """Align one query onto every target and rank the results by score (best first).
 
-    Sinkhorn runs one alignment after another (each uses every core through Numba), as the
-    engine requires; structures should be read beforehand with :func:`read_structures`,
-    which parses each file once.
+    Structures should be read beforehand with :func:`read_structures`, which parses each
+    file once. On the CPU, when every query-target problem is small enough for the
+    engine's serial dense Sinkhorn route (up to a few thousand residues each), the targets
+    are split over ``jobs`` forked worker processes (with at least ``PROCESS_MIN_TARGETS``
+    targets); otherwise the alignments run one after another, each using every core
+    through the engine's parallel kernels.
 
     Parameters
     ----------
@@ -111,6 +196,8 @@ def search(
         Structures.
     query_features, target_features
         Embeddings for the query and for every target (both or neither).
+    jobs
+        Worker processes; default: the global ``--jobs`` setting (the CPUs granted).
     **align_kw
         Options of :func:`align`.
 
@@ -119,19 +206,56 @@ def search(
     list of Alignment
         Sorted by decreasing score, then by TM-score.
     """
+    global _SEARCH
+    from otbio._settings import settings
+    from otbio.ot import resolve_device
+    from otbio.ot._sinkhorn import DENSE_MAX_ENTRIES
+
     if (query_features is None) != (target_features is None):
         msg = "give embeddings for the query and for every target, or for none"
         raise InputError(msg)
     if target_features is not None and len(target_features) != len(targets):
         msg = f"{len(target_features)} target embeddings for {len(targets)} targets"
         raise InputError(msg)
-    results = []
-    it = progress(targets, total=len(targets), desc="aligning") if len(targets) > 1 else targets
-    for k, t in enumerate(it):
-        tf = None if target_features is None else target_features[k]
-        results.append(
-            align(query, t, query_features=query_features, target_features=tf, **align_kw)
-        )
+    n_jobs = settings.n_jobs if jobs is None else int(jobs)
+    if query_features is None:
+        features_of(query)  # once, before the workers start
+
+    # the slack point of partial transport adds a row or a column
+    dense = resolve_device(align_kw.get("device", "cpu")) == "cpu" and all(
+        (len(query) + 1) * (len(t) + 1) <= DENSE_MAX_ENTRIES for t in targets
+    )
+    ctx = _fork_context()
+    if n_jobs > 1 and dense and len(targets) >= PROCESS_MIN_TARGETS and ctx is not None:
+        from concurrent.futures import ProcessPoolExecutor
+
+        n_chunks = min(len(targets), 8 * n_jobs)
+        chunks = [list(range(k, len(targets), n_chunks)) for k in range(n_chunks)]
+        _SEARCH = (query, list(targets), query_features, target_features, align_kw)
+        try:
+            with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
+                parts = list(
+                    progress(pool.map(_search_chunk, chunks), total=n_chunks, desc="aligning")
+                )
+        finally:
+            _SEARCH = None
+        results: list[Alignment | None] = [None] * len(targets)
+        for part in parts:
+            for k, fields in part:
+                results[k] = Alignment(query=query, target=targets[k], **fields)
+    else:
+        idx = range(len(targets))
+        it = progress(idx, total=len(targets), desc="aligning") if len(targets) > 1 else idx
+        results = [
+            align(
+                query,
+                targets[k],
+                query_features=query_features,
+                target_features=None if target_features is None else target_features[k],
+                **align_kw,
+            )
+            for k in it
+        ]
     order = sorted(
         range(len(results)),
         key=lambda i: (-results[i].score, -np.nan_to_num(results[i].tm_score, nan=-1.0), i),

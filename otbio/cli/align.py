@@ -177,8 +177,9 @@ def align_command(
     (Wang et al., ICLR 2026) on features computed from the coordinates, or on embeddings.
 
     Search: with --targets DIR the global --jobs reads and featurises the structures in
-    parallel threads (each file once); the alignments then run one after another, each
-    using every core through the engine's Numba kernels.
+    parallel worker processes (each file once) and splits the alignments over as many
+    processes (each alignment a serial dense Sinkhorn); chains of several thousand
+    residues instead align one after another, each using every core.
 
     Example: otbio align adk_open.pdb::122-159 adk_closed.pdb 1hvr.pdb -o pairs.tsv
     --scores scores.tsv --plot plan.png

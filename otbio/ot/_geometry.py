@@ -19,8 +19,9 @@ COSTS: dict[str, int] = {"sqeuclidean": 0, "l1": 1, "hinge": 2}
 class PointCloud:
     """Two point clouds ``x`` (n, d) and ``y`` (m, d) and a ground cost between them.
 
-    The cost matrix is never stored: kernels recompute :math:`c(x_i, y_j)` on the fly, so
-    memory is O((n + m) d). Call :meth:`cost_matrix` for the dense matrix of a small problem.
+    The online kernels recompute :math:`c(x_i, y_j)` on the fly, so memory is O((n + m) d).
+    Small problems take the dense Sinkhorn route, which computes the cost matrix once and
+    keeps it with the geometry (:meth:`dense_cost`); :meth:`cost_matrix` returns a new one.
 
     Parameters
     ----------
@@ -95,18 +96,62 @@ class PointCloud:
             )
         return self._cache["sq"]
 
-    def cost_matrix(self) -> np.ndarray:
-        """The dense n x m cost matrix (only for small problems and tests)."""
+    def cost_matrix(self, dtype: np.dtype | type | None = None) -> np.ndarray:
+        """The dense n x m cost matrix (a new array), for small problems.
+
+        Squared Euclidean through a matrix product (BLAS); L1 and hinge costs with the serial
+        Numba kernel ``cost_dense`` (no n x m x d temporary), summed in the points' dtype.
+        ``dtype``: of the result (default: the points' dtype).
+        """
         x, y = self.x, self.y
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
         if self.cost == "sqeuclidean":
             xx, yy = self.sq_norms()
             c = xx[:, None] + yy[None, :] - 2.0 * (x @ y.T)
-            return np.maximum(c, 0.0)
-        diff = x[:, None, :] - y[None, :, :]
-        if self.cost == "l1":
-            return np.abs(diff).sum(-1)
-        sign = -1.0 if self.reversed_hinge else 1.0
-        return np.maximum(sign * diff, 0.0).sum(-1)
+            return np.maximum(c, 0.0).astype(dtype, copy=False)
+        from otbio.ot._kernels import cost_dense
+
+        out = np.empty(self.shape, dtype=dtype)
+        cost_dense(x, y, self.kernel_code, out)
+        return out
+
+    def dense_cost(self) -> np.ndarray:
+        """The cost matrix in float64, computed once and kept (read-only) with the geometry.
+
+        Used by the dense Sinkhorn route; :meth:`hstack` reuses it.
+        """
+        c = self._cache.get("dense_cost")
+        if c is None:
+            c = np.ascontiguousarray(self.cost_matrix(np.float64))
+            c.flags.writeable = False
+            self._cache["dense_cost"] = c
+        return c
+
+    def hstack(self, other: PointCloud) -> PointCloud:
+        """The clouds with the columns of ``other`` appended: ``[x, x']`` and ``[y, y']``.
+
+        Every cost here is a sum over columns, so the cost of the result is the sum of the
+        two costs; when this geometry's dense cost is already known (:meth:`dense_cost`),
+        the result's is that plus ``other``'s, not recomputed over all columns.
+        """
+        if (other.cost, other.reversed_hinge) != (self.cost, self.reversed_hinge):
+            msg = "hstack needs two geometries with the same cost"
+            raise InputError(msg)
+        if other.shape != self.shape:
+            msg = f"hstack needs the same numbers of points, got {self.shape} and {other.shape}"
+            raise InputError(msg)
+        out = PointCloud(
+            np.hstack([self.x, other.x.astype(self.dtype)]),
+            np.hstack([self.y, other.y.astype(self.dtype)]),
+            self.cost,
+            self.reversed_hinge,
+        )
+        base = self._cache.get("dense_cost")
+        if base is not None:
+            c = base + other.dense_cost()
+            c.flags.writeable = False
+            out._cache["dense_cost"] = c
+        return out
 
     def mean_cost(self, a: np.ndarray, b: np.ndarray) -> float:
         """Weighted mean cost :math:`\\sum_{ij} a_i b_j c_{ij}` (exact, no n x m matrix)."""

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from otbio._errors import ConvergenceWarning, InputError
+from otbio.ot import _kernels as K
 from otbio.ot._backend import get_backend
 from otbio.ot._geometry import CostName, PointCloud
 
@@ -21,8 +22,19 @@ log = logging.getLogger("otbio")
 
 
 def _log_weights(w: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.log(w)
+    """log(w), -inf where w is 0 (without a floating-point warning)."""
+    return np.log(w, out=np.full(np.shape(w), -np.inf), where=np.asarray(w) > 0)
+
+
+def _weights(w, n: int, name: str) -> np.ndarray:
+    """:func:`otbio.io.check_weights` with a quick path for a valid float64 vector."""
+    if isinstance(w, np.ndarray) and w.dtype == np.float64 and w.shape == (n,):
+        total = w.sum()
+        if np.isfinite(total) and total > 0 and w.min() >= 0:
+            return np.ascontiguousarray(w)
+    from otbio.io import check_weights
+
+    return check_weights(w, n, name=name, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ class SinkhornOutput:
     trace: np.ndarray
     device: str = "cpu"
     _be: Any = field(default=None, repr=False, compare=False)
+    _dense: Any = field(default=None, repr=False, compare=False)
 
     # -- plan reductions -------------------------------------------------------------
     def _sides(self, axis: int):
@@ -70,7 +83,23 @@ class SinkhornOutput:
         msg = "axis must be 0 or 1"
         raise ValueError(msg)
 
+    def _dense_scores(self, axis: int):
+        """Cost (n, m) or its transpose, the plan in the same orientation, and the column
+        scores ``g_j / eps + log b_j - c_ij / eps`` (without the row term)."""
+        c, p = self._dense["cost"], self._dense["plan"]
+        _, _, g, _, b = self._sides(axis)
+        if axis == 0:
+            c, p = c.T, p.T
+        return c, p, (g / self.epsilon + _log_weights(b))[None, :] - c / self.epsilon
+
     def _apply(self, v, axis: int, want_cost: bool = False):
+        if self._dense is not None:
+            c, p, s = self._dense_scores(axis)
+            dt = self.geom.dtype
+            out = {"sum": p.sum(1).astype(dt), "argmax": s.argmax(1)}
+            out["dot"] = (p @ v).astype(dt) if v is not None else np.zeros((len(p), 0), dt)
+            out["cost"] = ((p * c).sum(1) if want_cost else np.zeros(len(p))).astype(dt)
+            return out
         geom, f, g, a, b = self._sides(axis)
         be = self._be or get_backend(self.device)
         eps = self.epsilon
@@ -104,6 +133,12 @@ class SinkhornOutput:
     def plan_topk(self, k: int, axis: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` largest plan entries per row (or column): indices and values."""
         geom, f, g, a, b = self._sides(axis)
+        if self._dense is not None:
+            _, _, s = self._dense_scores(axis)
+            k = min(int(k), s.shape[1])
+            idx = np.argsort(-s, axis=1, kind="stable")[:, :k]
+            val = np.take_along_axis(s, idx, 1) + (f / self.epsilon + _log_weights(a))[:, None]
+            return idx, np.exp(val)
         be = self._be or get_backend(self.device)
         eps = self.epsilon
         idx, val = be.topk(
@@ -115,8 +150,13 @@ class SinkhornOutput:
         )
         return be.to_numpy(idx), np.exp(be.to_numpy(val))
 
-    def plan(self) -> np.ndarray:
-        """The dense (n, m) plan. Memory n x m: only for problems that fit."""
+    def plan(self, copy: bool = True) -> np.ndarray:
+        """The dense (n, m) plan. Memory n x m: only for problems that fit.
+
+        ``copy=False``: on the dense route, the stored plan itself (read-only), no copy.
+        """
+        if self._dense is not None:
+            return self._dense["plan"].copy() if copy else self._dense["plan"]
         c = self.geom.cost_matrix()
         logp = (
             (self.f[:, None] + self.g[None, :] - c) / self.epsilon
@@ -132,23 +172,44 @@ def resolve_epsilon(
     b: np.ndarray,
     epsilon: float,
     relative: Literal["mean", "max"] | None,
+    *,
+    cost: np.ndarray | None = None,
 ) -> float:
-    """Absolute epsilon: ``epsilon`` itself, or ``epsilon`` times the mean or max cost."""
+    """Absolute epsilon: ``epsilon`` itself, or ``epsilon`` times the mean or max cost.
+
+    ``cost``: the dense cost matrix when it is at hand (the scale is then read from it).
+    """
     if not np.isfinite(epsilon) or epsilon <= 0:
         msg = f"epsilon must be positive, got {epsilon}"
         raise InputError(msg)
     if relative is None:
         return float(epsilon)
     if relative == "mean":
-        scale = geom.mean_cost(a, b)
+        scale = geom.mean_cost(a, b) if cost is None else _mean_cost(cost, a, b)
     elif relative == "max":
-        scale = geom.max_cost()
+        scale = geom.max_cost() if cost is None else float(cost.max())
     else:
         msg = f"relative epsilon must be 'mean' or 'max', got '{relative}'"
         raise InputError(msg)
     if scale <= 0:
         scale = 1.0
     return float(epsilon * scale)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _mean_cost(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    return float((a / a.sum()) @ c @ (b / b.sum()))
+
+
+#: Largest n x m solved by the dense route on the CPU when ``dense`` is None (auto): the
+#: cost matrix and the kernel, two float64 n x m arrays, then take at most 64 MiB.
+DENSE_MAX_ENTRIES = 1 << 22
+#: Kernel entries visited between two progress checks of the dense route (about 0.1 s).
+DENSE_PROGRESS_ENTRIES = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -193,6 +254,14 @@ class Sinkhorn:
         ``"cpu"`` (Numba), ``"cuda"`` (CuPy), ``"auto"``.
     progress
         Report the iteration and error on stderr about every 2 seconds (long runs only).
+    dense
+        Route on the CPU. ``None`` (auto): problems with ``n * m <= DENSE_MAX_ENTRIES``
+        (about 4 million) compute the cost matrix once and run the whole loop in one serial
+        Numba call, as matrix-vector products on a log-stabilised kernel (same iterates,
+        stopping rule and result as the online route, to rounding; the plan and its
+        reductions then come from the stored matrices); larger ones stream the cost
+        online in parallel kernels. ``True`` forces the dense route, ``False`` the online
+        one. Other devices always stream.
 
     Notes
     -----
@@ -219,6 +288,7 @@ class Sinkhorn:
     device: str = "cpu"
     warn: bool = True
     progress: bool = False
+    dense: bool | None = None
 
     def __call__(
         self,
@@ -228,12 +298,10 @@ class Sinkhorn:
         *,
         init: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> SinkhornOutput:
-        from otbio.io import check_weights
-
         n, m = geom.shape
         dt = geom.dtype
-        a = check_weights(a, n, name="weights a", dtype=np.float64)
-        b = check_weights(b, m, name="weights b", dtype=np.float64)
+        a = _weights(a, n, "weights a")
+        b = _weights(b, m, "weights b")
         if self.reg_m is None:
             b = b * (a.sum() / b.sum())
         elif not self.reg_m > 0:
@@ -242,8 +310,20 @@ class Sinkhorn:
         if self.max_iter < 1 or self.tol <= 0:
             msg = "max_iter must be >= 1 and tol > 0"
             raise InputError(msg)
-        eps = resolve_epsilon(geom, a, b, self.epsilon, self.relative_epsilon)
+        if self.epsilon_scaling is not None and not 0 < self.epsilon_scaling < 1:
+            msg = "epsilon_scaling must lie in (0, 1)"
+            raise InputError(msg)
         be = get_backend(self.device)
+        if self.dense is None:
+            dense = be.name == "cpu" and n * m <= DENSE_MAX_ENTRIES
+        elif self.dense and be.name != "cpu":
+            msg = f"the dense Sinkhorn route runs on the CPU only, not on device '{be.name}'"
+            raise InputError(msg)
+        else:
+            dense = bool(self.dense)
+        if dense:
+            return self._solve_dense(geom, a, b, init)
+        eps = resolve_epsilon(geom, a, b, self.epsilon, self.relative_epsilon)
         xp = be.xp
         loga = be.asarray(_log_weights(a).astype(dt))
         logb = be.asarray(_log_weights(b).astype(dt))
@@ -271,9 +351,6 @@ class Sinkhorn:
         n_iter = 0
         # epsilon scaling: geometric schedule from the mean cost down to the target
         if self.epsilon_scaling is not None:
-            if not 0 < self.epsilon_scaling < 1:
-                msg = "epsilon_scaling must lie in (0, 1)"
-                raise InputError(msg)
             e = max(geom.mean_cost(a, b), eps)
             if init is None:
                 g = g_update(f, e)
@@ -320,14 +397,7 @@ class Sinkhorn:
             g = g_update(f, eps)
         else:
             n_iter += self.max_iter
-        if not converged and self.warn:
-            warnings.warn(
-                f"Sinkhorn did not converge in {self.max_iter} iterations "
-                f"(error {err:.2e} > tol {self.tol:.1e}); increase max_iter, epsilon, "
-                "or use epsilon_scaling",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        self._warn(converged, err)
         f_np = be.to_numpy(f).astype(np.float64)
         g_np = be.to_numpy(g).astype(np.float64)
         alpha = be.asarray((f_np / eps + _log_weights(a)).astype(dt))
@@ -336,15 +406,7 @@ class Sinkhorn:
         cost = float(be.to_numpy(red["cost"]).sum())
         if self.reg_m is None:
             err = float(np.abs(be.to_numpy(red["sum"]) - a).sum())
-        log.info(
-            "sinkhorn: %d x %d, eps=%.4g, %d iterations, converged=%s, error=%.2e",
-            n,
-            m,
-            eps,
-            n_iter,
-            converged,
-            err,
-        )
+        self._log(n, m, eps, n_iter, converged, err, "online")
         return SinkhornOutput(
             geom=geom,
             a=a,
@@ -360,6 +422,115 @@ class Sinkhorn:
             trace=np.asarray(trace),
             device=be.name,
             _be=be,
+        )
+
+    def _warn(self, converged: bool, err: float, stacklevel: int = 3) -> None:
+        if not converged and self.warn:
+            warnings.warn(
+                f"Sinkhorn did not converge in {self.max_iter} iterations "
+                f"(error {err:.2e} > tol {self.tol:.1e}); increase max_iter, epsilon, "
+                "or use epsilon_scaling",
+                ConvergenceWarning,
+                stacklevel=stacklevel,
+            )
+
+    @staticmethod
+    def _log(n, m, eps, n_iter, converged, err, route) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        log.info(
+            "sinkhorn (%s): %d x %d, eps=%.4g, %d iterations, converged=%s, error=%.2e",
+            route,
+            n,
+            m,
+            eps,
+            n_iter,
+            converged,
+            err,
+        )
+
+    def _solve_dense(self, geom: PointCloud, a: np.ndarray, b: np.ndarray, init):
+        """The dense route: one cost matrix, the whole loop in Numba (see ``dense``)."""
+        n, m = geom.shape
+        c = geom.dense_cost()
+        eps = resolve_epsilon(geom, a, b, self.epsilon, self.relative_epsilon, cost=c)
+        loga, logb = _log_weights(a), _log_weights(b)
+        if init is None:
+            f = np.zeros(n)
+            g = np.zeros(m)
+        else:
+            f = np.array(init[0], dtype=np.float64)  # copies: updated in place
+            g = np.array(init[1], dtype=np.float64)
+            if f.shape != (n,) or g.shape != (m,):
+                msg = f"init potentials must have shapes ({n},) and ({m},)"
+                raise InputError(msg)
+        kmat = np.empty((n, m))
+        fr, gr, u, v = np.empty(n), np.empty(m), np.empty(n), np.empty(m)
+        trace = np.empty(self.max_iter // max(1, self.check_every) + 2)
+        counts = np.zeros(2, dtype=np.int64)  # kernel rebasings, exact half-updates
+
+        def phi(e: float) -> float:
+            return 1.0 if self.reg_m is None else self.reg_m / (self.reg_m + e)
+
+        n_iter = 0
+        if self.epsilon_scaling is not None:
+            e = max(_mean_cost(c, a, b), eps)
+            if init is None:
+                K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, e, phi(e), counts)
+            while e > eps * (1 + 1e-9):
+                K._dense_rebase(c, f, g, 1.0 / e, kmat, fr, gr, u, v)
+                K.dense_sinkhorn(c, kmat, a, b, loga, logb, f, g, fr, gr, u, v, e, phi(e),
+                                 1, self.scaling_iter, 0, 0, 0.0, trace, 0, counts)  # fmt: skip
+                n_iter += self.scaling_iter
+                e = max(eps, e * self.epsilon_scaling)
+            K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
+        elif init is None:
+            K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, eps, phi(eps), counts)
+        else:
+            K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
+        # with progress: chunks of about DENSE_PROGRESS_ENTRIES kernel entries per report
+        chunk = self.max_iter
+        if self.progress:
+            chunk = max(1, int(DENSE_PROGRESS_ENTRIES // (n * m)))
+        converged, err, nt, it = False, np.inf, 0, 0
+        t_report = time.perf_counter() + 2.0
+        while it < self.max_iter and not converged:
+            it1 = min(self.max_iter, it + chunk)
+            converged, it_stop, err, nt = K.dense_sinkhorn(
+                c, kmat, a, b, loga, logb, f, g, fr, gr, u, v, eps, phi(eps), it + 1, it1,
+                self.max_iter, self.check_every, self.tol, trace, nt, counts,
+            )  # fmt: skip
+            it = it_stop
+            if self.progress and not converged and time.perf_counter() > t_report:
+                t_report = time.perf_counter() + 2.0
+                print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
+        if converged:
+            n_iter += it - 1 if self.reg_m is None else it
+        else:
+            n_iter += self.max_iter
+        self._warn(converged, err, stacklevel=4)
+        rows, costs = np.empty(n), np.empty(n)
+        K.dense_plan_scaled(kmat, a, b, u, v, c, rows, costs)  # kmat becomes the plan
+        if self.reg_m is None:
+            err = float(np.abs(rows - a).sum())
+        self._log(n, m, eps, n_iter, converged, err, "dense")
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("sinkhorn (dense): %d kernel rebasings, %d exact half-updates", *counts)
+        return SinkhornOutput(
+            geom=geom,
+            a=a,
+            b=b,
+            f=f,
+            g=g,
+            epsilon=eps,
+            reg_m=self.reg_m,
+            n_iter=n_iter,
+            converged=converged,
+            marginal_error=err,
+            cost=float(costs.sum()),
+            trace=trace[:nt].copy(),
+            device="cpu",
+            _dense={"cost": c, "plan": _readonly(kmat)},
         )
 
 
