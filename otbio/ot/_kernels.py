@@ -500,7 +500,6 @@ def _dense_half(K, w, s, pr, eps, phi, rows, out_p, out_s, tmp):
     (a factor left [1e-50, 1e50]), 2 when a sum left [1e-100, 1e100] (values unusable).
     """
     n, m = K.shape
-    status = 0
     if rows:
         ws = tmp[:m]
         for j in range(m):
@@ -524,22 +523,7 @@ def _dense_half(K, w, s, pr, eps, phi, rows, out_p, out_s, tmp):
             for j in range(m):
                 acc[j] += ki[j] * wi
         sums = acc
-    for k in range(sums.shape[0]):
-        sk = sums[k]
-        if not (sk > _S_LO and sk < _S_HI):
-            return 2
-        ls = np.log(sk)
-        p = phi * (pr[k] - eps * ls)
-        out_p[k] = p
-        if phi == 1.0:
-            lu = -ls
-            out_s[k] = 1.0 / sk
-        else:
-            lu = (p - pr[k]) / eps
-            out_s[k] = np.exp(lu)
-        if abs(lu) > _LOG_U_MAX:
-            status = 1
-    return status
+    return _dense_from_sums(sums, pr, eps, phi, out_p, out_s)
 
 
 @njit(fastmath=FASTMATH, cache=True, nogil=True)

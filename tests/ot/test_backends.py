@@ -129,11 +129,16 @@ def test_blas_not_slowed_after_parallel_kernel():
                     A @ v
                 best.append(time.perf_counter() - t)
             return min(best)
-        before = t_matvec()
         x = rng.random((3000, 10))
-        O.sinkhorn(x, x[::-1], epsilon=0.1, relative_epsilon="mean", max_iter=20, warn=False)
-        after = t_matvec()
-        print(threading_layer_name(), after / before)
+        ratios = []
+        for _ in range(3):  # a noisy machine can slow one measurement; OpenMP slowed all 2x
+            before = t_matvec()
+            O.sinkhorn(x, x[::-1], epsilon=0.1, relative_epsilon="mean", max_iter=20,
+                       warn=False)
+            ratios.append(t_matvec() / before)
+            if ratios[-1] < 1.3:
+                break
+        print(threading_layer_name(), min(ratios))
         """
     )
     layer, ratio = out.split()
