@@ -28,10 +28,18 @@ to a scalar library call, about 7x slower). Fast-math is limited to
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core.errors import NumbaIRAssumptionWarning
 from numba.extending import intrinsic, overload
+
+# Numba's internal SSA check warns ("variable ... is not in scope") when it first compiles a
+# kernel that inlines the exp overload below; the code is correct (tested against NumPy),
+# so users should not see it on their first run.
+warnings.filterwarnings("ignore", message=r"(?s).*_exp_ov", category=NumbaIRAssumptionWarning)
 
 FASTMATH = {"reassoc", "contract", "arcp"}
 
