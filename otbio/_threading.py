@@ -13,12 +13,13 @@ network simplex releases the GIL), and runs its own parallel kernels one problem
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import contextmanager
 
 import numba
 
-__all__ = ["num_threads", "threading_layer_name"]
+__all__ = ["num_threads", "one_blas_thread", "threading_layer_name"]
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
@@ -44,3 +45,20 @@ def num_threads(n: int | None):
         yield
     finally:
         numba.set_num_threads(old)
+
+
+@functools.cache
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """Context manager: BLAS limited to one thread for a block (cheap after the first call).
+
+    For BLAS work that runs beside other threads or Numba kernels (problems side by side in
+    :func:`otbio.ot.map_batch`, small factorisations), and wherever the rounding of a matrix
+    product must not depend on how many BLAS threads it got.
+    """
+    return _blas_controller().limit(limits=1, user_api="blas")

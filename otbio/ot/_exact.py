@@ -13,6 +13,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from otbio._errors import ConvergenceWarning, InputError
+from otbio._threading import one_blas_thread
 from otbio.ot._geometry import CostName, PointCloud
 
 __all__ = ["ExactOutput", "emd", "map_batch"]
@@ -140,7 +141,7 @@ def emd(
     if method not in ("auto", "dense", "sparse"):
         msg = f"unknown exact method '{method}'; choose auto, dense or sparse"
         raise InputError(msg)
-    with _one_blas_thread():
+    with one_blas_thread():  # the same rounding whatever the number of BLAS threads
         c = np.ascontiguousarray(geom.cost_matrix(), dtype=np.float64)
     use_sparse = method == "sparse" or (method == "auto" and n * m >= SPARSE_MIN_ENTRIES)
     if use_sparse and _sparse_exact.available():
@@ -208,31 +209,15 @@ def map_batch(
 
     With ``threads=True`` the items run in a thread pool, with BLAS limited to one thread
     each: use it for code that releases the GIL without launching Numba parallel kernels
-    (:func:`emd`). Otherwise items run one
-    after the other, each using every core through the engine's parallel kernels.
+    (:func:`emd`). Otherwise items run one after the other, each using every core through
+    the engine's parallel kernels.
     """
-    items = list(items)
-    if jobs <= 1 or len(items) <= 1 or not threads:
-        return [fn(it) for it in items]
     if jobs < 1:
-        msg = "jobs must be >= 1"
+        msg = f"jobs must be >= 1, got {jobs}"
         raise InputError(msg)
+    items = list(items)
+    if jobs == 1 or len(items) <= 1 or not threads:
+        return [fn(it) for it in items]
     # each thread is one problem: BLAS threads inside them would only compete for the cores
-    with _one_blas_thread(), ThreadPoolExecutor(max_workers=jobs) as pool:
+    with one_blas_thread(), ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(fn, items))
-
-
-_CONTROLLER: list = []
-
-
-def _one_blas_thread():
-    """Context: BLAS limited to one thread (cheap after the first call).
-
-    The exact solvers compute their cost matrix under it, so that its rounding (and with it
-    the plan) does not depend on how many BLAS threads a call happens to get.
-    """
-    if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")

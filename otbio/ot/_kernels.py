@@ -554,17 +554,10 @@ def _dense_fused(K, a, b, v, fr, eps, phi, fnew, unew, ws, acc):
             s += ki[j] * ws[j]
         if not (s > _S_LO and s < _S_HI):
             return 2
-        ls = np.log(s)
-        p = phi * (fr[i] - eps * ls)
+        p, ui, big = _scaling(s, fr[i], eps, phi)
         fnew[i] = p
-        if phi == 1.0:
-            lu = -ls
-            ui = 1.0 / s
-        else:
-            lu = (p - fr[i]) / eps
-            ui = np.exp(lu)
         unew[i] = ui
-        if abs(lu) > _LOG_U_MAX:
+        if big:
             status = 1
         w = a[i] * ui
         if w != 0.0:
@@ -582,18 +575,27 @@ def _dense_from_sums(sums, pr, eps, phi, out_p, out_s):
         sk = sums[k]
         if not (sk > _S_LO and sk < _S_HI):
             return 2
-        ls = np.log(sk)
-        p = phi * (pr[k] - eps * ls)
+        p, sc, big = _scaling(sk, pr[k], eps, phi)
         out_p[k] = p
-        if phi == 1.0:
-            lu = -ls
-            out_s[k] = 1.0 / sk
-        else:
-            lu = (p - pr[k]) / eps
-            out_s[k] = np.exp(lu)
-        if abs(lu) > _LOG_U_MAX:
+        out_s[k] = sc
+        if big:
             status = 1
     return status
+
+
+@njit(fastmath=FASTMATH, cache=True, nogil=True, inline="always")
+def _scaling(sk, prk, eps, phi):
+    """From the kernel sum ``sk``: the new potential ``phi (prk - eps log sk)``, its scaling
+    factor ``exp((p - prk) / eps)`` and whether that factor left the rebasing range."""
+    ls = np.log(sk)
+    p = phi * (prk - eps * ls)
+    if phi == 1.0:
+        lu = -ls
+        sc = 1.0 / sk
+    else:
+        lu = (p - prk) / eps
+        sc = np.exp(lu)
+    return p, sc, abs(lu) > _LOG_U_MAX
 
 
 @njit(fastmath=FASTMATH, cache=True, nogil=True)

@@ -184,9 +184,10 @@ def solve_sparse(
 
     ``x`` and ``y`` (the points, optional) orient the north-west-corner arcs that guarantee
     feasibility; ``f0`` (optional) row potentials that choose the first arcs; ``coarse`` the
-    size of the column subsample of the coarse problem (default: ``n`` when ``m >= 2n``,
-    0 for none). Returns ``(rows, cols, values, cost, u, v, converged, rounds)`` with the plan
-    in coordinate form; ``converged`` is False when the simplex failed or no optimum was
+    size of the column subsample of the coarse problem (default: ``n`` when
+    ``m >= 2 max(n, 250)``, 0 for none). Returns
+    ``(rows, cols, values, cost, u, v, converged, rounds)`` with the plan in coordinate form;
+    ``converged`` is False when the simplex failed or no optimum was
     certified within ``max_rounds`` (the caller then falls back to a dense solve).
     """
     c = np.ascontiguousarray(c, dtype=np.float64)

@@ -63,13 +63,13 @@ class DeformSolver:
         cval = max(cval, 1e-8 * float(nu.max()), 1e-12)  # G is numerically low-rank
         de = dn[:, None] * e
         if self.exact:
-            from threadpoolctl import threadpool_limits
+            from otbio._threading import one_blas_thread
 
             a = dn[:, None] * self.g * dn[None, :]
             a[np.diag_indices_from(a)] += cval
             # a small factorisation gains nothing from BLAS threads and loses a lot when
             # they compete with Numba's or another process's threads
-            with threadpool_limits(limits=1, user_api="blas"):
+            with one_blas_thread():
                 z = cho_solve(cho_factor(a, lower=True, check_finite=False), de)
             w = dn[:, None] * z
             return w, self.g @ w

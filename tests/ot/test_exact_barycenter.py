@@ -7,6 +7,7 @@ import ot
 import pytest
 
 import otbio.ot as O
+from otbio._errors import InputError
 
 
 def test_emd_matches_pot_and_projection():
@@ -28,6 +29,8 @@ def test_map_batch_threads_keep_order_and_match_serial():
     serial = [O.emd(x, y).cost for x, y in probs]
     threaded = O.map_batch(lambda p: O.emd(*p).cost, probs, jobs=2)
     assert threaded == serial
+    with pytest.raises(InputError, match="jobs must be >= 1"):
+        O.map_batch(lambda p: p, probs, jobs=0)
 
 
 def test_barycenter_of_translated_copies_is_the_translated_cloud():
