@@ -103,8 +103,8 @@ log = logging.getLogger("otbio")
 )
 @click.option(
     "--topk",
-    type=int,
-    default=0,
+    type=click.IntRange(min=1),
+    default=3,
     show_default=True,
     help="With --save-matches: how many target matches per source point.",
 )
@@ -151,8 +151,6 @@ def transport(
     if reg_m is not None and not reg_m > 0:
         msg = f"--reg-m must be positive, got {reg_m}"
         raise InputError(msg)
-    if save_matches and topk < 1:
-        topk = 5
     x, a = io.read_points(source, use_rep=use_rep, weight_key=weight_key)
     y, b = io.read_points(target, use_rep=use_rep, weight_key=weight_key)
     dt = np.float32 if dtype == "float32" else np.float64

@@ -76,7 +76,7 @@ def embed_arrays(
     jobs: int = 1,
     device: str = "cpu",
     warm_start: bool = False,
-    show_progress: bool = True,
+    progress: bool = True,
 ) -> tuple[np.ndarray, list[SampleFit]]:
     """LOT maps of many samples against one reference: ``T`` of shape (n_samples, k, d).
 
@@ -95,7 +95,7 @@ def embed_arrays(
     Returns ``(T, fits)``: the maps and one :class:`SampleFit` per sample.
     """
     import otbio.ot as O
-    from otbio._progress import progress
+    from otbio._progress import progress as progress_bar
 
     z = np.ascontiguousarray(z, dtype=np.float64)
     r = np.asarray(r, dtype=np.float64)
@@ -131,8 +131,8 @@ def embed_arrays(
                 yield from zip(ch, O.map_batch(one, ch, jobs=jobs, threads=True))
 
         done = run()
-        if show_progress:
-            done = progress(done, total=n, desc="embedding (exact)")
+        if progress:
+            done = progress_bar(done, total=n, desc="embedding (exact)")
         for i, f in done:
             fits[i] = f
     elif solver == "sinkhorn":
@@ -142,7 +142,7 @@ def embed_arrays(
         logr = np.log(np.where(r > 0, r, 1.0))
         logr[r <= 0] = -np.inf
         f_prev = None
-        it = progress(items, total=n, desc="embedding (sinkhorn)") if show_progress else items
+        it = progress_bar(items, total=n, desc="embedding (sinkhorn)") if progress else items
         for i in it:
             geom = O.PointCloud(z, points[i])
             w = (
@@ -203,7 +203,7 @@ def embed(
     jobs: int = 1,
     device: str = "cpu",
     names: Sequence[str] | None = None,
-    show_progress: bool = True,
+    progress: bool = True,
 ) -> AnnData:
     """Embed every sample of the cells into LOT space against the reference ``ref``.
 
@@ -255,7 +255,7 @@ def embed(
         names=names,
     )
     if solver == "sinkhorn" and not (epsilon > 0 and np.isfinite(epsilon)):
-        msg = f"--epsilon must be positive, got {epsilon}"
+        msg = f"`epsilon` must be positive, got {epsilon}"
         raise InputError(msg)
     log.info(
         "embedding %d samples against reference %s (%d x %d) with %s%s",
@@ -279,7 +279,7 @@ def embed(
         epsilon_scaling=epsilon_scaling,
         jobs=jobs,
         device=device,
-        show_progress=show_progress,
+        progress=progress,
     )
     k, d = z.shape
     x = t.reshape(len(s.ids), k * d) if raw_map else (t - z) * np.sqrt(r)[None, :, None]
@@ -303,7 +303,7 @@ def embed(
     if n_bad:
         log.warning(
             "%d of %d samples did not converge (see obs['lot_converged']); "
-            "raise --max-iter or --epsilon",
+            "raise max_iter or `epsilon`",
             n_bad,
             len(s.ids),
         )
