@@ -435,6 +435,8 @@ def align(
     eps = 1.0 / temperature
     solver = Sinkhorn(
         epsilon=eps,
+        relative_epsilon=None,  # 1 / temperature on the hinge cost, as in PLASMA
+        epsilon_scaling=None,
         reg_m=reg_m if mass == "unbalanced" else None,
         tol=tol * max(len(query), len(target)),
         max_iter=max_iter,

@@ -208,8 +208,7 @@ def search(
     """
     global _SEARCH
     from otbio._settings import settings
-    from otbio.ot import resolve_device
-    from otbio.ot._sinkhorn import DENSE_MAX_ENTRIES
+    from otbio.ot import DENSE_MAX_ENTRIES, resolve_device
 
     if (query_features is None) != (target_features is None):
         msg = "give embeddings for the query and for every target, or for none"

@@ -15,6 +15,7 @@ from otbio.cli._util import (
     handle_convergence,
     on_nonconvergence_option,
 )
+from otbio.ot._defaults import SINKHORN_DEFAULTS as SD
 
 _SAMPLE_KEY_HELP = (
     "obs column naming the sample (donor, patient) of each cell. Leave it out only when "
@@ -187,7 +188,7 @@ def reference_cmd(
 @click.option(
     "--epsilon",
     type=float,
-    default=0.005,
+    default=SD.epsilon,
     show_default=True,
     help="Entropic regularisation for --solver sinkhorn, relative to the mean cost (see "
     "--relative-epsilon). Smaller is closer to exact but needs more iterations.",
@@ -195,7 +196,7 @@ def reference_cmd(
 @click.option(
     "--relative-epsilon",
     type=click.Choice(["mean", "none"]),
-    default="mean",
+    default=SD.relative_epsilon or "none",
     show_default=True,
     help="mean: --epsilon is a fraction of each sample's mean squared distance to the "
     "reference; none: --epsilon is absolute.",
@@ -203,21 +204,22 @@ def reference_cmd(
 @click.option(
     "--tol",
     type=float,
-    default=1e-4,
+    default=SD.tol,
     show_default=True,
     help="Sinkhorn stops when the L1 marginal error falls below it; raise it for speed.",
 )
 @click.option(
     "--max-iter",
     type=click.IntRange(min=1),
-    default=5000,
+    default=SD.max_iter,
     show_default=True,
-    help="Sinkhorn iteration limit per sample; raise it if samples do not converge.",
+    help="Sinkhorn iteration limit per sample (epsilon-scaling levels included); raise it if "
+    "samples do not converge.",
 )
 @click.option(
     "--epsilon-scaling",
     type=click.FloatRange(min=0, max=1, max_open=True),
-    default=0.5,
+    default=SD.epsilon_scaling or 0.0,
     show_default=True,
     help="Sinkhorn starts at the mean cost and multiplies epsilon by this factor down to "
     "--epsilon (about half the iterations of a cold start); 0 turns it off.",

@@ -16,6 +16,7 @@ from otbio.lot._format import (
     dim_names,
     reference_arrays,
 )
+from otbio.ot._defaults import SINKHORN_DEFAULTS as _SD
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -68,11 +69,11 @@ def embed_arrays(
     weights: Sequence[np.ndarray] | None = None,
     *,
     solver: Solver = "exact",
-    epsilon: float = 0.005,
-    relative_epsilon: Literal["mean", "max"] | None = "mean",
-    tol: float = 1e-4,
-    max_iter: int = 5000,
-    epsilon_scaling: float | None = 0.5,
+    epsilon: float = _SD.epsilon,
+    relative_epsilon: Literal["mean", "max"] | None = _SD.relative_epsilon,
+    tol: float = _SD.tol,
+    max_iter: int = _SD.max_iter,
+    epsilon_scaling: float | None = _SD.epsilon_scaling,
     jobs: int = 1,
     device: str = "cpu",
     warm_start: bool = False,
@@ -136,11 +137,6 @@ def embed_arrays(
         for i, f in done:
             fits[i] = f
     elif solver == "sinkhorn":
-        from otbio.ot._backend import get_backend
-
-        be = get_backend(device)
-        logr = np.log(np.where(r > 0, r, 1.0))
-        logr[r <= 0] = -np.inf
         f_prev = None
         it = progress_bar(items, total=n, desc="embedding (sinkhorn)") if progress else items
         for i in it:
@@ -153,12 +149,10 @@ def embed_arrays(
             eps = O.resolve_epsilon(geom, r, w, epsilon, relative_epsilon)
             init = None
             if warm_start and f_prev is not None:
-                g0 = -eps * be.to_numpy(
-                    be.lse(geom.transpose(), be.asarray(f_prev / eps + logr), eps)
-                )
-                init = (f_prev, np.asarray(g0, dtype=np.float64))
+                init = O.warm_start(geom, f_prev, r, eps, device=device)
             out = O.Sinkhorn(
-                epsilon=eps,
+                epsilon=eps,  # already resolved against this sample's mean cost
+                relative_epsilon=None,
                 tol=tol,
                 max_iter=max_iter,
                 epsilon_scaling=epsilon_scaling if init is None else None,
@@ -194,11 +188,11 @@ def embed(
     weight_key: str | None = None,
     samples: Sequence[str] | None = None,
     solver: Solver = "exact",
-    epsilon: float = 0.005,
-    relative_epsilon: Literal["mean", "max"] | None = "mean",
-    tol: float = 1e-4,
-    max_iter: int = 5000,
-    epsilon_scaling: float | None = 0.5,
+    epsilon: float = _SD.epsilon,
+    relative_epsilon: Literal["mean", "max"] | None = _SD.relative_epsilon,
+    tol: float = _SD.tol,
+    max_iter: int = _SD.max_iter,
+    epsilon_scaling: float | None = _SD.epsilon_scaling,
     raw_map: bool = False,
     jobs: int = 1,
     device: str = "cpu",

@@ -89,11 +89,9 @@ class RegistrationResult:
         Returns ``(idx (M, topk), prob (M, topk))`` with :math:`P_{mn}` as in the E-step (without
         the outlier term), streamed by the engine: no M x N matrix.
         """
-        from otbio.ot._backend import get_backend
-        from otbio.ot._geometry import PointCloud
+        from otbio.ot import PointCloud, kernel_topk, logsumexp
 
         nrm = self._norm
-        be = get_backend(device)
         sig = nrm["sigma"]
         zx = [(np.asarray(target, dtype=np.float64) - nrm["mx"]) / nrm["sc"] / sig]
         zy = [(self.registered - nrm["mx"]) / nrm["sc"] / sig]
@@ -103,11 +101,10 @@ class RegistrationResult:
         zx = np.ascontiguousarray(np.concatenate(zx, 1))
         zy = np.ascontiguousarray(np.concatenate(zy, 1))
         m = zy.shape[0]
-        lse = be.to_numpy(be.lse(PointCloud(zx, zy), be.asarray(np.full(m, -np.log(m))), 2.0))
-        idx, val = be.topk(
-            PointCloud(zy, zx), be.asarray(np.full(m, -np.log(m))), be.asarray(-lse), 2.0, topk
-        )
-        return be.to_numpy(idx), np.exp(be.to_numpy(val))
+        log_m = np.full(m, -np.log(m))
+        lse = logsumexp(PointCloud(zx, zy), log_m, 2.0, device=device)
+        idx, val = kernel_topk(PointCloud(zy, zx), log_m, -lse, 2.0, topk, device=device)
+        return idx, np.exp(val)
 
     def summary(self) -> dict:
         """Plain-Python record for ``uns['registration']``."""
