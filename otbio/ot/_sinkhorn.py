@@ -210,6 +210,7 @@ def _mean_cost(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 DENSE_MAX_ENTRIES = 1 << 22
 #: Kernel entries visited between two progress checks of the dense route (about 0.1 s).
 DENSE_PROGRESS_ENTRIES = 50_000_000
+DENSE_TRACE_CHUNK = 100_000  # iterations per dense kernel call (bounds the trace buffer)
 
 
 @dataclass(frozen=True)
@@ -466,7 +467,9 @@ class Sinkhorn:
                 raise InputError(msg)
         kmat = np.empty((n, m))
         fr, gr, u, v = np.empty(n), np.empty(m), np.empty(n), np.empty(m)
-        trace = np.empty(self.max_iter // max(1, self.check_every) + 2)
+        # the trace grows by chunks: never sized by max_iter (a huge limit must not allocate)
+        trace_parts: list[np.ndarray] = []
+        trace = np.empty(DENSE_TRACE_CHUNK // max(1, self.check_every) + 2)
         counts = np.zeros(2, dtype=np.int64)  # kernel rebasings, exact half-updates
 
         def phi(e: float) -> float:
@@ -489,17 +492,18 @@ class Sinkhorn:
         else:
             K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
         # with progress: chunks of about DENSE_PROGRESS_ENTRIES kernel entries per report
-        chunk = self.max_iter
+        chunk = min(self.max_iter, DENSE_TRACE_CHUNK)
         if self.progress:
-            chunk = max(1, int(DENSE_PROGRESS_ENTRIES // (n * m)))
+            chunk = min(chunk, max(1, int(DENSE_PROGRESS_ENTRIES // (n * m))))
         converged, err, nt, it = False, np.inf, 0, 0
         t_report = time.perf_counter() + 2.0
         while it < self.max_iter and not converged:
             it1 = min(self.max_iter, it + chunk)
             converged, it_stop, err, nt = K.dense_sinkhorn(
                 c, kmat, a, b, loga, logb, f, g, fr, gr, u, v, eps, phi(eps), it + 1, it1,
-                self.max_iter, self.check_every, self.tol, trace, nt, counts,
+                self.max_iter, self.check_every, self.tol, trace, 0, counts,
             )  # fmt: skip
+            trace_parts.append(trace[:nt].copy())
             it = it_stop
             if self.progress and not converged and time.perf_counter() > t_report:
                 t_report = time.perf_counter() + 2.0
@@ -528,7 +532,7 @@ class Sinkhorn:
             converged=converged,
             marginal_error=err,
             cost=float(costs.sum()),
-            trace=trace[:nt].copy(),
+            trace=np.concatenate(trace_parts) if trace_parts else trace[:0].copy(),
             device="cpu",
             _dense={"cost": c, "plan": _readonly(kmat)},
         )
