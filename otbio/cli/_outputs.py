@@ -207,7 +207,6 @@ def guard(ctx: click.Context | None = None) -> None:
             inputs += [v for v in vals if os.path.exists(v)]
     seen: list[tuple[str, str]] = []
     for path, opt, kind in outputs:
-        check_location(path, opt, kind)
         for other, other_opt in seen:
             if _same_file(path, other) or os.path.abspath(path) == os.path.abspath(other):
                 msg = f"{opt} and {other_opt} name the same file {path}; give different names"
@@ -222,6 +221,7 @@ def guard(ctx: click.Context | None = None) -> None:
             elif os.path.exists(path) and _same_file(path, inp):
                 msg = f"{opt} {path} is the input file {inp}; write to another file"
                 raise InputError(msg)
+        check_location(path, opt, kind)
         remove_orphans(path if kind == "dir" else (os.path.dirname(path) or "."))
 
 
