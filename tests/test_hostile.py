@@ -236,6 +236,32 @@ def test_signal_mid_write_leaves_nothing(work, sig, code):
     assert files(d) == before and not (d / "out").exists()
 
 
+_MAIN = "import sys; from otbio.cli import main; sys.argv[0] = 'otbio'; main()"
+
+
+def test_signal_mid_solve_is_prompt(work):
+    """SIGINT while the Sinkhorn kernels run (a run that would never end) stops it at once."""
+    d = work
+    before = files(d)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MAIN, "transport", d / "x.npy", d / "y.npy",
+         "--epsilon", "1e-6", "--relative-epsilon", "none", "--tol", "1e-300",
+         "--max-iter", "2000000000", "--save-projection", d / "p.npy"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        line = proc.stderr.readline()  # progress: the solver has run for about 2 s
+        assert line.startswith("sinkhorn: iteration"), line
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = [ln for ln in proc.stderr.read().splitlines() if ln.startswith("Error")]
+    assert rc == 130 and err == ["Error: interrupted by SIGINT; no output written"], (rc, err)
+    assert files(d) == before
+
+
 def test_orphans_of_dead_runs_are_removed(work):
     import otbio.io as io
 
