@@ -82,7 +82,7 @@ def lot_files(tmp_path_factory):
     keep = np.concatenate([np.flatnonzero(cohort.obs["donor"] == s)[:150] for s in donors])
     cells = cohort[keep].copy()
     ref = L.reference(cells, sample_key="donor", use_rep="X_pca", size=16, seed=0)
-    emb = L.embed(cells, ref, sample_key="donor", jobs=1, show_progress=False)
+    emb = L.embed(cells, ref, sample_key="donor", jobs=1, progress=False)
     cells.write_h5ad(d / "cells.h5ad")
     ref.write_h5ad(d / "ref.h5ad")
     emb.write_h5ad(d / "emb.h5ad")
@@ -175,7 +175,7 @@ def test_several_outputs_all_or_none(work, lot_files, monkeypatch):
         (["transport", x, y, "--save-projection", d / "p.npy", "--save-matches", d / "m.h5ad"],
          "unknown format"),
         (["generate", d / "emb.h5ad", "--groupby", "condition", "-o", d / "g.h5ad",
-          "--check", d / "g.npy"], "unknown format"),
+          "--save-check", d / "g.npy"], "unknown format"),
     ]  # fmt: skip
     for args, text in cases:
         refused(run(*args), before, d, text)
