@@ -7,6 +7,7 @@ the target and renames it when complete, so a failed run leaves no partial file.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -358,6 +359,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         try:
             yield tmp_path
             ok = True
+        except OSError as exc:  # name the output, not its temporary
+            if exc.filename is None or TMP_PREFIX in str(exc.filename):
+                exc.filename = str(target)
+            raise
         finally:
             if not ok:
                 st.temps.discard(tmp_path)
@@ -384,8 +389,39 @@ def _write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None
         writer(tmp)
 
 
+def _free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def _h5ad_nbytes(adata: AnnData) -> int:
+    """About the size of ``adata`` as an uncompressed .h5ad file."""
+
+    def size(x) -> int:
+        if hasattr(x, "data") and hasattr(x, "indices"):  # scipy sparse
+            return x.data.nbytes + x.indices.nbytes + getattr(x, "indptr", x.indices).nbytes
+        if hasattr(x, "memory_usage"):  # pandas
+            return int(x.memory_usage(deep=True).sum())
+        return int(getattr(x, "nbytes", 0))
+
+    total = size(adata.X) if adata.X is not None else 0
+    total += size(adata.obs) + size(adata.var)
+    for m in (adata.obsm, adata.varm, adata.layers, adata.obsp, adata.varp):
+        total += sum(size(v) for v in m.values())
+    return total
+
+
 def write_h5ad(adata: AnnData, path: str | os.PathLike) -> None:
-    """Write ``adata`` to ``path`` atomically."""
+    """Write ``adata`` to ``path`` atomically.
+
+    HDF5 can crash the process when the disk fills up during a write, so the free space is
+    checked first: too little is a clean ``OSError`` (ENOSPC) and nothing is written.
+    """
+    target = Path(path)
+    need = _h5ad_nbytes(adata) + (1 << 20)
+    where = target.parent if target.parent.exists() else Path(".")
+    if _free_bytes(where) < need:
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
     _write_with(path, lambda tmp: adata.write_h5ad(tmp))
 
 

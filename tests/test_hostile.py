@@ -358,6 +358,18 @@ def test_bad_values_and_unwritable_locations(work):
         refused(run(*args), before, d, text)
 
 
+def test_full_disk_is_one_line(work, monkeypatch):
+    """HDF5 can crash on a full disk mid-write: .h5ad outputs check the free space first."""
+    import otbio.io as io
+
+    d = work
+    before = files(d)
+    monkeypatch.setattr(io, "_free_bytes", lambda directory: 4096)
+    res = run("stack", d / "s1.h5ad", d / "s2.h5ad", "-o", d / "out" / "st.h5ad")
+    refused(res, before, d, "No space left on device", code=1)
+    assert not (d / "out").exists()
+
+
 # 8. an empty --samples list is an error, not "every sample" -------------------------------
 
 
