@@ -396,6 +396,14 @@ def test_convergence_line_option_names_and_overwrite(work, lot_files):
     assert "ConvergenceWarning" not in res.stderr and ".py:" not in res.stderr
     res = run("--quiet", *args)
     assert res.exit_code == 0 and res.stderr == "", res.stderr
+    # embed: the library's log line and the command's warning become one line
+    res = run("embed", d / "cells.h5ad", "--sample-key", "donor", "--reference", d / "ref.h5ad",
+              "--solver", "sinkhorn", "--max-iter", 2, "--epsilon", "1e-4", "-o", d / "e.h5ad")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    warn = [ln for ln in res.stderr.splitlines() if "did not converge" in ln]
+    assert warn == ["otbio: warning: 3 of 3 samples did not converge; raise --max-iter, loosen "
+                    "--tol or raise --epsilon"], res.stderr  # fmt: skip
+    (d / "e.h5ad").unlink()
     before = files(d)
     refused(run("transport", x, y, "--save-matches", d / "m.tsv", "--topk", -1), before, d,
             "--topk")  # fmt: skip

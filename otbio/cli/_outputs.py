@@ -17,6 +17,7 @@ writable with a known format, and that every numeric option is finite and in ran
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import signal
@@ -262,12 +263,20 @@ def _on_signal(signum, frame) -> None:  # pragma: no cover - exercised in a subp
         os._exit(code)
 
 
-class _ConvergenceLines:
-    """Collect convergence warnings; show one line at the end of the command."""
+class _ConvergenceLines(logging.Filter):
+    """Collect convergence warnings (Python warnings and otbio log records); show one line
+    at the end of the command, the command line's own message when there is one."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.cli: str | None = None
         self.engine: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and "did not converge" in record.getMessage():
+            self.engine = self.engine or " ".join(record.getMessage().split())
+            return False
+        return True
 
     def showwarning(self, message, category, filename, lineno, file=None, line=None):
         if issubclass(category, ConvergenceWarning):
@@ -310,6 +319,8 @@ def run_command(invoke: Callable[[click.Context], Any], ctx: click.Context) -> A
     for s in old:
         signal.signal(s, _on_signal)
     lines = _ConvergenceLines()
+    logger = logging.getLogger("otbio")
+    logger.addFilter(lines)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("always", ConvergenceWarning)
@@ -324,5 +335,6 @@ def run_command(invoke: Callable[[click.Context], Any], ctx: click.Context) -> A
         lines.flush()
         return rv
     finally:
+        logger.removeFilter(lines)
         for s, h in old.items():
             signal.signal(s, h)
