@@ -314,6 +314,8 @@ def run_command(invoke: Callable[[click.Context], Any], ctx: click.Context) -> A
     from otbio import io
     from otbio._settings import settings
 
+    if isinstance(ctx.command, click.Group):
+        install(ctx.command)  # commands registered after the import-time install, too
     main = threading.current_thread() is threading.main_thread()
     old = {s: signal.getsignal(s) for s in _SIGNALS} if main else {}
     for s in old:
