@@ -36,7 +36,7 @@ CONF=/etc/slurm/slurm.conf
 # first status check of the SLURM plugin after a submission (its default is 40 s); MinJobAge
 # (how long slurmctld keeps a finished job, i.e. how long squeue still shows it) must be at
 # least 3x this, else the plugin drops back to sacct
-FIRST_CHECK=5
+FIRST_CHECK=15
 MIN_JOB_AGE=300
 
 say() { printf '\n=== %s  [%s]\n' "$*" "$(date -u +%H:%M:%S)"; }
@@ -64,6 +64,8 @@ slurm_down() {
     fi
     rm -f "$f"
   done
+  # put back a slurm.conf that was there before `up`
+  if [ -e "$CONF.otbio-saved" ]; then mv -f "$CONF.otbio-saved" "$CONF"; fi
 }
 
 slurm_up() {

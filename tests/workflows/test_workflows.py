@@ -60,6 +60,9 @@ def load_config(name: str) -> dict:
     cfg = yaml.safe_load((CONFIGS / "test" / f"{name}.yaml").read_text())
     cfg["otbio"] = OTBIO or "otbio"
     cfg["outdir"] = "results"
+    # the tests do not depend on whether this machine is part of a SLURM cluster (see
+    # test_requests_fit_the_slurm_partition for the fitting)
+    cfg["fit_to_partition"] = False
     if "lot" in cfg:
         cfg["lot"]["cells"] = [_abs(p) for p in cfg["lot"]["cells"]]
     if "slices" in cfg:
@@ -445,6 +448,7 @@ def test_requests_fit_the_slurm_partition(tmp_path):
     asking for 4 CPUs on a 2-CPU partition would pend forever or be refused)."""
     env = _fake_sinfo(tmp_path)
     cfg = load_config("search")
+    cfg["fit_to_partition"] = True
     run = ("-n", "-p", "--cores", "64")
     r = snakemake(tmp_path, cfg, *run, env=env)
     out = r.stdout + r.stderr

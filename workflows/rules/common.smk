@@ -180,7 +180,7 @@ def partition_limits():
             ["sinfo", "--noheader", "--Node", "--format=%P|%c|%m|%l"],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=30,
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
