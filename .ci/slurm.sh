@@ -235,8 +235,9 @@ done
 say "SLURM job id of every job (from snakemake's log), checked against its job counts"
 python "$ROOT/.ci/slurm_check.py" jobs "$WORK" $PIPELINES
 if [ "$ACCOUNTING" = 1 ]; then
-  say "sacct: every job of this run"
-  sacct -X --starttime now-1hour --format=JobID,State,Elapsed,AllocCPUS,ReqMem,Timelimit,Comment%60
+  say "sacct: the jobs above, as SLURM accounting recorded them"
+  sacct -X -j "$(cat "$WORK/slurm-jobids.txt")" \
+    --format=JobID,State,Elapsed,AllocCPUS,ReqMem,Timelimit,Comment%45
 fi
 
 say "compare every output of the SLURM runs with the local runs"
@@ -309,7 +310,7 @@ EOF
   rm -f "$TL/hold"
   python "$ROOT/.ci/slurm_check.py" timelimit "$TL/run" \
     "$ROOT/workflows/config/ci/search.yaml" "$TL/timelimit.yaml"
-  (cd "$TL/run" && snakemake "${TL_SMK[@]}" --unlock) >/dev/null
+  (cd "$TL/run" && snakemake "${TL_SMK[@]}" --unlock) >/dev/null 2>&1
   echo "+ snakemake --unlock; snakemake ... --profile ${PROFILE#"$ROOT"/} (rerun-incomplete: true)"
   (cd "$TL/run" && snakemake "${TL_SMK[@]}" --profile "$PROFILE" "${SITE[@]}" "${FAST[@]}") \
     >"$TL/resume.log" 2>&1 || { tail -n 40 "$TL/resume.log"; die "the resumed run failed"; }

@@ -78,6 +78,7 @@ def local_rules(text: str) -> set[str]:
 def cmd_jobs(work: Path, pipelines: list[str]) -> None:
     print(f"{'pipeline':9} {'rule':18} {'wildcards':28} slurm_job_id")
     total = 0
+    ids: list[str] = []
     for p in pipelines:
         text = (work / f"slurm-{p}.log").read_text()
         jobs = submitted_jobs(text)
@@ -106,7 +107,9 @@ def cmd_jobs(work: Path, pipelines: list[str]) -> None:
             f"(localrules): {', '.join(sorted(local)) or 'none'}"
         )
         total += len(jobs)
+        ids += [jid for _, _, jid, _ in jobs]
     print(f"all pipelines: {total} SLURM jobs, one per non-local job")
+    (work / "slurm-jobids.txt").write_text(",".join(ids) + "\n")
 
 
 def _same(a, b, where: str) -> None:
