@@ -474,6 +474,31 @@ def test_requests_fit_the_slurm_partition(tmp_path):
     assert "--jobs 3 -v align" in out
 
 
+def test_retry_asks_for_twice_the_time_and_memory_within_the_partition(tmp_path):
+    """A job resubmitted by `retries` (the slurm profiles set 1) asks for twice its runtime
+    and mem_mb, capped by what the partition offers: here 40 min -> 60 (the partition's
+    limit) and 4000 MB -> 7000 (a node's memory). otbio fails once, then runs."""
+    need(_have_commands("align"), "the otbio command with `align` is not on PATH")
+    env = _fake_sinfo(tmp_path)
+    flag = tmp_path / "failed_once"
+    wrapper = tmp_path / "otbio-fails-once"
+    wrapper.write_text(
+        f'#!/bin/sh\n[ -e "{flag}" ] || {{ touch "{flag}"; exit 3; }}\nexec "{OTBIO}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    cfg = load_config("search")
+    cfg["search"].update(motifs={"lid": cfg["search"]["motifs"]["adk_lid"]})
+    cfg["search"].update(pattern="3[a-c]*.pdb.gz", chunk_size=10)
+    cfg.update(otbio=str(wrapper), fit_to_partition=True)
+    cfg["resources"] = {"search_chunk": {"threads": 1, "mem_mb": 4000, "runtime": 40}}
+    r = snakemake(tmp_path, cfg, "--cores", "1", "--retries", "1", env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert flag.exists() and "Trying to restart job" in out
+    asked = re.findall(r"resources: tmpdir=\S+ runtime=(\d+), mem_mb=(\d+)", out)
+    assert asked[:2] == [("40", "4000"), ("60", "7000")], out  # first and second attempt
+
+
 @pytest.mark.parametrize(
     ("text", "minutes"),
     [
