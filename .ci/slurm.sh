@@ -205,7 +205,7 @@ else
   PROFILE=$ROOT/workflows/profiles/slurm-noacct
   SITE=()
 fi
-# CI only: check job status every few seconds (sites keep the plugin's 40 s) and keep the
+# CI only: first status check 15 s after a submission (sites keep the plugin's 40 s) and keep the
 # SLURM log of every job (the plugin deletes those of successful jobs)
 FAST=(--slurm-init-seconds-before-status-checks "$FIRST_CHECK" --slurm-keep-successful-logs)
 
@@ -227,7 +227,7 @@ for p in $PIPELINES; do
   grep -E 'lowered to|Using profile|status quer' "$WORK/slurm-$p.log" || true
   tail -n 3 "$WORK/slurm-$p.log"
   say "$p: the same with --profile local"
-  smk "$WORK/local/$p" "$cfg" --profile "$ROOT/workflows/profiles/local" --cores 2 \
+  smk "$WORK/local/$p" "$cfg" --profile "$ROOT/workflows/profiles/local" --cores "$(nproc)" \
     >"$WORK/local-$p.log" 2>&1 || { tail -n 60 "$WORK/local-$p.log"; die "$p failed locally"; }
   tail -n 1 "$WORK/local-$p.log"
 done
