@@ -290,7 +290,7 @@ def lot_run(tmp_path_factory):
     cfg = load_config("lot")
     assert cfg["lot"]["shard_size"] == 6  # 4 shards of the 24 donors
     if _have_commands("classify"):
-        cfg["lot"]["classify"]["extra"] = "--repeats 2"  # keep the test short
+        cfg["lot"]["classify"]["extra"] = "--n-repeats 2"  # keep the test short
     else:
         cfg["lot"]["classify"] = None
     shard_dir = work / "results" / "lot" / "shards"
@@ -521,7 +521,7 @@ def test_slurm_time_limits_in_minutes(text, minutes):
 def test_search_merge_ranks_all_chunks(tmp_path):
     """The merge rule (shell only) ranks the rows of every chunk by score and renumbers rank.
 
-    The chunk tables are written here in the layout of `otbio align --scores`, so snakemake
+    The chunk tables are written here in the layout of `otbio align --save-scores`, so snakemake
     runs only the merge rules."""
     cfg = load_config("search")
     rng = np.random.default_rng(0)
@@ -566,7 +566,7 @@ def test_search_real_run_equals_one_align(tmp_path):
     )
     single = tmp_path / "single.tsv"
     r = subprocess.run(
-        [OTBIO, "--quiet", "align", query, *targets, "--scores", str(single)],
+        [OTBIO, "--quiet", "align", query, *targets, "--save-scores", str(single)],
         capture_output=True,
         text=True,
         timeout=300,
