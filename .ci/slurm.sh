@@ -20,7 +20,9 @@
 # OTBIO_SLURM_PIPELINES (default "lot slices search"), OTBIO_SLURM_SKIP_TIMELIMIT=1 (leave out
 # the time-limit test, which needs the search pipeline).
 # Any failure (apt, a daemon that does not come up, a pipeline, a difference) exits non-zero.
-set -euo pipefail
+set -Eeuo pipefail
+# a command that fails under set -e says which one (-E: also inside functions)
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ACCOUNTING=0
@@ -166,8 +168,11 @@ EOF
   slurmd || die "slurmd did not start (see /var/log/slurm/slurmd.log)"
   wait_for 60 "the node (sinfo idle)" sh -c 'sinfo -h -o %T | grep -qx idle'
   if [ "$ACCOUNTING" = 1 ]; then  # the plugin checks slurm_account against sacctmgr
-    sacctmgr -i add account otbio Description=otbio-ci Organization=otbio >/dev/null
-    sacctmgr -i add user "$(id -un)" Account=otbio >/dev/null
+    # (non-zero when they exist already, from an earlier run on this machine)
+    sacctmgr -i add account otbio Description=otbio-ci Organization=otbio >/dev/null || true
+    sacctmgr -i add user "$(id -un)" Account=otbio >/dev/null || true
+    sacctmgr -n -P show assoc user="$(id -un)" account=otbio format=account | grep -qx otbio ||
+      die "sacctmgr: account otbio for $(id -un) not set up"
   fi
   sinfo
   scontrol show config | grep -E '^(MinJobAge|AccountingStorageType|KillWait|EnforcePartLimits) '
