@@ -3,7 +3,8 @@ start, and a real local run of the LOT pipeline that is killed after some shards
 and compared with one `otbio embed` of the whole cohort.
 
 Snakemake always runs in a tmp folder (``--directory``), so no ``.snakemake/`` lands in the
-repository.
+repository. Outside CI a missing tool (snakemake, otbio) skips the tests that need it; in CI
+(the CI environment variable set) it fails them, so that CI never passes with them unrun.
 """
 
 from __future__ import annotations
@@ -21,13 +22,32 @@ import numpy as np
 import pytest
 import yaml
 
-pytest.importorskip("snakemake")
+IN_CI = bool(os.environ.get("CI"))
+
+
+def need(ok: bool, reason: str) -> None:
+    """Skip a test whose tool or data is missing; in CI, fail it instead."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set: the workflow tests must not be skipped)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+try:
+    import snakemake  # noqa: F401
+except ImportError:
+    need(False, "snakemake is not installed (pip install -e '.[test]')")
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEFILE = ROOT / "workflows" / "Snakefile"
 CONFIGS = ROOT / "workflows" / "config"
 COHORT = ROOT / "test_data" / "pbmc_cohort.h5ad"
 OTBIO = shutil.which("otbio")
+# the bundled cohort is in the repository; in CI a missing file fails the tests that read it
+NEEDS_COHORT = pytest.mark.skipif(
+    not COHORT.exists() and not IN_CI, reason="test_data/pbmc_cohort.h5ad not built yet"
+)
 
 
 def _abs(path: str) -> str:
@@ -40,6 +60,9 @@ def load_config(name: str) -> dict:
     cfg = yaml.safe_load((CONFIGS / "test" / f"{name}.yaml").read_text())
     cfg["otbio"] = OTBIO or "otbio"
     cfg["outdir"] = "results"
+    # the tests do not depend on whether this machine is part of a SLURM cluster (see
+    # test_requests_fit_the_slurm_partition for the fitting)
+    cfg["fit_to_partition"] = False
     if "lot" in cfg:
         cfg["lot"]["cells"] = [_abs(p) for p in cfg["lot"]["cells"]]
     if "slices" in cfg:
@@ -68,13 +91,14 @@ def snakemake_args(workdir: Path, cfg: dict, *extra: str) -> list[str]:
     ]
 
 
-def snakemake(workdir: Path, cfg: dict, *extra: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, cfg: dict, *extra: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         snakemake_args(workdir, cfg, *extra),
         capture_output=True,
         text=True,
         timeout=300,
         cwd=workdir,
+        env=env,
     )
 
 
@@ -97,7 +121,7 @@ def job_counts(text: str) -> dict[str, int]:
 # dry runs
 
 
-@pytest.mark.skipif(not COHORT.exists(), reason="test_data/pbmc_cohort.h5ad not built yet")
+@NEEDS_COHORT
 def test_dry_run_lot(tmp_path):
     cfg = load_config("lot")
     r = snakemake(tmp_path, cfg, "-n")
@@ -109,7 +133,7 @@ def test_dry_run_lot(tmp_path):
     assert (tmp_path / ".snakemake").is_dir()  # snakemake's state stays in the tmp dir
 
 
-@pytest.mark.skipif(not COHORT.exists(), reason="test_data/pbmc_cohort.h5ad not built yet")
+@NEEDS_COHORT
 def test_dry_run_lot_shard_size_and_file_inputs(tmp_path):
     cfg = load_config("lot")
     cfg["lot"]["shard_size"] = 5
@@ -190,7 +214,7 @@ def test_bad_config_unknown_key(tmp_path):
     assert "unknown config key 'resources.search_chunks'" in out
 
 
-@pytest.mark.skipif(not COHORT.exists(), reason="test_data/pbmc_cohort.h5ad not built yet")
+@NEEDS_COHORT
 def test_bad_config_unknown_sample(tmp_path):
     cfg = load_config("lot")
     cfg["lot"]["samples"] = ["donor01", "donor99"]
@@ -260,13 +284,13 @@ def lot_run(tmp_path_factory):
     first shard's job has finished in snakemake's eyes; the newest one may still be open
     (its file is written but the job not yet closed) and is then redone, as it should be.
     """
-    if not COHORT.exists() or not _have_commands(*LOT_COMMANDS):
-        pytest.skip("otbio LOT commands or test_data/pbmc_cohort.h5ad not available yet")
+    need(COHORT.exists(), "test_data/pbmc_cohort.h5ad not built yet")
+    need(_have_commands(*LOT_COMMANDS), "the otbio command with its LOT commands is not on PATH")
     work = tmp_path_factory.mktemp("lot_run")
     cfg = load_config("lot")
     assert cfg["lot"]["shard_size"] == 6  # 4 shards of the 24 donors
     if _have_commands("classify"):
-        cfg["lot"]["classify"]["extra"] = "--repeats 2"  # keep the test short
+        cfg["lot"]["classify"]["extra"] = "--n-repeats 2"  # keep the test short
     else:
         cfg["lot"]["classify"] = None
     shard_dir = work / "results" / "lot" / "shards"
@@ -386,7 +410,8 @@ def test_lot_outputs_and_report(lot_run):
 
 def test_slurm_profile_parses(tmp_path):
     """The slurm profile holds valid snakemake options. The SLURM executor is a plugin that
-    may be missing here, so the profile is read with the local executor."""
+    may be missing here, so the profile is read with the local executor (which refuses
+    the plugin's own options, so slurm-noacct is checked by the next test)."""
     cfg = load_config("search")
     prof = ROOT / "workflows" / "profiles" / "slurm"
     r = snakemake(tmp_path, cfg, "--profile", str(prof), "--executor", "local", "-n")
@@ -394,10 +419,109 @@ def test_slurm_profile_parses(tmp_path):
     assert f"Using profile {prof}" in r.stdout + r.stderr
 
 
+def test_slurm_noacct_profile_is_slurm_with_squeue():
+    """slurm-noacct is the slurm profile with job status from squeue, nothing else."""
+    profiles = ROOT / "workflows" / "profiles"
+    acct = yaml.safe_load((profiles / "slurm" / "config.yaml").read_text())
+    noacct = yaml.safe_load((profiles / "slurm-noacct" / "config.yaml").read_text())
+    assert noacct.pop("slurm-status-command") == "squeue"
+    assert "slurm-status-command" not in acct  # sacct, the plugin's default
+    assert noacct == acct
+    assert acct["executor"] == "slurm" and acct["retries"] == 1
+
+
+def _fake_sinfo(tmp_path: Path) -> dict:
+    """An environment whose `sinfo` describes a cluster: partition small (default, 2 CPUs,
+    7000 MB, 1 h) and partition big (nodes of 64 and 32 CPUs, no time limit)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sinfo = bin_dir / "sinfo"
+    sinfo.write_text(
+        "#!/bin/sh\nprintf 'small*|2|7000|1:00:00\\nbig|64|500000|infinite\\nbig|32|250000|infinite\\n'\n"
+    )
+    sinfo.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_requests_fit_the_slurm_partition(tmp_path):
+    """On SLURM, a rule never asks for more than one node of the partition offers (a job
+    asking for 4 CPUs on a 2-CPU partition would pend forever or be refused)."""
+    env = _fake_sinfo(tmp_path)
+    cfg = load_config("search")
+    cfg["fit_to_partition"] = True
+    run = ("-n", "-p", "--cores", "64")
+    r = snakemake(tmp_path, cfg, *run, env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "search_chunk threads 4 lowered to 2 (partition 'small')" in out
+    assert "--jobs 2 -v align" in out and "--jobs 4" not in out
+    # the partition named in the profile's default resources: its largest node counts
+    r = snakemake(tmp_path, cfg, *run, "--default-resources", "slurm_partition=big", env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "lowered" not in out and "--jobs 4 -v align" in out
+    # a partition the cluster does not have stops the run at start, naming those it has
+    r = snakemake(tmp_path, cfg, *run, "--default-resources", "slurm_partition=gpu", env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "slurm_partition 'gpu'" in out and "sinfo lists: big, small" in out
+    # config max_threads caps too; fit_to_partition: false leaves the partition out
+    cfg.update(max_threads=3, fit_to_partition=False)
+    r = snakemake(tmp_path, cfg, *run, env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "search_chunk threads 4 lowered to 3 (max_threads)" in out
+    assert "--jobs 3 -v align" in out
+
+
+def test_retry_asks_for_twice_the_time_and_memory_within_the_partition(tmp_path):
+    """A job resubmitted by `retries` (the slurm profiles set 1) asks for twice its runtime
+    and mem_mb, capped by what the partition offers: here 40 min -> 60 (the partition's
+    limit) and 4000 MB -> 7000 (a node's memory). otbio fails once, then runs."""
+    need(_have_commands("align"), "the otbio command with `align` is not on PATH")
+    env = _fake_sinfo(tmp_path)
+    flag = tmp_path / "failed_once"
+    wrapper = tmp_path / "otbio-fails-once"
+    wrapper.write_text(
+        f'#!/bin/sh\n[ -e "{flag}" ] || {{ touch "{flag}"; exit 3; }}\nexec "{OTBIO}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    cfg = load_config("search")
+    cfg["search"].update(motifs={"lid": cfg["search"]["motifs"]["adk_lid"]})
+    cfg["search"].update(pattern="3[a-c]*.pdb.gz", chunk_size=10)
+    cfg.update(otbio=str(wrapper), fit_to_partition=True)
+    cfg["resources"] = {"search_chunk": {"threads": 1, "mem_mb": 4000, "runtime": 40}}
+    r = snakemake(tmp_path, cfg, "--cores", "1", "--retries", "1", env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert flag.exists() and "Trying to restart job" in out
+    asked = re.findall(r"resources: tmpdir=\S+ runtime=(\d+), mem_mb=(\d+)", out)
+    assert asked[:2] == [("40", "4000"), ("60", "7000")], out  # first and second attempt
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [
+        ("infinite", None),
+        ("30", 30),
+        ("45:00", 45),
+        ("1:00:00", 60),
+        ("2-00:00:00", 2880),
+        ("0:30:01", 31),
+    ],
+)
+def test_slurm_time_limits_in_minutes(text, minutes):
+    ns = {"config": {}, "workflow": None}
+    exec(
+        compile((ROOT / "workflows" / "rules" / "common.smk").read_text(), "common.smk", "exec"), ns
+    )
+    assert ns["_slurm_minutes"](text) == minutes
+
+
 def test_search_merge_ranks_all_chunks(tmp_path):
     """The merge rule (shell only) ranks the rows of every chunk by score and renumbers rank.
 
-    The chunk tables are written here in the layout of `otbio align --scores`, so snakemake
+    The chunk tables are written here in the layout of `otbio align --save-scores`, so snakemake
     runs only the merge rules."""
     cfg = load_config("search")
     rng = np.random.default_rng(0)
@@ -428,8 +552,7 @@ def test_search_merge_ranks_all_chunks(tmp_path):
 def test_search_real_run_equals_one_align(tmp_path):
     """A real search (one motif, 6 chains in chunks of 2) gives the rows of one `otbio align`
     over all the targets, ranked the same way."""
-    if not _have_commands("align"):
-        pytest.skip("otbio align not available yet")
+    need(_have_commands("align"), "the otbio command with `align` is not on PATH")
     import pandas as pd
 
     cfg = load_config("search")
@@ -443,7 +566,7 @@ def test_search_real_run_equals_one_align(tmp_path):
     )
     single = tmp_path / "single.tsv"
     r = subprocess.run(
-        [OTBIO, "--quiet", "align", query, *targets, "--scores", str(single)],
+        [OTBIO, "--quiet", "align", query, *targets, "--save-scores", str(single)],
         capture_output=True,
         text=True,
         timeout=300,

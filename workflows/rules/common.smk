@@ -6,6 +6,8 @@ import glob
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 
 import yaml
 from jsonschema import Draft202012Validator, validators
@@ -137,9 +139,114 @@ DEFAULT_RESOURCES = {
 }
 
 
+def _default_resource(name):
+    """A value given with --default-resources (on the command line or in the profile)."""
+    settings = getattr(workflow, "resource_settings", None)
+    args = getattr(getattr(settings, "default_resources", None), "args", None) or []
+    for arg in args:
+        key, _, value = str(arg).partition("=")
+        if key.strip() == name:
+            return value.strip().strip("'\"") or None
+    return None
+
+
+def _slurm_minutes(text):
+    """A SLURM time limit ("infinite", "2-00:00:00", "12:00:00", "30:00", "30") in minutes."""
+    text = text.strip().lower()
+    if not text or text in ("infinite", "unlimited", "n/a"):
+        return None
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    if len(parts) == 3:
+        minutes = parts[0] * 60 + parts[1] + (parts[2] > 0)
+    elif len(parts) == 2:
+        minutes = parts[0] + (parts[1] > 0)
+    else:
+        minutes = parts[0]
+    return minutes + 1440 * int(days or 0)
+
+
+def partition_limits():
+    """What one node of the SLURM partition that jobs go to offers: a dict with the partition
+    name, cpus, mem_mb and minutes (None: no limit), or None when not on a SLURM cluster
+    (no `sinfo`), when config `fit_to_partition` is false, or when sinfo cannot answer.
+
+    The partition is `slurm_partition` from --default-resources (the profile), else the
+    cluster's default partition (the one sinfo marks with '*')."""
+    if not config.get("fit_to_partition", True) or shutil.which("sinfo") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["sinfo", "--noheader", "--Node", "--format=%P|%c|%m|%l"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rows = [ln.strip().split("|") for ln in out.splitlines() if ln.count("|") == 3]
+    if not rows:
+        return None
+    wanted = _default_resource("slurm_partition")
+    if wanted is None:
+        default = [r[0].rstrip("*") for r in rows if r[0].endswith("*")]
+        if not default:
+            return None
+        wanted = default[0]
+    nodes = [r for r in rows if r[0].rstrip("*") == wanted]
+    if not nodes:
+        names = ", ".join(sorted({r[0].rstrip("*") for r in rows}))
+        msg = f"slurm_partition '{wanted}' (--default-resources) is not a partition of this cluster (sinfo lists: {names})"
+        raise ConfigError(msg)
+
+    def largest(i):
+        vals = [int(r[i].rstrip("+")) for r in nodes if r[i].rstrip("+").isdigit()]
+        return max(vals) if vals else None
+
+    return {
+        "partition": wanted,
+        "cpus": largest(1),
+        "mem_mb": largest(2),
+        "minutes": _slurm_minutes(nodes[0][3]),
+    }
+
+
+PARTITION = None  # set by the Snakefile after the config check
+_LOWERED = {}
+
+
+def _cap(rule_name, what, value):
+    """Lower a request to config `max_threads` and to what the partition offers."""
+    limit, where = None, None
+    if what == "threads" and config.get("max_threads") is not None:
+        limit, where = int(config["max_threads"]), "max_threads"
+    if PARTITION is not None:
+        key = {"threads": "cpus", "mem_mb": "mem_mb", "runtime": "minutes"}[what]
+        if PARTITION[key] is not None and (limit is None or PARTITION[key] < limit):
+            limit, where = PARTITION[key], f"partition '{PARTITION['partition']}'"
+    if limit is not None and value > limit:
+        if (rule_name, what) not in _LOWERED:
+            _LOWERED[(rule_name, what)] = (value, limit)
+            print(
+                f"otbio workflow: {rule_name} {what} {value} lowered to {limit} ({where})",
+                file=sys.stderr,
+            )
+        return limit
+    return value
+
+
 def res(rule_name, what):
+    """A rule's threads, mem_mb or runtime (minutes): the config's `resources` override or the
+    default above, lowered to fit (see _cap). mem_mb and runtime grow with the attempt (a job
+    resubmitted by `retries` after running out of time or memory gets twice as much), still
+    within the partition's limits."""
     override = (config.get("resources") or {}).get(rule_name, {})
-    return override.get(what, DEFAULT_RESOURCES[rule_name][what])
+    value = override.get(what, DEFAULT_RESOURCES[rule_name][what])
+    if what == "threads":
+        return _cap(rule_name, what, value)
+    first = _cap(rule_name, what, value)
+    return lambda wildcards, attempt: first if attempt == 1 else _cap(rule_name, what, value * attempt)
 
 
 def otbio_cmd(threads_expr="{threads}"):
