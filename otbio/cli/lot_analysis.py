@@ -367,7 +367,10 @@ def generate_cmd(
         else None
     )
     write_h5ad(synth, output)
-    msg = f"{synth.uns['lot_generate']['synthetic'].__len__()} synthetic samples, {synth.n_obs} cells -> {output}"
+    n_syn = len(synth.uns["lot_generate"]["synthetic"])
+    msg = f"{n_syn} synthetic sample{'' if n_syn == 1 else 's'}, {synth.n_obs} cells -> {output}"
+    if to_genes:
+        msg += f" ({synth.n_vars} genes reconstructed from PCA loadings)"
     if table is not None:
         write_table(table, check_path)
         col = "reembedded_inside" if "reembedded_inside" in table else "inside"
