@@ -96,7 +96,13 @@ def test_weights_are_read_back_per_reference_point(res, emb):
     w = res.weights
     assert w.shape == (1, k, d)
     np.testing.assert_allclose(w.ravel(), res.model.coef_.ravel())
-    norms = np.linalg.norm(w[0], axis=1)
+    # the decision function on raw LOT vectors is linear with these weights
+    v, _, _ = L.embedding_arrays(emb)
+    np.testing.assert_allclose(
+        res.model.decision_function(v), v @ w.ravel() + res.model.intercept_[0], atol=1e-8
+    )
+    # points are ranked by the weights on the scaled features (comparable across features)
+    norms = np.linalg.norm(res.model.coef_scaled_.reshape(k, d), axis=1)
     np.testing.assert_allclose(res.points["weight_norm"], np.sort(norms)[::-1])
     np.testing.assert_allclose(norms[res.points["ref_point"]], res.points["weight_norm"])
     # positions are the reference support of each ranked point
