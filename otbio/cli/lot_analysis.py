@@ -58,12 +58,13 @@ def _out_dir(path: str) -> Path:
 )
 @click.option(
     "--scale",
-    type=click.Choice(["standard", "mass", "none"]),
-    default="standard",
+    type=click.Choice(["mass", "standard", "none"]),
+    default="mass",
     show_default=True,
-    help="Scaling of the LOT features before fitting: standard (each to unit sd), mass (one "
-    "global factor: keeps the sqrt(reference weight) tangent-space metric) or none. Weights are "
-    "reported in the embedding's units either way.",
+    help="Scaling of the LOT features before fitting: mass (one global factor: keeps the "
+    "sqrt(reference weight) tangent-space metric, so big populations count by their mass), "
+    "standard (each feature to unit sd) or none. Weights are reported in the embedding's units "
+    "either way.",
 )
 @click.option(
     "--n-permutations",
