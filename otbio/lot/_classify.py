@@ -611,7 +611,7 @@ def cross_validate(
 
 
 def _fmt(names: Sequence[str], values: np.ndarray, n: int) -> str:
-    order = np.argsort(-np.abs(values))[:n]
+    order = [j for j in np.argsort(-np.abs(values), kind="stable")[:n] if values[j] != 0]
     return ",".join(f"{names[j]}:{values[j]:+.3g}" for j in order)
 
 

@@ -143,7 +143,7 @@ def test_other_models(emb, model):
         n_permutations=0,
         seed=1,
     )
-    assert r.info["param_mode"] == ("given" if model != "lda" else "given")
+    assert r.info["param_mode"] == "given"
     assert r.metrics.set_index("features").loc["lot", "balanced_accuracy"] >= 0.9
     assert r.weights.shape[1:] == np.asarray(emb.uns["lot"]["reference"]).shape
 
