@@ -18,7 +18,7 @@ seeded), balanced accuracy of the pooled out-of-fold predictions, mean over repe
   previous default: logistic-l2, C=1, unscaled LOT features, same embedding), ``otbio_l1``
   (logistic-l1, standardised features, nested C), ``otbio_standard`` (the default classifier
   on standardised features instead of the mass scaling), ``otbio_stratified`` (the default
-  classifier on a reference stratified by cell type, ``reference(label_key=...)``).
+  classifier on a reference stratified by cell type, ``reference(celltype_key=...)``).
 - ``pylot``: a plain pyLOT-style pipeline: sklearn KMeans reference of the same size on the
   pooled cells, POT ``ot.emd`` per donor, the map T(z) flattened, StandardScaler +
   LogisticRegression (C=1).
@@ -115,10 +115,10 @@ def one_cohort(src, *, shift, celltype, n_donors, n_cells, seed, args):
     )
     t0 = time.perf_counter()
     ref = L.reference(a, sample_key="donor", use_rep="X_pca", size=args.ref_size, seed=seed)
-    emb = L.embed(a, ref, sample_key="donor", jobs=args.jobs, show_progress=False)
+    emb = L.embed(a, ref, sample_key="donor", jobs=args.jobs, progress=False)
     res = L.classify(
         emb,
-        label="condition",
+        groupby="condition",
         n_splits=args.n_splits,
         n_repeats=args.n_repeats,
         seed=seed,
@@ -164,9 +164,9 @@ def one_cohort(src, *, shift, celltype, n_donors, n_cells, seed, args):
             use_rep="X_pca",
             size=args.ref_size,
             seed=seed,
-            label_key="bulk_labels",
+            celltype_key="bulk_labels",
         )
-        emb_s = L.embed(a, ref_s, sample_key="donor", jobs=args.jobs, show_progress=False)
+        emb_s = L.embed(a, ref_s, sample_key="donor", jobs=args.jobs, progress=False)
         v_s, _, _ = embedding_arrays(emb_s)
         cvo = cross_validate(
             {"lot": (v_s, "mass")},

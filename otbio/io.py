@@ -71,14 +71,14 @@ def get_rep(
     Returns a C-contiguous array of ``dtype`` after checking that it is finite.
     """
     if use_rep is not None and vars:
-        msg = "give either --use-rep or --vars, not both"
+        msg = "give either use_rep or `vars`, not both"
         raise InputError(msg)
     if use_rep is not None:
         if use_rep == "X":
             arr = adata.X
         elif use_rep not in adata.obsm:
             keys = ", ".join(adata.obsm.keys()) or "none"
-            msg = f"obsm key '{use_rep}' not found (available: {keys}); pass --use-rep"
+            msg = f"obsm key '{use_rep}' not found (available: {keys}); pass use_rep"
             raise InputError(msg)
         else:
             arr = adata.obsm[use_rep]
@@ -157,7 +157,7 @@ def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_k
         x = get_rep(adata, use_rep=use_rep, what=f"points in {p.name}")
         if weight_key is not None:
             if weight_key not in adata.obs:
-                msg = f"obs column '{weight_key}' not found in {p.name}; pass --weight-key"
+                msg = f"obs column '{weight_key}' not found in {p.name}; pass weight_key"
                 raise InputError(msg)
             weights = adata.obs[weight_key].to_numpy()
         return x, weights
@@ -179,7 +179,7 @@ def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_k
             raise InputError(msg) from exc
         if weight_key is not None:
             if weight_key not in df.columns:
-                msg = f"column '{weight_key}' not found in {p.name}; pass --weight-key"
+                msg = f"column '{weight_key}' not found in {p.name}; pass weight_key"
                 raise InputError(msg)
             weights = df.pop(weight_key).to_numpy()
         df = df.select_dtypes(include="number")

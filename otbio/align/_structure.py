@@ -347,7 +347,7 @@ def _residues_flat(st, index: int, chain: str | None):
     )
 
 
-def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
+def read_structure(spec: str | os.PathLike, *, pdb_model: int = 1) -> Structure:
     """Read the protein residues of a PDB or mmCIF file (gzip too), with an optional selection.
 
     Parameters
@@ -355,7 +355,7 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
     spec
         ``FILE``, ``FILE:CHAIN`` or ``FILE:CHAIN:10-55,80-95`` (several ranges make a
         discontiguous motif; an empty chain or ``*`` means every chain).
-    model
+    pdb_model
         Model to read, 1-based (the first model of NMR or trajectory files by default).
 
     Returns
@@ -387,11 +387,11 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
     if len(st) == 0:
         msg = f"{p} contains no atoms; is it a PDB or mmCIF file?"
         raise InputError(msg)
-    if not 1 <= model <= len(st):
-        msg = f"{p} has {len(st)} model(s); --model must lie between 1 and {len(st)}"
+    if not 1 <= pdb_model <= len(st):
+        msg = f"{p} has {len(st)} model(s); pdb_model must lie between 1 and {len(st)}"
         raise InputError(msg)
-    mdl = st[model - 1]
-    found = _residues_flat(st, model - 1, chain)
+    mdl = st[pdb_model - 1]
+    found = _residues_flat(st, pdb_model - 1, chain)
     if found is None:  # unusual files (long names, repeated model numbers): residue by residue
         found = _residues_loop(mdl, chain)
     chains, nums, icodes, names, cas = found
@@ -429,5 +429,5 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
         resname=names,
         ca=cas,
         selection=spec[len(path) :].lstrip(":"),
-        model=model,
+        model=pdb_model,
     )

@@ -269,12 +269,12 @@ def sample_cells(
     cells: AnnData | Sequence[AnnData],
     *,
     celltype_key: str | None = None,
-    label: str | None = None,
+    groupby: str | None = None,
     names: Sequence[str] | None = None,
 ) -> CellsBySample:
     """Cells of every sample of ``emb`` (same representation and weights as the embedding).
 
-    Checks that ``label`` (when found in the cells) is constant within every sample.
+    Checks that ``groupby`` (when found in the cells) is constant within every sample.
     """
     u = emb.uns[EMB_KEY]
     sample_key = u.get("sample_key") or None
@@ -298,15 +298,15 @@ def sample_cells(
         col = ad_.obs[sample_key].astype(str).to_numpy()
         for sid in dict.fromkeys(col):
             rows_of[sid] = (a, np.flatnonzero(col == sid))  # same order as collect_samples
-    if label is not None:
+    if groupby is not None:
         for sid in ids:
             a, rows = rows_of[sid]
-            if label in adatas[a].obs:
-                vals = adatas[a].obs[label].iloc[rows].astype(str).unique()
+            if groupby in adatas[a].obs:
+                vals = adatas[a].obs[groupby].iloc[rows].astype(str).unique()
                 if len(vals) > 1:
                     msg = (
-                        f"label '{label}' varies within sample '{sid}' ({', '.join(vals[:3])}); "
-                        "classify needs one label per sample: pass a sample-level --label"
+                        f"groupby '{groupby}' varies within sample '{sid}' ({', '.join(vals[:3])}); "
+                        "classify needs one value per sample: groupby must be a sample-level column"
                     )
                     raise InputError(msg)
     types = None
@@ -315,35 +315,35 @@ def sample_cells(
         for sid in ids:
             a, rows = rows_of[sid]
             if celltype_key not in adatas[a].obs:
-                msg = f"obs column '{celltype_key}' not found in the cells; pass --celltype-key"
+                msg = f"obs column '{celltype_key}' not found in the cells (celltype_key)"
                 raise InputError(msg)
             types.append(adatas[a].obs[celltype_key].iloc[rows].astype(str).to_numpy())
     return CellsBySample(s.points, s.weights, types)
 
 
-def sample_labels(emb: AnnData, label: str, *, n_splits: int | None = None) -> np.ndarray:
-    """The sample-level labels ``emb.obs[label]`` as str, checked for classification."""
-    if label not in emb.obs:
+def sample_labels(emb: AnnData, groupby: str, *, n_splits: int | None = None) -> np.ndarray:
+    """The sample-level labels ``emb.obs[groupby]`` as str, checked for classification."""
+    if groupby not in emb.obs:
         msg = (
-            f"label '{label}' is not a sample-level obs column of the embedding (it is missing, "
-            "or it varies within a sample and so was not kept); pass --label with a column that "
-            "is constant within each sample"
+            f"groupby '{groupby}' is not a sample-level obs column of the embedding (it is missing, "
+            "or it varies within a sample and so was not kept); groupby must be a column "
+            "that is constant within each sample"
         )
         raise InputError(msg)
-    col = emb.obs[label]
+    col = emb.obs[groupby]
     if col.isna().any():
-        msg = f"label '{label}' is missing for some samples; drop them or fill the column"
+        msg = f"groupby '{groupby}' is missing for some samples; drop them or fill the column"
         raise InputError(msg)
     y = col.astype(str).to_numpy()
     classes, counts = np.unique(y, return_counts=True)
     if classes.size < 2:
-        msg = f"label '{label}' has only one class ({classes[0]}); classify needs two or more"
+        msg = f"groupby '{groupby}' has only one class ({classes[0]}); classify needs two or more"
         raise InputError(msg)
     if n_splits is not None and counts.min() < n_splits:
         c = classes[counts.argmin()]
         msg = (
-            f"class '{c}' of '{label}' has {counts.min()} samples, fewer than --folds "
-            f"{n_splits}; lower --folds or add samples"
+            f"class '{c}' of '{groupby}' has {counts.min()} samples, fewer than n_splits "
+            f"= {n_splits}; lower n_splits or add samples"
         )
         raise InputError(msg)
     return y
@@ -618,8 +618,8 @@ def _fmt(names: Sequence[str], values: np.ndarray, n: int) -> str:
 def classify(
     emb: AnnData,
     *,
-    label: str,
-    model: Model = "centroid",
+    groupby: str,
+    classifier: Model = "centroid",
     C: float | None = None,
     n_features: int | None = None,
     scale: Scale = "mass",
@@ -641,9 +641,9 @@ def classify(
     ----------
     emb
         An embedding from :func:`otbio.lot.embed` (one row per sample).
-    label
+    groupby
         Sample-level obs column to predict (constant within each sample).
-    model
+    classifier
         ``centroid`` (default: nearest shrunken centroids, :class:`ShrunkenCentroid`: keeps
         the few LOT features that move, e.g. one cell type's reference points),
         ``logistic-l1`` (sparse weights), ``logistic-l2``, ``svm`` (linear SVM) or ``lda``
@@ -652,7 +652,7 @@ def classify(
         The regularisation: inverse strength ``C`` (logistic, svm) or the features kept
         ``n_features`` (centroid). None (default): chosen from :func:`param_grid` by nested
         CV (an inner 3-fold CV on the training samples of each outer fold; the test fold
-        never chooses it); the model fitted on all samples uses the value that an inner CV
+        never chooses it); the classifier fitted on all samples uses the value that an inner CV
         on all samples chooses.
     scale
         How LOT features are scaled before fitting (:class:`Scaled`): ``mass`` (default: one
@@ -685,7 +685,7 @@ def classify(
     counted once per repeat); ``cv_predictions`` (per sample); ``points`` (reference points
     ranked by the norm of their scaled weights: position, top features/genes, cell types);
     ``features`` (per dimension and, with PCA loadings, per gene: how far it moves between the
-    classes at the reference points the model uses, i.e. the norm of the class difference of
+    classes at the reference points the classifier uses, i.e. the norm of the class difference of
     :math:`T(z_k) - z_k` on the features with non-zero weight; ``top_features``/``top_genes``
     of a point give the same difference, signed towards ``classes[1]`` for two classes);
     ``weights`` (n_rows, k, d) in the embedding's units, n_rows = 1 for two classes
@@ -702,7 +702,7 @@ def classify(
     if n_features is not None and n_features < 1:
         msg = f"n_features must be >= 1, got {n_features}"
         raise InputError(msg)
-    pname = param_name(model)
+    pname = param_name(classifier)
     fixed = (None if n_features is None else float(n_features)) if pname == "n_features" else C
     if n_splits < 2:
         msg = f"n_splits must be >= 2, got {n_splits}"
@@ -713,16 +713,16 @@ def classify(
     if scale not in SCALES:
         msg = f"unknown scale '{scale}'; choose one of {', '.join(SCALES)}"
         raise InputError(msg)
-    make_model(model)  # name check before any work
+    make_model(classifier)  # name check before any work
     cs = None
     if cells is not None:
-        cs = sample_cells(emb, cells, celltype_key=celltype_key, label=label, names=names)
+        cs = sample_cells(emb, cells, celltype_key=celltype_key, groupby=groupby, names=names)
     elif celltype_key is not None:
         log.warning(
             "--celltype-key needs the cells (--cells CELLS.h5ad): no composition baseline "
             "and no cell-type names for the reference points"
         )
-    y = sample_labels(emb, label, n_splits=n_splits)
+    y = sample_labels(emb, groupby, n_splits=n_splits)
     classes = np.unique(y)
     ids = [str(i) for i in emb.obs_names]
 
@@ -743,7 +743,7 @@ def classify(
     log.info(
         "%s on %d samples x %d LOT features (%s scaling), %s %s; %d x %d-fold CV (seed %d); "
         "%d permutations; baselines: %s",
-        model,
+        classifier,
         len(ids),
         v.shape[1],
         scale,
@@ -758,7 +758,7 @@ def classify(
     out = cross_validate(
         feats,
         y,
-        model=model,
+        model=classifier,
         C=fixed,
         n_splits=n_splits,
         n_repeats=n_repeats,
@@ -777,7 +777,7 @@ def classify(
     metrics = pd.DataFrame(
         {
             "features": order_f,
-            "model": model,
+            "model": classifier,
             "accuracy": mean["accuracy"].to_numpy(),
             "accuracy_sd": sd["accuracy"].to_numpy(),
             "balanced_accuracy": mean["balanced_accuracy"].to_numpy(),
@@ -807,9 +807,9 @@ def classify(
         cv_pred[f"share_pred:{c}"] = (pred == c).mean(0)
     cv_pred["correct_share"] = (pred == y[None, :]).mean(0)
 
-    # interpretation from the model fitted on all samples
-    c_all = fixed if fixed is not None else select_C(model, v, y, scale=scale, seed=seed)
-    fitted = _fit(model, v, y, C=c_all, seed=seed, scale=scale)
+    # interpretation from the classifier fitted on all samples
+    c_all = fixed if fixed is not None else select_C(classifier, v, y, scale=scale, seed=seed)
+    fitted = _fit(classifier, v, y, C=c_all, seed=seed, scale=scale)
     w = np.asarray(fitted.coef_, dtype=np.float64).reshape(-1, k, d)
     w_scaled = np.asarray(fitted.coef_scaled_, dtype=np.float64).reshape(-1, k, d)
     norm = np.sqrt((w_scaled**2).sum(axis=(0, 2)))
@@ -832,7 +832,7 @@ def classify(
         return vals[0] if vals.shape[0] == 1 else np.sqrt((vals**2).sum(0))
 
     # what moves: the class difference of the displacement T(z_k) - z_k (cell-space units),
-    # on the features the model uses (non-zero weight)
+    # on the features the classifier uses (non-zero weight)
     disp = v.reshape(-1, k, d) / np.sqrt(r)[None, :, None]
     if classes.size == 2:
         delta = (disp[y == classes[1]].mean(0) - disp[y == classes[0]].mean(0))[None]
@@ -879,13 +879,13 @@ def classify(
     features = features.reset_index(drop=True)
 
     info = {
-        "label": label,
-        "model": model,
+        "label": groupby,
+        "model": classifier,
         "C": float(c_all) if pname == "C" else float("nan"),
         "n_features": int(c_all) if pname == "n_features" else 0,
         "param_name": pname,
         "param_mode": "nested-cv" if fixed is None else "given",
-        "param_grid": param_grid(model, v.shape[1]) if fixed is None else [float(fixed)],
+        "param_grid": param_grid(classifier, v.shape[1]) if fixed is None else [float(fixed)],
         "scale": scale,
         "n_permutations": int(n_permutations),
         "permutation_repeats": int(permutation_repeats or n_repeats),

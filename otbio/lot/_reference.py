@@ -63,7 +63,7 @@ def reference_from_arrays(
     ``strata`` (one label array per sample, e.g. cell types; ``kmeans`` and ``barycenter``
     only): the support is split over the labels, each getting a share of ``size`` in
     proportion to its pooled mass but at least ``min_points`` (or its number of pooled cells),
-    and k-means runs within each label, so that a small population keeps enough points for
+    ``size`` in all (:func:`allocate`), and k-means runs within each label, so that a small population keeps enough points for
     a change inside it to show. Weights stay the pooled cluster masses.
 
     Returns ``(z, r, cells_per_sample)``.
@@ -72,7 +72,7 @@ def reference_from_arrays(
         msg = f"unknown reference method '{method}'; choose one of {', '.join(METHODS)}"
         raise InputError(msg)
     if size < 1:
-        msg = f"--size must be >= 1, got {size}"
+        msg = f"`size` must be >= 1, got {size}"
         raise InputError(msg)
     if weights is None:
         weights = [np.full(p.shape[0], 1.0 / p.shape[0]) for p in points]
@@ -81,7 +81,7 @@ def reference_from_arrays(
     if cells_per_sample is None:
         cells_per_sample = max(1, min(smallest, -(-MAX_POOLED // n_s)))
     if cells_per_sample < 1:
-        msg = f"--cells-per-sample must be >= 1, got {cells_per_sample}"
+        msg = f"cells_per_sample must be >= 1, got {cells_per_sample}"
         raise InputError(msg)
     rng = np.random.default_rng(seed)
     lab = None
@@ -115,8 +115,8 @@ def reference_from_arrays(
     )
     if method in ("kmeans", "barycenter", "sample") and size > x.shape[0]:
         msg = (
-            f"--size {size} is larger than the {x.shape[0]} pooled cells; "
-            "lower --size or raise --cells-per-sample"
+            f"`size` {size} is larger than the {x.shape[0]} pooled cells; "
+            "lower `size` or raise cells_per_sample"
         )
         raise InputError(msg)
     if method == "sample":
@@ -165,14 +165,30 @@ def reference_from_arrays(
     )
 
 
+def allocate(size: int, mass: np.ndarray, count: np.ndarray, min_points: int) -> np.ndarray:
+    """Points per label summing to ``size`` (when the cells allow): in proportion to mass,
+    at least ``min_points`` each (lowered to ``size // labels`` when ``size`` is too small
+    for it), never more than the label's cells."""
+    n_lab = mass.size
+    floor = min(int(min_points), max(1, int(size) // max(n_lab, 1)))
+    n_t = np.minimum(np.maximum(np.floor(size * mass / mass.sum()), floor), count).astype(np.int64)
+    # hand out what is left by mass per point, then take back where it is smallest
+    while n_t.sum() < size and (n_t < count).any():
+        room = np.where(n_t < count, mass / np.maximum(n_t, 1), -1.0)
+        n_t[int(room.argmax())] += 1
+    while n_t.sum() > size and (n_t > floor).any():
+        over = np.where(n_t > floor, mass / np.maximum(n_t, 1), np.inf)
+        n_t[int(over.argmin())] -= 1
+    return n_t
+
+
 def _stratified_kmeans(x, w, lab, codes, size, min_points, seed):
     """k-means within each label; points per label by pooled mass, at least ``min_points``."""
     from sklearn.cluster import KMeans
 
     mass = np.bincount(lab, weights=w, minlength=codes.size)
     count = np.bincount(lab, minlength=codes.size)
-    n_t = np.maximum(np.round(size * mass / mass.sum()), min_points).astype(np.int64)
-    n_t = np.minimum(n_t, count)
+    n_t = allocate(size, mass, count, min_points)
     zs, rs = [], []
     for t in range(codes.size):
         if n_t[t] == 0:
@@ -199,7 +215,7 @@ def reference(
     size: int = 512,
     cells_per_sample: int | None = None,
     weight_key: str | None = None,
-    label_key: str | None = None,
+    celltype_key: str | None = None,
     stratify: bool | None = None,
     min_points: int = 4,
     seed: int = 0,
@@ -221,13 +237,13 @@ def reference(
         See :func:`reference_from_arrays`.
     weight_key
         Optional obs column of non-negative cell weights.
-    label_key
+    celltype_key
         Optional obs column (e.g. cell type); the reference then records in
-        ``obs[label_key]`` the majority label of the pooled cells nearest each support point.
+        ``obs[celltype_key]`` the majority label of the pooled cells nearest each support point.
     stratify, min_points
-        Split the support over the ``label_key`` labels (k-means within each, at least
+        Split the support over the ``celltype_key`` labels (k-means within each, at least
         ``min_points`` points per label; see :func:`reference_from_arrays`). None (default):
-        stratify whenever ``label_key`` is given (kmeans and barycenter methods).
+        stratify whenever ``celltype_key`` is given (kmeans and barycenter methods).
 
     Returns
     -------
@@ -250,12 +266,12 @@ def reference(
         names=names,
     )
     labs = None
-    if label_key is not None:
-        labs = _labels_by_sample(adatas, s, sample_key, label_key, names)
+    if celltype_key is not None:
+        labs = _labels_by_sample(adatas, s, sample_key, celltype_key, names)
     if stratify is None:
-        stratify = label_key is not None and method in ("kmeans", "barycenter")
+        stratify = celltype_key is not None and method in ("kmeans", "barycenter")
     if stratify and labs is None:
-        msg = "stratify needs label_key (the cell-type column)"
+        msg = "stratify needs celltype_key (the cell-type column)"
         raise InputError(msg)
     z, r, cps = reference_from_arrays(
         s.points,
@@ -272,8 +288,8 @@ def reference(
     d = z.shape[1]
     dims = dim_names(use_rep, vars, d)
     obs = pd.DataFrame({"weight": r}, index=[f"z{k}" for k in range(z.shape[0])])
-    if label_key is not None:
-        obs[label_key] = pd.Categorical(_nearest_labels(labs, s, z))
+    if celltype_key is not None:
+        obs[celltype_key] = pd.Categorical(_nearest_labels(labs, s, z))
     params = {
         "reference_id": reference_id(z, r),
         "method": method,
@@ -282,7 +298,7 @@ def reference(
         "vars": [str(v) for v in (vars or [])],
         "sample_key": sample_key or "",
         "seed": int(seed),
-        "stratified_by": label_key if stratify else "",
+        "stratified_by": celltype_key if stratify else "",
         "min_points": int(min_points) if stratify else 0,
         "n_samples": len(s.ids),
         "cells_per_sample": cps,
@@ -298,15 +314,15 @@ def reference(
     return out
 
 
-def _labels_by_sample(adatas, s, sample_key, label_key, names):
-    """The ``label_key`` labels of every sample's cells, in the order of ``s.points``."""
+def _labels_by_sample(adatas, s, sample_key, celltype_key, names):
+    """The ``celltype_key`` labels of every sample's cells, in the order of ``s.points``."""
     for a, name in zip(adatas, names or [f"input {i}" for i in range(len(adatas))]):
-        if label_key not in a.obs:
-            msg = f"obs column '{label_key}' not found in {name}; pass --label-key"
+        if celltype_key not in a.obs:
+            msg = f"obs column '{celltype_key}' not found in {name} (celltype_key)"
             raise InputError(msg)
     by_id: dict[str, np.ndarray] = {}
     for a, name in zip(adatas, names or [str(i) for i in range(len(adatas))]):
-        lab = a.obs[label_key].astype(str).to_numpy()
+        lab = a.obs[celltype_key].astype(str).to_numpy()
         if sample_key is None:
             by_id[str(name)] = lab
             continue

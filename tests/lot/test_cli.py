@@ -48,7 +48,7 @@ def small(tmp_path_factory, cohort):
             "kmeans",
             "--size",
             48,
-            "--label-key",
+            "--celltype-key",
             "bulk_labels",
             "-o",
             ref,
@@ -70,7 +70,7 @@ def small(tmp_path_factory, cohort):
             emb,
             "--plot",
             d / "emb.png",
-            "--color",
+            "--color-key",
             "condition",
         ]
     )

@@ -25,7 +25,7 @@ def lot_cohort(src, shift, seed):
         n_samples=20, n_cells=100, shifted_type=SHIFTED, shift=shift, seed=seed, source=src
     )
     ref = L.reference(a, sample_key="donor", use_rep="X_pca", size=32, seed=0)
-    emb = L.embed(a, ref, sample_key="donor", jobs=2, show_progress=False)
+    emb = L.embed(a, ref, sample_key="donor", jobs=2, progress=False)
     return a, emb
 
 
@@ -64,7 +64,7 @@ def pylot_style(a, emb, seed):
 def run_classify(a, emb, n_permutations):
     return L.classify(
         emb,
-        label="condition",
+        groupby="condition",
         n_splits=N_SPLITS,
         n_repeats=N_REPEATS,
         n_permutations=n_permutations,
@@ -132,17 +132,22 @@ def test_null_cohort_is_not_significant(src):
 
 def test_stratified_reference_gives_every_type_points(src):
     a = L.state_shift_cohort(n_samples=8, n_cells=150, shift=1.0, seed=1, source=src)
-    ref = L.reference(
-        a, sample_key="donor", use_rep="X_pca", size=32, seed=0, label_key="bulk_labels"
-    )
+    kw = dict(sample_key="donor", use_rep="X_pca", size=48, seed=0)
+    ref = L.reference(a, **kw, celltype_key="bulk_labels")
     p = ref.uns["lot_reference"]
-    assert p["stratified_by"] == "bulk_labels"
-    counts = ref.obs["bulk_labels"].astype(str).value_counts()
-    types = a.obs["bulk_labels"].astype(str).value_counts()
-    # every type with at least min_points cells in the pool is named by >= min_points points
-    # (k-means inside each type; a plain k-means reference leaves small types without any)
-    big = types[types >= 4 * 8].index
-    assert all(counts.get(t, 0) >= p["min_points"] for t in big), counts
-    plain = L.reference(a, sample_key="donor", use_rep="X_pca", size=32, seed=0)
-    assert plain.uns["lot_reference"]["stratified_by"] == ""
+    assert p["stratified_by"] == "bulk_labels" and ref.n_obs == 48
     np.testing.assert_allclose(ref.obs["weight"].sum(), 1.0)
+    # every type is named by >= min_points support points (k-means inside each type) ...
+    counts = ref.obs["bulk_labels"].astype(str).value_counts()
+    types = sorted(set(a.obs["bulk_labels"].astype(str)))
+    assert all(counts.get(t, 0) >= p["min_points"] for t in types), counts
+    # ... where a plain k-means reference of the same size leaves small types short
+    plain = L.reference(a, **kw)
+    plain_counts = (
+        L.reference(a, **kw, celltype_key="bulk_labels", stratify=False)
+        .obs["bulk_labels"]
+        .astype(str)
+        .value_counts()
+    )
+    assert plain.uns["lot_reference"]["stratified_by"] == ""
+    assert min(plain_counts.get(t, 0) for t in types) < p["min_points"], plain_counts
