@@ -98,8 +98,10 @@ def _check_out(path: str) -> None:
 @click.option(
     "--celltype-key",
     default=None,
-    help="Optional obs column of cell types (e.g. bulk_labels) whose majority label near each reference point "
-    "is stored in obs, to name reference points in later analyses.",
+    help="Optional obs column of cell types (e.g. bulk_labels). With kmeans or barycenter the "
+    "reference is stratified by it: every cell type gets points in proportion to its cells, at "
+    "least 4 (--size in all), so a small population keeps enough points for a change inside it "
+    "to show. The majority type near each point is stored in obs to name the points later.",
 )
 @click.option(
     "--max-iter",
@@ -152,7 +154,9 @@ def reference_cmd(
     p = ref.uns["lot_reference"]
     _say(
         f"reference {p['reference_id']}: {ref.n_obs} points in {ref.n_vars} dimensions "
-        f"from {p['n_samples']} samples -> {output}",
+        f"from {p['n_samples']} samples"
+        + (f", stratified by {p['stratified_by']}" if p.get("stratified_by") else "")
+        + f" -> {output}",
     )
 
 
