@@ -18,7 +18,7 @@ seeded), balanced accuracy of the pooled out-of-fold predictions, mean over repe
   previous default: logistic-l2, C=1, unscaled LOT features, same embedding), ``otbio_l1``
   (logistic-l1, standardised features, nested C), ``otbio_standard`` (the default classifier
   on standardised features instead of the mass scaling), ``otbio_stratified`` (the default
-  classifier on a reference stratified by cell type, ``reference(celltype_key=...)``).
+  classifier on a reference stratified by cell type, ``reference(celltype_key=..., stratify=True)``).
 - ``pylot``: a plain pyLOT-style pipeline: sklearn KMeans reference of the same size on the
   pooled cells, POT ``ot.emd`` per donor, the map T(z) flattened, StandardScaler +
   LogisticRegression (C=1).
@@ -165,6 +165,7 @@ def one_cohort(src, *, shift, celltype, n_donors, n_cells, seed, args):
             size=args.ref_size,
             seed=seed,
             celltype_key="bulk_labels",
+            stratify=True,
         )
         emb_s = L.embed(a, ref_s, sample_key="donor", jobs=args.jobs, progress=False)
         v_s, _, _ = embedding_arrays(emb_s)
@@ -225,9 +226,10 @@ def summarise(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
         c
         for c in (
             "otbio",
-            "otbio_l2_C1",
+            "otbio_standard",
+            "otbio_stratified",
             "otbio_l1",
-            "otbio_mass",
+            "otbio_l2_C1",
             "pylot",
             "pseudobulk",
             "pseudobulk_centroid",
@@ -282,6 +284,9 @@ def main() -> None:
     ap.add_argument("--no-variants", action="store_true", help="skip the otbio variants")
     ap.add_argument("--save", default=None, help="write every cohort's row to this TSV")
     ap.add_argument("--append", action="store_true", help="append to benchmarks/RESULTS.md")
+    ap.add_argument(
+        "--from-tsv", default=None, help="summarise the rows saved by a previous --save run"
+    )
     args = ap.parse_args()
 
     import scanpy as sc
@@ -291,7 +296,7 @@ def main() -> None:
     rows = []
     shifts = [float(s) for s in args.shifts.split(",") if s.strip()]
     types = [t.strip() for t in args.celltypes.split(",") if t.strip()]
-    for shift in shifts:
+    for shift in shifts if not args.from_tsv else []:
         for ct in types:
             for seed in range(args.seeds):
                 rows.append(
@@ -315,7 +320,7 @@ def main() -> None:
                 )
     sweep = pd.DataFrame(rows)
     size_rows = []
-    for spec in [s for s in args.sizes.split(",") if s.strip()]:
+    for spec in [s for s in args.sizes.split(",") if s.strip()] if not args.from_tsv else []:
         n_cells, n_donors = (int(t) for t in spec.split("x"))
         for ct in [t.strip() for t in args.size_celltypes.split(",") if t.strip()]:
             for seed in range(args.seeds):
@@ -339,7 +344,19 @@ def main() -> None:
                 )
     sizes = pd.DataFrame(size_rows)
     wall = time.perf_counter() - t_start
-    if args.save:
+    if args.from_tsv:  # re-summarise the rows a previous run saved (--save)
+        saved = pd.read_csv(args.from_tsv, sep="\t")
+        if "part" not in saved:
+            main = (saved["n_cells"] == args.n_cells) & (saved["n_donors"] == args.n_donors)
+            saved["part"] = np.where(main, "shift", "size")
+        sweep = saved[saved["part"] == "shift"].reset_index(drop=True)
+        sizes = saved[saved["part"] == "size"].reset_index(drop=True)
+        wall = float("nan")
+    else:
+        sweep["part"] = "shift"
+        if len(sizes):
+            sizes["part"] = "size"
+    if args.save and not args.from_tsv:
         pd.concat([sweep, sizes]).to_csv(args.save, sep="\t", index=False)
     t1 = summarise(sweep, ["shift"])
     t2 = summarise(sweep, ["celltype"])
@@ -358,7 +375,8 @@ def main() -> None:
         f"{len(good)} cohorts where otbio reaches 0.8",
         f"median time per cohort: otbio (reference + embed + classify) "
         f"{pd.concat([sweep, sizes])['t_otbio'].median():.1f} s, pyLOT-style "
-        f"{pd.concat([sweep, sizes])['t_pylot'].median():.1f} s; whole run {wall:.0f} s",
+        f"{pd.concat([sweep, sizes])['t_pylot'].median():.1f} s"
+        + (f"; whole run {wall:.0f} s" if np.isfinite(wall) else ""),
     ]
     text = [
         "By shift strength (median over cell types and seeds; worst = minimum margin):",

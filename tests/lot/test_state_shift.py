@@ -133,7 +133,7 @@ def test_null_cohort_is_not_significant(src):
 def test_stratified_reference_gives_every_type_points(src):
     a = L.state_shift_cohort(n_samples=8, n_cells=150, shift=1.0, seed=1, source=src)
     kw = dict(sample_key="donor", use_rep="X_pca", size=48, seed=0)
-    ref = L.reference(a, **kw, celltype_key="bulk_labels")
+    ref = L.reference(a, **kw, celltype_key="bulk_labels", stratify=True)
     p = ref.uns["lot_reference"]
     assert p["stratified_by"] == "bulk_labels" and ref.n_obs == 48
     np.testing.assert_allclose(ref.obs["weight"].sum(), 1.0)
@@ -144,7 +144,7 @@ def test_stratified_reference_gives_every_type_points(src):
     # ... where a plain k-means reference of the same size leaves small types short
     plain = L.reference(a, **kw)
     plain_counts = (
-        L.reference(a, **kw, celltype_key="bulk_labels", stratify=False)
+        L.reference(a, **kw, celltype_key="bulk_labels")
         .obs["bulk_labels"]
         .astype(str)
         .value_counts()
