@@ -47,7 +47,10 @@ Reference AnnData (written by ``otbio reference``, read by ``--reference``)
   sample to pool), ``samples`` (list of str), ``otbio_version``; and when the input had
   ``varm['PCs']`` and ``use_rep='X_pca'``: ``loadings`` float (n_genes, d) and ``genes``
   (list of str), so that a direction in PCA space can be read as genes
-  (``loadings @ direction``).
+  (``loadings @ direction``); only genes with finite loadings (scanpy writes NaN rows for
+  genes outside the PCA, which cannot be read back).
+  ``stratified_by`` (str, the cell-type column of ``stratify``, ``""`` if none) and
+  ``min_points`` (int).
 
 Embedding AnnData (written by ``otbio embed`` / ``otbio concat``)
 -----------------------------------------------------------------
