@@ -420,6 +420,12 @@ def read_structure(spec: str | os.PathLike, *, pdb_model: int = 1) -> Structure:
             f"at least {MIN_RESIDUES} are needed to describe local geometry"
         )
         raise InputError(msg)
+    step = np.linalg.norm(np.diff(np.asarray(cas, dtype=float), axis=0), axis=1)
+    same = np.flatnonzero((step < 1e-3) & (chains[1:] == chains[:-1]))
+    if same.size:  # local geometry (bond angles) is undefined for coinciding atoms
+        i = int(same[0])
+        msg = f"{spec}: CA atoms of residues {nums[i]} and {nums[i + 1]} coincide; fix the coordinates"
+        raise InputError(msg)
     return Structure(
         name=os.path.basename(spec) if ranges is None and chain is None else spec.split(os.sep)[-1],
         path=str(p),

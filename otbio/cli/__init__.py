@@ -77,7 +77,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            return _outputs.run_command(super().invoke, ctx)  # staged outputs, signals
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except BrokenPipeError:
@@ -187,3 +187,6 @@ from otbio.cli import lot_analysis  # noqa: E402, F401, I001
 from otbio.cli import register  # noqa: E402, F401, I001
 from otbio.cli import stack  # noqa: E402, F401, I001
 from otbio.cli import align  # noqa: E402, F401, I001
+from otbio.cli import _outputs  # noqa: E402, I001
+
+_outputs.install(cli)  # every command: output guard and option checks before any work

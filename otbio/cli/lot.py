@@ -294,6 +294,9 @@ def embed_cmd(
         if not tol > 0:
             msg = f"--tol must be positive, got {tol}"
             raise InputError(msg)
+    if samples and _split(samples) is None:
+        msg = f"--samples {' '.join(repr(v) for v in samples)} names no sample; give sample ids"
+        raise InputError(msg)
     ref = read_h5ad(reference_path)
     adatas, names = _read_all(cells)
     emb = embed(

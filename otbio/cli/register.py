@@ -246,7 +246,7 @@ def register_cmd(
         )
         if on_nonconvergence == "error":
             raise OtbioError(msg)
-        click.echo(f"Warning: {msg}", err=True)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=1)  # one line, silent under --quiet
     y = spatial_coords(src, spatial_key, "source slice")
     x = spatial_coords(tgt, target_spatial_key or spatial_key, "target slice")
     if truth is not None and truth.shape != y.shape:

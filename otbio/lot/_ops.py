@@ -145,15 +145,26 @@ def _clouds_for(emb, cells, names):
     u = emb.uns[EMB_KEY]
     if not isinstance(cells, (list, tuple)):
         cells = [cells]
-    s = collect_samples(
-        cells,
-        sample_key=u.get("sample_key") or None,
-        use_rep=u.get("use_rep") or None,
-        vars=list(u.get("vars", [])) or None,
-        weight_key=u.get("weight_key") or None,
-        samples=[str(i) for i in emb.obs_names],
-        names=names,
-    )
+    try:
+        s = collect_samples(
+            cells,
+            sample_key=u.get("sample_key") or None,
+            use_rep=u.get("use_rep") or None,
+            vars=list(u.get("vars", [])) or None,
+            weight_key=u.get("weight_key") or None,
+            samples=[str(i) for i in emb.obs_names],
+            names=names,
+        )
+    except InputError as exc:  # the samples are the embedding's, not a --samples option
+        msg = str(exc).replace("check `samples`", "pass the cells the embedding was made from")
+        raise InputError(msg) from None
+    d = embedding_arrays(emb)[1].shape[1]
+    if s.points and s.points[0].shape[1] != d:
+        msg = (
+            f"the cells have {s.points[0].shape[1]} dimensions but the embedding's reference "
+            f"has {d}; pass the cells (and representation) the embedding was made from"
+        )
+        raise InputError(msg)
     return list(zip(s.points, s.weights))
 
 

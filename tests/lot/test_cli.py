@@ -314,4 +314,5 @@ def test_concat_refuses_different_references(small):
     assert_input_error(
         run(["barycenter", first, "--groupby", "nope", "-o", out]), out, "'nope' not found"
     )
-    assert_input_error(run(["distances", first, "--exact", "-o", out]), out, "--cells")
+    out_tsv = d / "never_dist.tsv"
+    assert_input_error(run(["distances", first, "--exact", "-o", out_tsv]), out_tsv, "--cells")
