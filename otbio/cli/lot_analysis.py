@@ -269,10 +269,16 @@ def summary_line(res, out) -> str:
     choice = f"{pname}={val:g}" + (" by nested CV" if info["param_mode"] == "nested-cv" else "")
     if info["model"] == "lda":
         choice = "shrinkage by Ledoit-Wolf"
+    top = ""
+    if "celltype" in res.points and len(res.points):
+        # read-back: the cell type the 5 heaviest reference points transport to
+        head = res.points.head(5)
+        votes = head.groupby(head["celltype"].astype(str))["weight_share"].sum()
+        top = f"; top reference points: {votes.idxmax()} ({votes.max():.0%} of the weight)"
     return (
         f"{info['model']} ({choice}, {info['scale']} scaling): CV balanced accuracy {acc}"
         + (f", {base}" if base else "")
-        + f" ({info['n_splits']}-fold x {info['n_repeats']}) -> {out}/"
+        + f" ({info['n_splits']}-fold x {info['n_repeats']}){top} -> {out}/"
     )
 
 

@@ -186,6 +186,7 @@ def test_cli_writes_tables_figure_and_model(files, cohort_path, tmp_path):
     assert r.exit_code == 0, r.output
     # the summary line: interval over repeats, p-value, what was chosen
     assert "p=0.1 (9 permutations)" in r.stderr and "by nested CV" in r.stderr, r.stderr
+    assert "top reference points: CD14+ Monocyte" in r.stderr, r.stderr
     for name in (
         "metrics.tsv",
         "folds.tsv",
