@@ -98,8 +98,16 @@ def _check_out(path: str) -> None:
 @click.option(
     "--celltype-key",
     default=None,
-    help="Optional obs column of cell types (e.g. bulk_labels) whose majority label near each reference point "
-    "is stored in obs, to name reference points in later analyses.",
+    help="Optional obs column of cell types (e.g. bulk_labels) whose majority label near each "
+    "reference point is stored in obs, to name reference points in later analyses.",
+)
+@click.option(
+    "--stratify",
+    is_flag=True,
+    help="Stratify the reference by --celltype-key (kmeans, barycenter): k-means within every "
+    "cell type, points in proportion to its cells but at least 4, --size in all, so that a small "
+    "population keeps points of its own. Off by default: the pooled k-means classified better "
+    "on the state-shift benchmark.",
 )
 @click.option(
     "--max-iter",
@@ -120,6 +128,7 @@ def reference_cmd(
     cells_per_sample,
     weight_key,
     celltype_key,
+    stratify,
     max_iter,
     output,
 ) -> None:
@@ -143,6 +152,7 @@ def reference_cmd(
         cells_per_sample=cells_per_sample,
         weight_key=weight_key,
         celltype_key=celltype_key,
+        stratify=stratify,
         seed=settings.seed,
         max_iter=max_iter,
         jobs=settings.n_jobs,
@@ -152,7 +162,9 @@ def reference_cmd(
     p = ref.uns["lot_reference"]
     _say(
         f"reference {p['reference_id']}: {ref.n_obs} points in {ref.n_vars} dimensions "
-        f"from {p['n_samples']} samples -> {output}",
+        f"from {p['n_samples']} samples"
+        + (f", stratified by {p['stratified_by']}" if p.get("stratified_by") else "")
+        + f" -> {output}",
     )
 
 

@@ -51,21 +51,46 @@ def _model_alias(value: str | None) -> str:
 )
 @click.option(
     "--classifier",
-    type=click.Choice(["logistic-l2", "logistic-l1", "svm", "lda"]),
-    default="logistic-l2",
+    type=click.Choice(["centroid", "logistic-l2", "logistic-l1", "svm", "lda"]),
+    default="centroid",
     show_default=True,
-    help="The linear classifier: logistic-l2, logistic-l1 (sparse weights: few reference "
-    "points), svm (linear SVM) or lda (shrinkage LDA); compare them when classes are hard to "
-    "separate.",
+    help="The linear classifier: centroid (nearest shrunken centroids: keeps the few LOT "
+    "features that move, e.g. one cell type's reference points), logistic-l1 (sparse weights), "
+    "logistic-l2, svm (linear SVM) or lda (shrinkage LDA).",
 )
 @click.option(
     "--C",
     "C",
     type=float,
-    default=1.0,
+    default=None,
+    help="Inverse regularisation strength (logistic, svm). Default: chosen by nested "
+    "cross-validation (inner 3-fold CV on each training fold) from 0.25-4.",
+)
+@click.option(
+    "--n-features",
+    type=click.IntRange(min=1),
+    default=None,
+    help="LOT features kept by --classifier centroid. Default: chosen by nested cross-validation "
+    "from 5-500.",
+)
+@click.option(
+    "--scale",
+    type=click.Choice(["mass", "standard", "none"]),
+    default="mass",
     show_default=True,
-    help="Inverse regularisation strength (logistic, svm). Lower it when CV accuracy is much "
-    "below the training accuracy (overfitting).",
+    help="Scaling of the LOT features before fitting: mass (one global factor: keeps the "
+    "sqrt(reference weight) tangent-space metric, so big populations count by their mass), "
+    "standard (each feature to unit sd) or none. Weights are reported in the embedding's units "
+    "either way.",
+)
+@click.option(
+    "--n-permutations",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Permutation test of the CV balanced accuracy: labels permuted, the same folds (first "
+    "repeat), regularisation chosen again; p-value in metrics.tsv and the summary. 0 skips it; "
+    "the smallest p-value is 1/(n+1).",
 )
 @click.option(
     "--n-splits",
@@ -133,6 +158,9 @@ def classify_cmd(
     groupby,
     classifier,
     C,
+    n_features,
+    scale,
+    n_permutations,
     n_splits,
     n_repeats,
     cells,
@@ -194,14 +222,18 @@ def classify_cmd(
         groupby=groupby,
         classifier=classifier,
         C=C,
+        n_features=n_features,
+        scale=scale,
         n_splits=n_splits,
         n_repeats=n_repeats,
+        n_permutations=n_permutations,
         seed=settings.seed,
         cells=cell_ad,
         celltype_key=celltype_key,
         n_top=n_top,
         jobs=settings.n_jobs,
         names=[Path(cells).name.removesuffix(".h5ad")] if cells else None,
+        progress=not settings.quiet,
     )
     fig = _figure(res)
     # everything computed: write
@@ -217,11 +249,36 @@ def classify_cmd(
     save_figure(fig, out / "classify.png")
     if save_model:
         save_fn(res, save_model)
+    click.echo(summary_line(res, out), err=True)
+
+
+def summary_line(res, out) -> str:
+    """The one-line summary: accuracy with its interval and p-value, baselines, choices."""
     m = res.metrics.set_index("features")
-    line = ", ".join(f"{f} {m.loc[f, 'balanced_accuracy']:.3f}" for f in m.index)
-    click.echo(
-        f"{classifier}: CV balanced accuracy {line} ({n_splits}-fold x {n_repeats}) -> {out}/",
-        err=True,
+    info = res.info
+    lot = m.loc["lot"]
+    acc = (
+        f"lot {lot['balanced_accuracy']:.3f} [{lot['balanced_accuracy_ci_low']:.3f}-"
+        f"{lot['balanced_accuracy_ci_high']:.3f} over repeats]"
+    )
+    if info["n_permutations"] > 0:
+        acc += f" p={info['p_value']:.3g} ({info['n_permutations']} permutations)"
+    base = ", ".join(f"{f} {m.loc[f, 'balanced_accuracy']:.3f}" for f in m.index if f != "lot")
+    pname = info["param_name"]
+    val = info[pname]
+    choice = f"{pname}={val:g}" + (" by nested CV" if info["param_mode"] == "nested-cv" else "")
+    if info["model"] == "lda":
+        choice = "shrinkage by Ledoit-Wolf"
+    top = ""
+    if "celltype" in res.points and len(res.points):
+        # read-back: the cell type the 5 heaviest reference points transport to
+        head = res.points.head(5)
+        votes = head.groupby(head["celltype"].astype(str))["weight_share"].sum()
+        top = f"; top reference points: {votes.idxmax()} ({votes.max():.0%} of the weight)"
+    return (
+        f"{info['model']} ({choice}, {info['scale']} scaling): CV balanced accuracy {acc}"
+        + (f", {base}" if base else "")
+        + f" ({info['n_splits']}-fold x {info['n_repeats']}){top} -> {out}/"
     )
 
 
@@ -392,7 +449,10 @@ def generate_cmd(
         else None
     )
     write_h5ad(synth, output)
-    msg = f"{synth.uns['lot_generate']['synthetic'].__len__()} synthetic samples, {synth.n_obs} cells -> {output}"
+    n_syn = len(synth.uns["lot_generate"]["synthetic"])
+    msg = f"{n_syn} synthetic sample{'' if n_syn == 1 else 's'}, {synth.n_obs} cells -> {output}"
+    if to_genes:
+        msg += f" ({synth.n_vars} genes reconstructed from PCA loadings)"
     if table is not None:
         write_table(table, save_check)
         col = "reembedded_inside" if "reembedded_inside" in table else "inside"

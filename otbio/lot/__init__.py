@@ -27,7 +27,9 @@ Python API (each also a CLI command ``otbio <name>``)
 - :func:`classify`, :func:`predict`, :func:`save_model`, :func:`load_model`: linear
   classifiers on LOT vectors read back in cell space (``otbio classify``).
 - :func:`generate`, :func:`check_synthetic`: synthetic samples (``otbio generate``).
-- :func:`pbmc_cohort`: the deterministic 24-sample cohort of ``test_data/pbmc_cohort.h5ad``.
+- :func:`pbmc_cohort`: the deterministic 24-sample cohort of ``test_data/pbmc_cohort.h5ad``;
+  :func:`state_shift_cohort`: cohorts whose conditions differ in the state of one cell
+  type, composition unchanged (benchmarks/lot_classify.py).
 - :func:`reference_id`, :func:`check_same_reference`: the reference fingerprint.
 
 Reference AnnData (written by ``otbio reference``, read by ``--reference``)
@@ -45,7 +47,10 @@ Reference AnnData (written by ``otbio reference``, read by ``--reference``)
   sample to pool), ``samples`` (list of str), ``otbio_version``; and when the input had
   ``varm['PCs']`` and ``use_rep='X_pca'``: ``loadings`` float (n_genes, d) and ``genes``
   (list of str), so that a direction in PCA space can be read as genes
-  (``loadings @ direction``).
+  (``loadings @ direction``); only genes with finite loadings (scanpy writes NaN rows for
+  genes outside the PCA, which cannot be read back).
+  ``stratified_by`` (str, the cell-type column of ``stratify``, ``""`` if none) and
+  ``min_points`` (int).
 
 Embedding AnnData (written by ``otbio embed`` / ``otbio concat``)
 -----------------------------------------------------------------
@@ -93,7 +98,7 @@ Distances table (``otbio distances``): TSV with columns ``sample_a``, ``sample_b
 from __future__ import annotations
 
 from otbio.lot._classify import classify, load_model, predict, save_model
-from otbio.lot._cohort import pbmc_cohort
+from otbio.lot._cohort import pbmc_cohort, state_shift_cohort
 from otbio.lot._embed import SampleFit, embed, embed_arrays, lot_vector, to_cloud
 from otbio.lot._format import check_same_reference, reference_id
 from otbio.lot._generate import check_synthetic, generate
@@ -129,5 +134,6 @@ __all__ = [
     "reference",
     "reference_from_arrays",
     "reference_id",
+    "state_shift_cohort",
     "to_cloud",
 ]

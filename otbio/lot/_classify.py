@@ -37,15 +37,44 @@ __all__ = [
 ]
 
 log = logging.getLogger("otbio")
-Model = Literal["logistic-l2", "logistic-l1", "svm", "lda"]
-MODELS: tuple[str, ...] = ("logistic-l2", "logistic-l1", "svm", "lda")
+Model = Literal["centroid", "logistic-l2", "logistic-l1", "svm", "lda"]
+MODELS: tuple[str, ...] = ("centroid", "logistic-l2", "logistic-l1", "svm", "lda")
 MODEL_FORMAT = "otbio-lot-classifier/1"
+Scale = Literal["standard", "mass", "none"]
+SCALES: tuple[str, ...] = ("standard", "mass", "none")
+#: inverse regularisation strengths tried by the nested CV (features scaled first)
+C_GRID: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: features kept by the shrunken centroids, tried by the nested CV (capped at the features)
+N_FEATURES_GRID: tuple[int, ...] = (5, 10, 20, 50, 100, 200, 500)
 
 
-def make_model(name: str, *, C: float = 1.0, seed: int = 0, n_classes: int = 2) -> Any:
-    """A fresh scikit-learn linear classifier (all expose ``coef_`` and ``decision_function``)."""
+def param_name(model: str) -> str:
+    """The regularisation parameter the nested CV tunes: ``n_features`` or ``C``."""
+    return "n_features" if model == "centroid" else "C"
+
+
+def param_grid(model: str, n_features: int) -> list[float]:
+    """The values of :func:`param_name` tried by the nested CV."""
+    if model == "centroid":
+        g = [float(m) for m in N_FEATURES_GRID if m < n_features]
+        return g + [float(n_features)] if len(g) < len(N_FEATURES_GRID) else g
+    return list(C_GRID)
+
+
+def make_model(
+    name: str,
+    *,
+    C: float = 1.0,
+    n_features: int | None = None,
+    seed: int = 0,
+    n_classes: int = 2,
+) -> Any:
+    """A fresh linear classifier (all expose ``coef_`` and ``decision_function``)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
+
+    if name == "centroid":
+        return ShrunkenCentroid(n_features)
 
     # liblinear is fast on few samples x many features but binary only; multinomial otherwise
     if name in ("logistic-l2", "logistic-l1"):
@@ -82,6 +111,67 @@ class OneVsRest:
         return self.classes_[self.decision_function(x).argmax(1)]
 
 
+class ShrunkenCentroid:
+    """Nearest shrunken centroids (PAM; Tibshirani, Hastie, Narasimhan and Chu, PNAS 2002).
+
+    Class centroids are standardised by the pooled within-class sd plus its median
+    (:math:`s_j + s_0`) and soft-thresholded towards the overall mean by the amount that
+    keeps ``n_features`` features (None: all); a sample goes to the nearest shrunken
+    centroid in that metric, with the class priors. The rule is linear: ``coef_`` (zero
+    outside the kept features) and ``intercept_`` give the discriminant (for two classes one
+    row, towards ``classes_[1]``). Among thousands of LOT features of which few move (one
+    cell type's reference points), the threshold keeps those, and fitting costs one pass.
+    """
+
+    def __init__(self, n_features: int | None = None) -> None:
+        self.n_features = n_features
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> ShrunkenCentroid:
+        x = np.asarray(x, dtype=np.float64)
+        classes, yi = np.unique(y, return_inverse=True)
+        n, p = x.shape
+        nk = np.bincount(yi, minlength=classes.size).astype(np.float64)
+        mean = x.mean(0)
+        mc = np.stack([x[yi == c].mean(0) for c in range(classes.size)])
+        s = np.sqrt(((x - mc[yi]) ** 2).sum(0) / max(n - classes.size, 1))
+        se = s + max(float(np.median(s)), 1e-12)
+        mk = np.sqrt(np.maximum(1.0 / nk - 1.0 / n, 1e-12))
+        dk = (mc - mean) / (mk[:, None] * se)
+        self.classes_ = classes
+        self._stats = (mean, se, mk, dk, np.log(nk / n))
+        self._score = np.sort(np.abs(dk).max(0))[::-1]
+        return self.set_n_features(self.n_features)
+
+    def set_n_features(self, n_features: int | None) -> ShrunkenCentroid:
+        """Re-threshold a fitted model to keep ``n_features`` features (no refit)."""
+        mean, se, mk, dk, logp = self._stats
+        p = dk.shape[1]
+        self.n_features = n_features
+        keep = p if n_features is None else int(n_features)
+        delta = 0.0 if keep >= p else float(self._score[keep])
+        shrunk = np.sign(dk) * np.maximum(np.abs(dk) - delta, 0.0)
+        cent = mean + mk[:, None] * se * shrunk
+        wk = 2.0 * cent / se**2
+        bk = -((cent**2) / se**2).sum(1) + 2.0 * logp
+        self.centroids_ = cent
+        if self.classes_.size == 2:
+            self.coef_ = (wk[1] - wk[0])[None, :]
+            self.intercept_ = np.array([bk[1] - bk[0]])
+        else:
+            self.coef_, self.intercept_ = wk, bk
+        return self
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        s = np.asarray(x, dtype=np.float64) @ self.coef_.T + self.intercept_
+        return s[:, 0] if s.shape[1] == 1 else s
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        s = self.decision_function(x)
+        if s.ndim == 1:
+            return self.classes_[(s > 0).astype(int)]
+        return self.classes_[s.argmax(1)]
+
+
 class SpanLDA:
     """Shrinkage LDA (Ledoit-Wolf) in the span of the training samples.
 
@@ -116,6 +206,53 @@ class SpanLDA:
         if s.ndim == 1:
             return self.classes_[(s > 0).astype(int)]
         return self.classes_[s.argmax(1)]
+
+
+class Scaled:
+    """A linear model fitted on scaled features, exposing weights in the input units.
+
+    ``scale``: ``standard`` (every feature centred and divided by its sd on the training
+    samples), ``mass`` (centred and divided by one global RMS, so that the LOT vector's
+    :math:`\\sqrt{r_k}` weighting, the tangent-space metric, is kept) or ``none``.
+    ``coef_`` is in the input units (``decision = x @ coef_.T + intercept_``);
+    ``coef_scaled_`` is the fitted coefficient on the scaled features (comparable across
+    features: the read-back ranks reference points by it).
+    """
+
+    def __init__(self, base: Any, scale: str = "standard") -> None:
+        self.base = base
+        self.scale = scale
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Scaled:
+        x = np.asarray(x, dtype=np.float64)
+        if self.scale == "none":
+            self.mean_ = np.zeros(x.shape[1])
+            self.scale_ = np.ones(x.shape[1])
+        else:
+            self.mean_ = x.mean(0)
+            if self.scale == "standard":
+                sd = x.std(0)
+                sd[sd <= 1e-12] = 1.0
+            else:
+                rms = float(np.sqrt(((x - self.mean_) ** 2).mean()))
+                sd = np.full(x.shape[1], rms if rms > 1e-300 else 1.0)
+            self.scale_ = sd
+        self.base.fit(self._t(x), y)
+        self.classes_ = self.base.classes_
+        self.coef_scaled_ = np.atleast_2d(np.asarray(self.base.coef_, dtype=np.float64))
+        self.coef_ = self.coef_scaled_ / self.scale_[None, :]
+        b = np.atleast_1d(np.asarray(self.base.intercept_, dtype=np.float64))
+        self.intercept_ = b - self.coef_ @ self.mean_
+        return self
+
+    def _t(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.mean_) / self.scale_
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        return self.base.decision_function(self._t(x))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.base.predict(self._t(x))
 
 
 @dataclass
@@ -242,6 +379,17 @@ def transport_labels(
     return np.stack(O.map_batch(one, list(range(len(cells.points))), jobs=jobs, threads=True))
 
 
+def _bacc(y: np.ndarray, p: np.ndarray) -> float:
+    """Balanced accuracy: mean recall over the classes present in ``y`` (as sklearn's)."""
+    y = np.asarray(y).astype(str)
+    p = np.asarray(p).astype(str)
+    return float(np.mean([(p[y == c] == c).mean() for c in np.unique(y)]))
+
+
+def _acc(y: np.ndarray, p: np.ndarray) -> float:
+    return float((np.asarray(y).astype(str) == np.asarray(p).astype(str)).mean())
+
+
 def _scores(model: Any, x: np.ndarray) -> np.ndarray:
     s = np.asarray(model.decision_function(x), dtype=np.float64)
     return s[:, None] if s.ndim == 1 else s
@@ -258,23 +406,64 @@ def _auc(y: np.ndarray, s: np.ndarray, classes: np.ndarray) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def _fit(name: str, x: np.ndarray, y: np.ndarray, *, C: float, seed: int) -> Any:
+def _fit(
+    name: str, x: np.ndarray, y: np.ndarray, *, C: float, seed: int, scale: str = "none"
+) -> Any:
+    """Fit model ``name`` on scaled features; ``C`` is the value of :func:`param_name`."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
-    m = make_model(name, C=C, seed=seed, n_classes=np.unique(y).size)
+    kw = {"n_features": int(C)} if name == "centroid" else {"C": C}
+    m = Scaled(make_model(name, seed=seed, n_classes=np.unique(y).size, **kw), scale)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         m.fit(x, y)
     return m
 
 
-def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mu = train.mean(0)
-    sd = train.std(0)
-    sd[sd <= 1e-12] = 1.0
-    return (train - mu) / sd, (test - mu) / sd
+def select_C(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    scale: str,
+    grid: Sequence[float] | None = None,
+    seed: int = 0,
+    n_inner: int = 3,
+) -> float:
+    """The regularisation value (C, or features kept for ``centroid``) of ``grid`` (default
+    :func:`param_grid`) with the best inner stratified-CV balanced accuracy on (x, y).
+
+    Called on the training samples of each outer fold only (nested CV: the test fold never
+    chooses it). Ties go to the value closest to the grid's middle (log scale); ``lda``
+    has nothing to tune (returns 1).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    if name == "lda":
+        return 1.0
+    grid = list(grid) if grid is not None else param_grid(name, x.shape[1])
+    mid = float(np.exp(np.mean(np.log(grid))))
+    _, counts = np.unique(y, return_counts=True)
+    k = int(min(n_inner, counts.min()))
+    if len(grid) == 1 or k < 2:
+        return float(min(grid, key=lambda c: abs(np.log(c / mid))))
+    score = np.zeros(len(grid))
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    for tr, te in skf.split(np.zeros(y.size), y):
+        if name == "centroid":  # one fit, re-thresholded along the grid
+            m = _fit(name, x[tr], y[tr], C=grid[0], seed=seed, scale=scale)
+            xte = m._t(x[te])
+            for j, C in enumerate(grid):
+                score[j] += _bacc(y[te], m.base.set_n_features(int(C)).predict(xte))
+            continue
+        for j, C in enumerate(grid):
+            m = _fit(name, x[tr], y[tr], C=C, seed=seed, scale=scale)
+            score[j] += _bacc(y[te], m.predict(x[te]))
+    best = score.max()
+    cands = [c for c, sc in zip(grid, score) if sc >= best - 1e-12]
+    return float(min(cands, key=lambda c: abs(np.log(c / mid))))
 
 
 @dataclass
@@ -293,54 +482,136 @@ class ClassifyResult:
     info: dict = field(default_factory=dict)
 
 
+@dataclass
+class CVOutput:
+    """What :func:`cross_validate` returns."""
+
+    folds: pd.DataFrame  # one row per (repeat, fold, feature set)
+    repeats: pd.DataFrame  # one row per (repeat, feature set): pooled out-of-fold metrics
+    pred: np.ndarray  # (n_repeats, n_samples) out-of-fold predictions of the first set
+    p_value: float  # permutation p-value of the first set (nan without permutations)
+    null: np.ndarray  # permuted statistics (n_permutations,)
+    statistic: float  # the observed statistic the null is compared to
+
+
+def _cv_pass(
+    x: np.ndarray,
+    scale: str,
+    y: np.ndarray,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    model: str,
+    C: float | None,
+    C_grid: Sequence[float] | None,
+    seed: int,
+) -> tuple[np.ndarray, list[tuple[float, Any, np.ndarray]]]:
+    """Out-of-fold predictions (one row per split) with C chosen inside each training fold."""
+    pred = np.empty((len(splits), y.size), dtype=object)
+    fits = []
+    for f, (train, test) in enumerate(splits):
+        c = (
+            C
+            if C is not None
+            else select_C(model, x[train], y[train], scale=scale, grid=C_grid, seed=seed)
+        )
+        m = _fit(model, x[train], y[train], C=c, seed=seed, scale=scale)
+        pred[f, test] = m.predict(x[test])
+        fits.append((c, m, test))
+    return pred, fits
+
+
 def cross_validate(
-    features: dict[str, tuple[np.ndarray, bool]],
+    features: dict[str, tuple[np.ndarray, str]],
     y: np.ndarray,
     *,
-    model: str = "logistic-l2",
-    C: float = 1.0,
+    model: str = "logistic-l1",
+    C: float | None = None,
+    C_grid: Sequence[float] | None = None,
     n_splits: int = 5,
     n_repeats: int = 10,
     seed: int = 0,
-) -> tuple[pd.DataFrame, np.ndarray]:
+    n_permutations: int = 0,
+    permutation_repeats: int | None = 1,
+    progress: bool = False,
+) -> CVOutput:
     """Repeated stratified K-fold at sample level, the same folds for every feature set.
 
-    ``features`` maps a name to ``(X (n_samples, p), standardise)``. Returns the per-fold
-    table (repeat, fold, features, accuracy, balanced_accuracy, roc_auc) and the out-of-fold
-    predictions of the first feature set, shape (n_repeats, n_samples).
+    ``features`` maps a name to ``(X (n_samples, p), scale)`` (see :class:`Scaled`).
+    ``C=None`` chooses C from ``C_grid`` by an inner stratified 3-fold CV on the training
+    samples of every outer fold (nested CV). Metrics per repeat are those of the pooled
+    out-of-fold predictions (every sample predicted once); ROC-AUC is per fold.
+
+    Permutation test (first feature set only, ``n_permutations > 0``): the sample labels are
+    permuted (seeded) and the whole procedure, C selection included, is run again on the same
+    folds (those of the first ``permutation_repeats`` repeats, None: all); the statistic is
+    the mean balanced accuracy over those repeats and
+    :math:`p = (1 + \\#\\{\\text{null} \\ge \\text{observed}\\}) / (1 + n)`.
     """
     import pandas as pd
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
     from sklearn.model_selection import RepeatedStratifiedKFold
 
     classes = np.unique(y)
     cv = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
+    splits = list(cv.split(np.zeros(y.size), y))
     first = next(iter(features))
-    pred = np.empty((n_repeats, y.size), dtype=object)
-    rows = []
-    for f, (train, test) in enumerate(cv.split(np.zeros(y.size), y)):
-        rep, fold = divmod(f, n_splits)
-        for name, (x, scale) in features.items():
-            xtr, xte = _standardise(x[train], x[test]) if scale else (x[train], x[test])
-            m = _fit(model, xtr, y[train], C=C, seed=seed)
-            p = m.predict(xte)
-            if name == first:
-                pred[rep, test] = p
+    rows, reps, first_pred = [], [], None
+    for name, (x, scale) in features.items():
+        pred, fits = _cv_pass(x, scale, y, splits, model=model, C=C, C_grid=C_grid, seed=seed)
+        oof = np.empty((n_repeats, y.size), dtype=object)
+        for f, (c, m, test) in enumerate(fits):
+            rep, fold = divmod(f, n_splits)
+            p = pred[f, test]
+            oof[rep, test] = p
             rows.append(
                 {
                     "repeat": rep,
                     "fold": fold,
                     "features": name,
-                    "accuracy": accuracy_score(y[test], p),
-                    "balanced_accuracy": balanced_accuracy_score(y[test], p),
-                    "roc_auc": _auc(y[test], _scores(m, xte), classes),
+                    param_name(model): c,
+                    "accuracy": _acc(y[test], p),
+                    "balanced_accuracy": _bacc(y[test], p),
+                    "roc_auc": _auc(y[test], _scores(m, x[test]), classes),
                 }
             )
-    return pd.DataFrame(rows), pred
+        for rep in range(n_repeats):
+            reps.append(
+                {
+                    "repeat": rep,
+                    "features": name,
+                    "accuracy": _acc(y, oof[rep].astype(str)),
+                    "balanced_accuracy": _bacc(y, oof[rep].astype(str)),
+                }
+            )
+        if name == first:
+            first_pred = oof
+    repeats = pd.DataFrame(reps)
+    p_value, null, stat = float("nan"), np.zeros(0), float("nan")
+    if n_permutations > 0:
+        x, scale = features[first]
+        n_r = n_repeats if permutation_repeats is None else min(permutation_repeats, n_repeats)
+        sub = splits[: n_r * n_splits]
+        stat = float(repeats[repeats["features"] == first]["balanced_accuracy"].iloc[:n_r].mean())
+        rng = np.random.default_rng([seed, 7])
+        null = np.empty(n_permutations)
+        for b in range(n_permutations):
+            yp = y[rng.permutation(y.size)]
+            pred, _ = _cv_pass(x, scale, yp, sub, model=model, C=C, C_grid=C_grid, seed=seed)
+            vals = []
+            for rep in range(n_r):
+                oof = np.empty(y.size, dtype=object)
+                for f in range(rep * n_splits, (rep + 1) * n_splits):
+                    te = sub[f][1]
+                    oof[te] = pred[f, te]
+                vals.append(_bacc(yp, oof.astype(str)))
+            null[b] = float(np.mean(vals))
+            if progress and (b + 1) % max(1, n_permutations // 10) == 0:
+                log.info("permutation test: %d / %d", b + 1, n_permutations)
+        p_value = float((1 + int((null >= stat - 1e-12).sum())) / (1 + n_permutations))
+    return CVOutput(pd.DataFrame(rows), repeats, first_pred, p_value, null, stat)
 
 
 def _fmt(names: Sequence[str], values: np.ndarray, n: int) -> str:
-    order = np.argsort(-np.abs(values))[:n]
+    order = [j for j in np.argsort(-np.abs(values), kind="stable")[:n] if values[j] != 0]
     return ",".join(f"{names[j]}:{values[j]:+.3g}" for j in order)
 
 
@@ -348,16 +619,21 @@ def classify(
     emb: AnnData,
     *,
     groupby: str,
-    classifier: Model = "logistic-l2",
-    C: float = 1.0,
+    classifier: Model = "centroid",
+    C: float | None = None,
+    n_features: int | None = None,
+    scale: Scale = "mass",
     n_splits: int = 5,
     n_repeats: int = 10,
+    n_permutations: int = 100,
+    permutation_repeats: int | None = 1,
     seed: int = 0,
     cells: AnnData | Sequence[AnnData] | None = None,
     celltype_key: str | None = None,
     n_top: int = 5,
     jobs: int = 1,
     names: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> ClassifyResult:
     """Cross-validate a linear classifier on LOT vectors and read its weights back.
 
@@ -368,13 +644,28 @@ def classify(
     groupby
         Sample-level obs column to predict (constant within each sample).
     classifier
-        ``logistic-l2``, ``logistic-l1`` (sparse weights), ``svm`` (linear SVM) or ``lda``
-        (shrinkage LDA). LOT vectors are used unscaled, so the weights are in cell-space
-        units; the baselines are standardised.
-    C
-        Inverse regularisation strength (logistic, svm).
+        ``centroid`` (default: nearest shrunken centroids, :class:`ShrunkenCentroid`: keeps
+        the few LOT features that move, e.g. one cell type's reference points),
+        ``logistic-l1`` (sparse weights), ``logistic-l2``, ``svm`` (linear SVM) or ``lda``
+        (shrinkage LDA).
+    C, n_features
+        The regularisation: inverse strength ``C`` (logistic, svm) or the features kept
+        ``n_features`` (centroid). None (default): chosen from :func:`param_grid` by nested
+        CV (an inner 3-fold CV on the training samples of each outer fold; the test fold
+        never chooses it); the classifier fitted on all samples uses the value that an inner CV
+        on all samples chooses.
+    scale
+        How LOT features are scaled before fitting (:class:`Scaled`): ``mass`` (default: one
+        global factor, so the LOT vector keeps its :math:`\\sqrt{r_k}` weighting, the
+        tangent-space metric in which :math:`\\|v_i - v_j\\|` approximates W2; it won on
+        benchmarks/lot_classify.py), ``standard`` (each feature to unit sd on the training
+        samples) or ``none``. Baselines are standardised.
+        Weights are reported in the embedding's units either way.
     n_splits, n_repeats, seed
         Repeated stratified K-fold over samples (never over cells), seeded.
+    n_permutations, permutation_repeats
+        Permutation test of the LOT CV balanced accuracy: labels permuted, same folds (of the
+        first ``permutation_repeats`` repeats), C re-selected each time; 0 skips it.
     cells, celltype_key
         The cells the embedding was made from and an obs column of cell types: add the
         cell-type composition baseline and name every reference point by the cell types it
@@ -384,25 +675,43 @@ def classify(
     -------
     :class:`ClassifyResult` with ``metrics`` (one row per feature set: ``lot``,
     ``mean_rep`` (the mean cell of each sample in the representation, i.e. mean expression
-    projected on the PCs; exact from the embedding), ``composition`` (cell-type shares, with
-    cells): mean and sd over folds of accuracy, balanced accuracy, ROC-AUC (binary, or macro
-    one-vs-rest)); ``folds`` (per fold); ``confusion`` (LOT, summed over repeats: every
-    sample counted once per repeat); ``cv_predictions`` (per sample); ``points`` (reference
-    points ranked by weight norm: position, top features/genes, cell types); ``features``
-    (per dimension and, with PCA loadings, per gene: norm of the weights); ``weights``
-    (n_rows, k, d) with n_rows = 1 for two classes (towards ``classes[1]``); ``model``
-    fitted on all samples.
+    projected on the PCs, a pseudobulk; exact from the embedding), ``composition``
+    (cell-type shares, with cells): accuracy and balanced accuracy of the pooled out-of-fold
+    predictions, mean and sd over repeats with a 95% interval over repeats
+    (``balanced_accuracy_ci_low/high``: 2.5 and 97.5 percentiles, the spread due to the
+    split), ROC-AUC (mean over folds; binary, or macro one-vs-rest), ``C`` or ``n_features``
+    (median chosen over folds), ``scale``, ``p_value`` and ``n_permutations`` (LOT row)); ``folds``
+    (per fold, with the C or n_features chosen); ``confusion`` (LOT, summed over repeats: every sample
+    counted once per repeat); ``cv_predictions`` (per sample); ``points`` (reference points
+    ranked by the norm of their scaled weights: position, top features/genes, cell types);
+    ``features`` (per dimension and, with PCA loadings, per gene: how far it moves between the
+    classes at the reference points the classifier uses, i.e. the norm of the class difference of
+    :math:`T(z_k) - z_k` on the features with non-zero weight; ``top_features``/``top_genes``
+    of a point give the same difference, signed towards ``classes[1]`` for two classes);
+    ``weights`` (n_rows, k, d) in the embedding's units, n_rows = 1 for two classes
+    (towards ``classes[1]``); ``model`` fitted on all samples.
     """
     import pandas as pd
 
     v, z, r = embedding_arrays(emb)
     u = emb.uns[EMB_KEY]
     k, d = z.shape
-    if not (C > 0 and np.isfinite(C)):
+    if C is not None and not (C > 0 and np.isfinite(C)):
         msg = f"C must be positive, got {C}"
         raise InputError(msg)
+    if n_features is not None and n_features < 1:
+        msg = f"n_features must be >= 1, got {n_features}"
+        raise InputError(msg)
+    pname = param_name(classifier)
+    fixed = (None if n_features is None else float(n_features)) if pname == "n_features" else C
     if n_splits < 2:
         msg = f"n_splits must be >= 2, got {n_splits}"
+        raise InputError(msg)
+    if n_permutations < 0:
+        msg = f"n_permutations must be >= 0, got {n_permutations}"
+        raise InputError(msg)
+    if scale not in SCALES:
+        msg = f"unknown scale '{scale}'; choose one of {', '.join(SCALES)}"
         raise InputError(msg)
     make_model(classifier)  # name check before any work
     cs = None
@@ -417,9 +726,12 @@ def classify(
     classes = np.unique(y)
     ids = [str(i) for i in emb.obs_names]
 
-    # feature sets: LOT (unscaled), mean cell (exact from the embedding), composition
+    # feature sets: LOT, mean cell (exact from the embedding), composition
     mean_rep = (r @ z)[None, :] + (v.reshape(-1, k, d) * np.sqrt(r)[None, :, None]).sum(1)
-    feats: dict[str, tuple[np.ndarray, bool]] = {"lot": (v, False), "mean_rep": (mean_rep, True)}
+    feats: dict[str, tuple[np.ndarray, str]] = {
+        "lot": (v, scale),
+        "mean_rep": (mean_rep, "standard"),
+    }
     types: list[str] = []
     if cs is not None and cs.celltypes is not None:
         types = sorted({t for ts in cs.celltypes for t in ts})
@@ -427,32 +739,57 @@ def classify(
         for i, (ts, w) in enumerate(zip(cs.celltypes, cs.weights)):
             for j, t in enumerate(types):
                 comp[i, j] = w[ts == t].sum()
-        feats["composition"] = (comp, True)
+        feats["composition"] = (comp, "standard")
     log.info(
-        "%s on %d samples x %d LOT features; %d x %d-fold CV (seed %d); baselines: %s",
+        "%s on %d samples x %d LOT features (%s scaling), %s %s; %d x %d-fold CV (seed %d); "
+        "%d permutations; baselines: %s",
         classifier,
         len(ids),
         v.shape[1],
+        scale,
+        pname,
+        "by nested CV" if fixed is None else f"{fixed:g}",
         n_repeats,
         n_splits,
         seed,
+        n_permutations,
         ", ".join(list(feats)[1:]),
     )
-    folds, pred = cross_validate(
-        feats, y, model=classifier, C=C, n_splits=n_splits, n_repeats=n_repeats, seed=seed
+    out = cross_validate(
+        feats,
+        y,
+        model=classifier,
+        C=fixed,
+        n_splits=n_splits,
+        n_repeats=n_repeats,
+        seed=seed,
+        n_permutations=n_permutations,
+        permutation_repeats=permutation_repeats,
+        progress=progress,
     )
-    agg = folds.groupby("features", sort=False)[["accuracy", "balanced_accuracy", "roc_auc"]]
-    mean, sd = agg.mean(), agg.std(ddof=1).fillna(0.0)
+    folds, pred = out.folds, out.pred
+    rep = out.repeats.groupby("features", sort=False)[["accuracy", "balanced_accuracy"]]
+    auc = folds.groupby("features", sort=False)["roc_auc"]
+    mean, sd = rep.mean(), rep.std(ddof=1).fillna(0.0)
+    q = out.repeats.groupby("features", sort=False)["balanced_accuracy"]
+    order_f = list(mean.index)
+    c_med = folds.groupby("features", sort=False)[pname].median()
     metrics = pd.DataFrame(
         {
-            "features": list(mean.index),
+            "features": order_f,
             "model": classifier,
             "accuracy": mean["accuracy"].to_numpy(),
             "accuracy_sd": sd["accuracy"].to_numpy(),
             "balanced_accuracy": mean["balanced_accuracy"].to_numpy(),
             "balanced_accuracy_sd": sd["balanced_accuracy"].to_numpy(),
-            "roc_auc": mean["roc_auc"].to_numpy(),
-            "roc_auc_sd": sd["roc_auc"].to_numpy(),
+            "balanced_accuracy_ci_low": q.quantile(0.025).loc[order_f].to_numpy(),
+            "balanced_accuracy_ci_high": q.quantile(0.975).loc[order_f].to_numpy(),
+            "roc_auc": auc.mean().loc[order_f].to_numpy(),
+            "roc_auc_sd": auc.std(ddof=1).fillna(0.0).loc[order_f].to_numpy(),
+            pname: c_med.loc[order_f].to_numpy(),
+            "scale": [feats[f][1] for f in order_f],
+            "p_value": [out.p_value if f == "lot" else np.nan for f in order_f],
+            "n_permutations": [n_permutations if f == "lot" else 0 for f in order_f],
             "n_samples": len(ids),
             "n_folds": n_splits,
             "n_repeats": n_repeats,
@@ -470,10 +807,12 @@ def classify(
         cv_pred[f"share_pred:{c}"] = (pred == c).mean(0)
     cv_pred["correct_share"] = (pred == y[None, :]).mean(0)
 
-    # interpretation from the model fitted on all samples
-    fitted = _fit(classifier, v, y, C=C, seed=seed)
+    # interpretation from the classifier fitted on all samples
+    c_all = fixed if fixed is not None else select_C(classifier, v, y, scale=scale, seed=seed)
+    fitted = _fit(classifier, v, y, C=c_all, seed=seed, scale=scale)
     w = np.asarray(fitted.coef_, dtype=np.float64).reshape(-1, k, d)
-    norm = np.sqrt((w**2).sum(axis=(0, 2)))
+    w_scaled = np.asarray(fitted.coef_scaled_, dtype=np.float64).reshape(-1, k, d)
+    norm = np.sqrt((w_scaled**2).sum(axis=(0, 2)))
     dims = list(u.get("dims", [])) or [f"dim{j}" for j in range(d)]
     loadings = np.asarray(u["loadings"], dtype=np.float64) if "loadings" in u else None
     genes = [str(g) for g in u["genes"]] if loadings is not None else None
@@ -484,6 +823,7 @@ def classify(
             "ref_point": order,
             "weight_norm": norm[order],
             "weight_share": (norm[order] ** 2) / max(float((norm**2).sum()), 1e-300),
+            "n_selected": (np.abs(w_scaled) > 0).any(0).sum(1)[order],
             "ref_weight": r[order],
         }
     )
@@ -491,11 +831,19 @@ def classify(
     def per_point(vals: np.ndarray) -> np.ndarray:  # (rows, k, p) -> signed (2 classes) or norm
         return vals[0] if vals.shape[0] == 1 else np.sqrt((vals**2).sum(0))
 
-    wk = per_point(w)  # (k, d)
+    # what moves: the class difference of the displacement T(z_k) - z_k (cell-space units),
+    # on the features the classifier uses (non-zero weight)
+    disp = v.reshape(-1, k, d) / np.sqrt(r)[None, :, None]
+    if classes.size == 2:
+        delta = (disp[y == classes[1]].mean(0) - disp[y == classes[0]].mean(0))[None]
+    else:
+        delta = np.stack([disp[y == c].mean(0) - disp[y != c].mean(0) for c in classes])
+    move = delta * (w_scaled != 0)
+    wk = per_point(move)  # (k, d)
     pts["top_features"] = [_fmt(dims, wk[i], n_top) for i in order]
     gene_w = None
     if loadings is not None and loadings.shape[1] == d:
-        gene_w = np.einsum("gd,ckd->ckg", loadings, w)  # (rows, k, n_genes)
+        gene_w = np.einsum("gd,ckd->ckg", loadings, move)  # (rows, k, n_genes)
         gk = per_point(gene_w)
         pts["top_genes"] = [_fmt(genes, gk[i], n_top) for i in order]  # type: ignore[arg-type]
     share = None
@@ -513,7 +861,7 @@ def classify(
     for j, name in enumerate(dims):
         pts[f"z:{name}"] = z[order, j]
 
-    fdim = np.sqrt((w**2).sum(axis=(0, 1)))
+    fdim = np.sqrt((move**2).sum(axis=(0, 1)))
     frames = [pd.DataFrame({"kind": "dim", "feature": dims, "importance": fdim})]
     if gene_w is not None:
         frames.append(
@@ -533,7 +881,16 @@ def classify(
     info = {
         "label": groupby,
         "model": classifier,
-        "C": float(C),
+        "C": float(c_all) if pname == "C" else float("nan"),
+        "n_features": int(c_all) if pname == "n_features" else 0,
+        "param_name": pname,
+        "param_mode": "nested-cv" if fixed is None else "given",
+        "param_grid": param_grid(classifier, v.shape[1]) if fixed is None else [float(fixed)],
+        "scale": scale,
+        "n_permutations": int(n_permutations),
+        "permutation_repeats": int(permutation_repeats or n_repeats),
+        "p_value": out.p_value,
+        "permutation_null": out.null,
         "n_splits": int(n_splits),
         "n_repeats": int(n_repeats),
         "seed": int(seed),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,6 +15,8 @@ from otbio._errors import InputError
 if TYPE_CHECKING:
     import pandas as pd
     from anndata import AnnData
+
+log = logging.getLogger("otbio")
 
 __all__ = [
     "EMB_KEY",
@@ -112,6 +115,26 @@ def _sample_level(obs: pd.DataFrame, codes: np.ndarray, n: int) -> pd.DataFrame:
     return pd.DataFrame(cols, index=pd.RangeIndex(n))
 
 
+def valid_loadings(pcs: np.ndarray, genes: list[str]) -> tuple[np.ndarray | None, list[str] | None]:
+    """The rows of ``varm['PCs']`` with finite loadings, and their genes.
+
+    Scanpy writes NaN loadings for genes left out of the PCA (e.g. not highly variable):
+    those genes cannot be reconstructed from PCA coordinates and are dropped (logged).
+    Returns ``(None, None)`` when no gene has finite loadings.
+    """
+    ok = np.isfinite(pcs).all(1)
+    if not ok.all():
+        log.info(
+            "PCA loadings: %d of %d genes have NaN loadings (outside the PCA) and are left out "
+            "of gene read-backs",
+            int((~ok).sum()),
+            ok.size,
+        )
+    if not ok.any():
+        return None, None
+    return np.ascontiguousarray(pcs[ok]), [g for g, keep in zip(genes, ok) if keep]
+
+
 def collect_samples(
     adatas: Sequence[AnnData],
     *,
@@ -158,7 +181,7 @@ def collect_samples(
         if loadings is None and use_rep == "X_pca" and "PCs" in ad_.varm:
             pcs = np.asarray(ad_.varm["PCs"], dtype=np.float64)
             if pcs.ndim == 2 and pcs.shape[1] == d:
-                loadings, genes = pcs, [str(g) for g in ad_.var_names]
+                loadings, genes = valid_loadings(pcs, [str(g) for g in ad_.var_names])
         if weight_key is not None:
             if weight_key not in ad_.obs:
                 msg = f"obs column '{weight_key}' not found in {name}; pass weight_key"

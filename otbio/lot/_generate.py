@@ -154,8 +154,9 @@ def generate(
     -------
     AnnData of cells: ``X`` float64 (cells, d) in the representation's coordinates (also in
     ``obsm[use_rep]``); with ``to_genes`` ``X`` is ``coords @ loadings.T`` over the genes
-    (RECONSTRUCTED from the PCA loadings, centred: no gene means are stored),
-    ``var['reconstructed'] = True``. ``obs``: ``synthetic_sample``, ``source_group``, the
+    (RECONSTRUCTED from the PCA loadings, centred: no gene means are stored), over the
+    genes with finite loadings only (genes left out of the PCA have NaN rows in
+    ``varm['PCs']``, cannot be reconstructed and are absent), ``var['reconstructed'] = True``. ``obs``: ``synthetic_sample``, ``source_group``, the
     embedding's sample key and ``groupby`` (so the output can be embedded again),
     ``ref_point`` (reference point of origin), ``weight`` (cell mass within its sample).
     ``uns['lot_generate']``: ``mode``, ``weights`` (n_synthetic, n_samples), ``samples``
@@ -178,8 +179,15 @@ def generate(
                 "cells with varm['PCs'] and use_rep X_pca"
             )
             raise InputError(msg)
-        loadings = np.asarray(u["loadings"], dtype=np.float64)
-        genes = [str(g) for g in u["genes"]]
+        from otbio.lot._format import valid_loadings
+
+        # embeddings written before 0.x kept NaN rows (genes outside the PCA): drop them
+        loadings, genes = valid_loadings(
+            np.asarray(u["loadings"], dtype=np.float64), [str(g) for g in u["genes"]]
+        )
+        if loadings is None:
+            msg = "--to-genes: no gene has finite PCA loadings in the embedding"
+            raise InputError(msg)
     w, names, src, t = mixing_weights(
         emb,
         groupby=groupby,

@@ -38,6 +38,7 @@ def res(emb, cohort):
         groupby="condition",
         n_splits=5,
         n_repeats=2,
+        n_permutations=19,
         seed=0,
         cells=cohort,
         celltype_key="bulk_labels",
@@ -62,6 +63,12 @@ def test_cv_separates_the_conditions(res):
     assert (res.folds.groupby("features").size() == 10).all()
     # every sample is predicted once per repeat
     assert res.confusion.to_numpy().sum() == 2 * 24
+    # the choices are recorded: regularisation by nested CV per fold, scaling, permutations
+    assert res.info["param_mode"] == "nested-cv" and res.info["scale"] == "mass"
+    assert res.folds["n_features"].notna().all()
+    assert set(res.folds["n_features"]) <= set(res.info["param_grid"]) | {128 * 50}
+    assert m.loc["lot", "p_value"] == pytest.approx(1 / 20)  # the smallest possible
+    assert np.isnan(m.loc["mean_rep", "p_value"])
 
 
 def test_top_reference_points_transport_to_the_shifted_type(res):
@@ -96,7 +103,13 @@ def test_weights_are_read_back_per_reference_point(res, emb):
     w = res.weights
     assert w.shape == (1, k, d)
     np.testing.assert_allclose(w.ravel(), res.model.coef_.ravel())
-    norms = np.linalg.norm(w[0], axis=1)
+    # the decision function on raw LOT vectors is linear with these weights
+    v, _, _ = L.embedding_arrays(emb)
+    np.testing.assert_allclose(
+        res.model.decision_function(v), v @ w.ravel() + res.model.intercept_[0], atol=1e-8
+    )
+    # points are ranked by the weights on the scaled features (comparable across features)
+    norms = np.linalg.norm(res.model.coef_scaled_.reshape(k, d), axis=1)
     np.testing.assert_allclose(res.points["weight_norm"], np.sort(norms)[::-1])
     np.testing.assert_allclose(norms[res.points["ref_point"]], res.points["weight_norm"])
     # positions are the reference support of each ranked point
@@ -118,9 +131,19 @@ def test_mean_baseline_is_the_sample_mean(emb, cohort):
         np.testing.assert_allclose(mean_rep[i], x.mean(0), atol=1e-5)
 
 
-@pytest.mark.parametrize("model", ["svm", "lda", "logistic-l1"])
+@pytest.mark.parametrize("model", ["svm", "lda", "logistic-l1", "logistic-l2"])
 def test_other_models(emb, model):
-    r = classify(emb, groupby="condition", classifier=model, n_splits=3, n_repeats=1, seed=1)
+    r = classify(
+        emb,
+        groupby="condition",
+        classifier=model,
+        C=1.0,
+        n_splits=3,
+        n_repeats=1,
+        n_permutations=0,
+        seed=1,
+    )
+    assert r.info["param_mode"] == "given"
     assert r.metrics.set_index("features").loc["lot", "balanced_accuracy"] >= 0.9
     assert r.weights.shape[1:] == np.asarray(emb.uns["lot"]["reference"]).shape
 
@@ -130,7 +153,7 @@ def test_multiclass_ovr(emb):
     e.obs["group3"] = pd.Categorical(
         np.where(e.obs["condition"] == "control", (np.arange(e.n_obs) // 2) % 2, 2).astype(str)
     )
-    r = classify(e, groupby="group3", n_splits=3, n_repeats=1, seed=0)
+    r = classify(e, groupby="group3", n_splits=3, n_repeats=1, n_permutations=0, seed=0)
     assert r.classes == ["0", "1", "2"]
     assert r.weights.shape[0] == 3
     assert r.confusion.shape == (3, 3)
@@ -152,6 +175,8 @@ def test_cli_writes_tables_figure_and_model(files, cohort_path, tmp_path):
             "bulk_labels",
             "--n-repeats",
             1,
+            "--n-permutations",
+            9,
             "--save-model",
             model,
             "-o",
@@ -159,6 +184,9 @@ def test_cli_writes_tables_figure_and_model(files, cohort_path, tmp_path):
         ]
     )
     assert r.exit_code == 0, r.output
+    # the summary line: interval over repeats, p-value, what was chosen
+    assert "p=0.1 (9 permutations)" in r.stderr and "by nested CV" in r.stderr, r.stderr
+    assert "top reference points: CD14+ Monocyte" in r.stderr, r.stderr
     for name in (
         "metrics.tsv",
         "folds.tsv",

@@ -46,7 +46,10 @@ def test_reference_format(ref, cohort):
     assert (ref.obs["weight"] > 0).all()
     assert p["reference_id"] == L.reference_id(ref.X, ref.obs["weight"].to_numpy())
     assert p["method"] == "kmeans" and p["use_rep"] == "X_pca" and p["n_samples"] == 24
-    assert p["loadings"].shape == (cohort.n_vars, 50)
+    # only the genes with finite PCA loadings (309 of 765; the others are outside the PCA)
+    ok = np.isfinite(np.asarray(cohort.varm["PCs"])).all(1)
+    assert p["loadings"].shape == (int(ok.sum()), 50) and np.isfinite(p["loadings"]).all()
+    assert list(p["genes"]) == list(cohort.var_names[ok])
     assert list(ref.var_names)[:2] == ["X_pca_0", "X_pca_1"]
 
 

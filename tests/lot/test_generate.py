@@ -73,6 +73,34 @@ def test_explicit_weights_and_genes(emb):
     assert out.n_vars == len(emb.uns["lot"]["genes"])
 
 
+def test_to_genes_maps_only_genes_with_loadings(emb, cohort, tmp_path):
+    """The cohort's varm['PCs'] has NaN rows (456 of 765 genes are outside the PCA): those
+    genes are absent from the output, never NaN with reconstructed=True."""
+    pcs = np.asarray(cohort.varm["PCs"], dtype=np.float64)
+    ok = np.isfinite(pcs).all(1)
+    assert (~ok).sum() == 456  # the defect's premise, on the real data
+    assert list(emb.uns["lot"]["genes"]) == list(cohort.var_names[ok])
+    # an embedding written before the fix, with the NaN rows kept
+    old = emb.copy()
+    old.uns["lot"]["loadings"] = pcs
+    old.uns["lot"]["genes"] = list(cohort.var_names)
+    ids = list(emb.obs_names[:2])
+    out = generate(old, weights=[{ids[0]: 0.5, ids[1]: 0.5}], n_cells=50, to_genes=True)
+    assert np.isfinite(out.X).all()
+    assert list(out.var_names) == list(cohort.var_names[ok])
+    np.testing.assert_allclose(out.X, out.obsm["X_pca"] @ pcs[ok].T)
+    # the CLI says "1 synthetic sample" (singular) and how many genes it wrote
+    write_h5ad(old, tmp_path / "emb.h5ad")
+    w = f"{ids[0]}=0.5,{ids[1]}=0.5"
+    r = run(
+        ["generate", tmp_path / "emb.h5ad", "--weights", w, "--to-genes", "-o", tmp_path / "s.h5ad"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "1 synthetic sample," in r.stderr and f"{ok.sum()} genes" in r.stderr, r.stderr
+    s = read_h5ad(tmp_path / "s.h5ad")
+    assert np.isfinite(np.asarray(s.X)).all() and s.var["reconstructed"].all()
+
+
 def test_cli_generate_and_check(emb, tmp_path):
     write_h5ad(emb, tmp_path / "emb.h5ad")
     out, chk = tmp_path / "synth.h5ad", tmp_path / "check.tsv"
