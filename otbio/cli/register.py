@@ -94,6 +94,13 @@ from otbio.cli._util import on_nonconvergence_option
     help="Fit an affine map (no deformation).",
 )
 @click.option(
+    "--n-starts",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Initial rotations tried (evenly spaced) by a short rigid fit each; the most likely starts the full fit. 1 trusts the slices' current orientation.",
+)
+@click.option(
     "--max-iter",
     type=click.IntRange(min=1),
     default=500,
@@ -171,6 +178,7 @@ def register_cmd(
     eta: float,
     rigid: bool,
     affine: bool,
+    n_starts: int,
     max_iter: int,
     tol: float,
     downsample: int | None,
@@ -235,8 +243,10 @@ def register_cmd(
             max_iter=max_iter,
             tol=tol,
             downsample=downsample,
+            n_starts=n_starts,
             device=settings.device,
             seed=settings.seed,
+            progress=not settings.quiet,
         )
     if not res.converged:
         msg = (
@@ -306,7 +316,8 @@ def register_cmd(
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     click.echo(
         f"registered {len(y)} cells onto {len(x)} ({mode}): {res.n_iter} iterations, "
-        f"converged {res.converged}, sigma {res.sigma:.4g}, scale {res.scale:.4f}"
+        f"converged {res.converged}, final match scale sigma {res.sigma:.4g} (coordinate units), "
+        f"scale {res.scale:.4f}"
     )
     if table is not None:
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -87,8 +87,10 @@ def register(
     max_iter: int = 500,
     tol: float = 1e-4,
     downsample: int | None = None,
+    n_starts: int = 8,
     device: str = "cpu",
     seed: int = 0,
+    progress: bool = True,
     key_added: str = "spatial_registered",
 ) -> tuple[AnnData, RegistrationResult]:
     """Register the source slice onto the target slice (BCPD with an expression term, DET).
@@ -107,6 +109,8 @@ def register(
             counts are normalised, logged and reduced by a joint PCA of ``n_pcs`` components
             on the shared genes.
         expression: False registers on coordinates only (pure BCPD).
+        n_starts: initial rotations tried by the rigid/similarity search (1: identity only).
+        progress: report EM progress on stderr.
         key_added: ``obsm`` key of the registered coordinates.
 
     Returns:
@@ -148,8 +152,10 @@ def register(
         max_iter=max_iter,
         tol=tol,
         downsample=downsample,
+        n_starts=n_starts,
         device=device,
         seed=seed,
+        progress=progress,
     )
     out = source.copy()
     out.obsm[key_added] = res.registered

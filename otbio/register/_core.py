@@ -19,7 +19,6 @@ import numpy as np
 
 from otbio._errors import ConvergenceWarning, InputError
 from otbio._progress import logger as log
-from otbio._settings import settings
 from otbio.register._deform import DeformSolver, interpolate_displacement
 from otbio.register._downsample import feature_sensitive_sample
 from otbio.register._estep import estep_dense, estep_local
@@ -32,6 +31,7 @@ _EXACT_MAX = 1500  # largest M solved by Cholesky; beyond it Nystrom
 _FEATURE_FLOOR = 0.1
 _SIGMA_FLOOR = 0.05  # times the median nearest-neighbour spacing of the target
 _LOCAL_K = 16  # nearest sources per target in the local E-step
+_SEARCH_ITER = 60  # EM iterations of each start of the rotation search
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,180 @@ class RegistrationResult:
         }
 
 
+@dataclass
+class _Ctx:
+    """The fixed data of one EM run (normalised landmarks and constants)."""
+
+    xw: np.ndarray
+    fxw: np.ndarray | None
+    y0: np.ndarray
+    fy0: np.ndarray | None
+    zeta: float
+    omega: float
+    log_vol: float
+    fmu: np.ndarray | None
+    fvar: np.ndarray | None
+    sigma_min: float
+    use_f: bool
+
+
+@dataclass
+class _State:
+    """The EM state: similarity ``s, lin, t``, deformation ``v`` (weights ``w``), scales."""
+
+    s: float
+    lin: np.ndarray
+    t: np.ndarray
+    v: np.ndarray
+    sigma: float
+    e: np.ndarray
+    w: np.ndarray | None = None
+    it: int = 0
+    converged: bool = False
+    trace: list = field(default_factory=list)
+    loglik: float = -np.inf
+
+
+def _rot2(theta: float, d: int) -> np.ndarray:
+    r = np.eye(d)
+    c, sn = np.cos(theta), np.sin(theta)
+    r[:2, :2] = [[c, -sn], [sn, c]]
+    return r
+
+
+def _em(ctx, st, *, mode, solver, lambda_, max_iter, min_iter, tol, estep, device, band, t0, sc):
+    """Variational EM iterations from state ``st`` until sigma settles; returns the state.
+
+    ``st.loglik`` is the log-likelihood of the targets under the last E-step's mixture
+    (up to a constant common to all runs on the same data): the model-selection score of
+    the rotation search.
+    """
+    xw, fxw, y0, fy0 = ctx.xw, ctx.fxw, ctx.y0, ctx.fy0
+    m, d = y0.shape
+    n = xw.shape[0]
+    s, lin, t, v, sigma, e, w = st.s, st.lin, st.t, st.v, st.sigma, st.e, st.w
+    u = y0 + v
+    ycur = s * u @ lin.T + t if mode != "affine" else u @ lin.T + t
+    zeta = ctx.zeta
+    trace = []
+    converged = False
+    it = 0
+    loglik = -np.inf
+    for it in range(1, max_iter + 1):
+        h = e / np.sqrt(zeta) if ctx.use_f else e
+        log_c = _log_outlier(xw, fxw, sigma, e, zeta, ctx.omega, ctx.log_vol, ctx.fmu, ctx.fvar)
+        radius = 5.0 * sigma
+        ball = np.pi * radius**2 if d == 2 else 4.0 / 3.0 * np.pi * radius**3
+        expected = m * ball / np.exp(ctx.log_vol)  # sources within 5 sigma of a target
+        local = estep == "local" or (estep == "auto" and m * n > 4_000_000 and expected < 4)
+        if local and device == "cpu":
+            es = estep_local(xw, fxw, ycur, fy0, sigma, h, log_c, k=_LOCAL_K)
+            kind = "local"
+        else:
+            es = estep_dense(xw, fxw, ycur, fy0, sigma, h, log_c, device=device)
+            kind = "dense"
+        loglik = es.log_norm - n * d * np.log(sigma)
+        if ctx.use_f:
+            loglik -= n * zeta * float(np.log(e).sum())
+        nu = es.nu
+        nhat = float(nu.sum())
+        if not nhat > 1e-12:
+            msg = "no source cell matched any target cell; raise gamma or lower omega"
+            raise InputError(msg)
+        ok = nu > 1e-300
+        xh = np.where(ok[:, None], es.px / np.where(ok, nu, 1.0)[:, None], ycur)
+        if solver is not None:
+            ee = ((xh - t) @ lin) / s - y0  # R^T (xh - t) / s - y0
+            w, v = solver.solve(nu, ee, lambda_ * sigma**2 / s**2)
+        u = y0 + v
+        s, lin, t = _procrustes(u, xh, nu, mode)
+        ycur = s * u @ lin.T + t if mode != "affine" else u @ lin.T + t
+        s2 = (es.fn @ (xw**2).sum(1) + nu @ (ycur**2).sum(1) - 2 * (es.px * ycur).sum()) / (
+            nhat * d
+        )
+        new_sigma = max(float(np.sqrt(max(s2, 0.0))), ctx.sigma_min)
+        if ctx.use_f:
+            e2 = (es.fn @ fxw**2 + nu @ fy0**2 - 2 * (es.pf * fy0).sum(0)) / nhat
+            e = np.sqrt(np.maximum(e2, 0.0)) + _FEATURE_FLOOR
+        change = abs(new_sigma - sigma) / max(sigma, 1e-300)
+        sigma = new_sigma
+        trace.append(sigma)
+        if band and (it % band == 0 or it == 1):
+            _band(it, sigma * sc, es.n_pairs, t0, kind)
+        if it >= min_iter and change < tol:
+            converged = True
+            break
+    return _State(
+        s=s,
+        lin=lin,
+        t=t,
+        v=v,
+        sigma=sigma,
+        e=e,
+        w=w,
+        it=it,
+        converged=converged,
+        trace=trace,
+        loglik=float(loglik),
+    )
+
+
+def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=800):
+    """Best similarity (or rigid) start among ``n_starts`` initial rotations.
+
+    Each start rotates the source by ``360 k / n_starts`` degrees (about the z axis in 3-D)
+    and runs a short rigid/similarity EM with the expression term on at most ``size``
+    landmarks per slice; the start whose fit has the highest likelihood wins. This is what
+    lets the registration recover 90 or 180 degree turns that a single start from the
+    identity falls short of. Returns ``(s, lin, t, angle_degrees, sigma, e)``.
+    """
+    sub = ctx
+    m, n = ctx.y0.shape[0], ctx.xw.shape[0]
+    if m > size or n > size:
+        iy = np.sort(rng.choice(m, min(m, size), replace=False))
+        ix = np.sort(rng.choice(n, min(n, size), replace=False))
+        sub = _Ctx(
+            xw=ctx.xw[ix],
+            fxw=None if ctx.fxw is None else ctx.fxw[ix],
+            y0=ctx.y0[iy],
+            fy0=None if ctx.fy0 is None else ctx.fy0[iy],
+            zeta=ctx.zeta,
+            omega=ctx.omega,
+            log_vol=ctx.log_vol,
+            fmu=ctx.fmu,
+            fvar=ctx.fvar,
+            sigma_min=ctx.sigma_min,
+            use_f=ctx.use_f,
+        )
+    d = ctx.y0.shape[1]
+    fit_mode = "rigid" if mode == "rigid" else "similarity"
+    best = None
+    best_angle = 0.0
+    for k in range(n_starts):
+        ang = 2 * np.pi * k / n_starts
+        st0 = _State(
+            s=1.0, lin=_rot2(ang, d), t=np.zeros(d), v=np.zeros_like(sub.y0), sigma=sigma, e=e
+        )
+        st = _em(
+            sub,
+            st0,
+            mode=fit_mode,
+            solver=None,
+            lambda_=1.0,
+            max_iter=_SEARCH_ITER,
+            min_iter=10,
+            tol=1e-3,
+            estep="dense",
+            device=device,
+            band=0,
+            t0=0.0,
+            sc=1.0,
+        )
+        if best is None or st.loglik > best.loglik:
+            best, best_angle = st, float(np.rad2deg(ang))
+    return best.s, best.lin, best.t, best_angle, best.sigma, best.e
+
+
 def _procrustes(u, xh, nu, mode):
     """Weighted similarity (det R = +1), rigid (s = 1) or affine fit of u onto xh."""
     wsum = nu.sum()
@@ -170,8 +344,6 @@ def _log_outlier(xn, fxn, sigma, e, zeta, omega, log_vol, fmu, fvar):
 
 
 def _band(it, sigma, n_pairs, t0, kind):
-    if settings.quiet:
-        return
     sys.stderr.write(
         f"register: iteration {it}, sigma {sigma:.4g}, {kind} E-step ({n_pairs} pairs), "
         f"{time.perf_counter() - t0:.1f} s\n"
@@ -198,8 +370,10 @@ def register_points(
     rank: int | None = None,
     estep: EStepMode = "auto",
     device: str = "cpu",
+    n_starts: int = 8,
     seed: int = 0,
     band: int = 25,
+    progress: bool = True,
 ) -> RegistrationResult:
     """Register source points ``y`` (with features ``fy``) onto target ``x`` (features ``fx``).
 
@@ -239,8 +413,12 @@ def register_points(
             or ``auto`` (local once fewer than about 4 sources lie within 5 sigma of a
             target and M N > 4e6).
         device: ``cpu`` or ``cuda`` for the dense E-step.
+        n_starts: initial rotations tried (evenly spaced over 360 degrees; about the z axis
+            in 3-D) by a short rigid/similarity fit each; the most likely one starts the
+            full fit. 1 starts from the identity only.
         seed: seeds landmark sampling and Nystrom columns.
         band: report progress on stderr every ``band`` iterations.
+        progress: print that progress (False: silent).
 
     Returns:
         :class:`RegistrationResult`.
@@ -268,6 +446,9 @@ def register_points(
             raise InputError(msg)
     if not 0 <= omega < 1:
         msg = f"--omega must be in [0, 1), got {omega}"
+        raise InputError(msg)
+    if n_starts < 1:
+        msg = f"n_starts must be at least 1, got {n_starts}"
         raise InputError(msg)
     if eta < 0:
         msg = f"--eta must be non-negative, got {eta}"
@@ -308,7 +489,7 @@ def register_points(
     xw = np.ascontiguousarray(xn[ix])
     fy0 = None if fyn is None else np.ascontiguousarray(fyn[iy])
     fxw = None if fxn is None else np.ascontiguousarray(fxn[ix])
-    m, n = y0.shape[0], xw.shape[0]
+    m = y0.shape[0]
 
     # initialise
     sigma = gamma * float(
@@ -331,67 +512,60 @@ def register_points(
     sigma_min = _SIGMA_FLOOR * spacing if spacing > 0 else 1e-6
     span = np.maximum(xw.max(0) - xw.min(0), 1e-12)
     log_vol = float(np.log(span).sum())
+    ctx = _Ctx(
+        xw=xw,
+        fxw=fxw,
+        y0=y0,
+        fy0=fy0,
+        zeta=zeta,
+        omega=omega,
+        log_vol=log_vol,
+        fmu=fmu,
+        fvar=fvar,
+        sigma_min=sigma_min,
+        use_f=use_f,
+    )
     s, lin, t = 1.0, np.eye(d), np.zeros(d)
-    v = np.zeros_like(y0)
-    ycur = y0.copy()
-    w = None
+    chosen_angle = 0.0
+    if n_starts > 1:
+        s, lin, t, chosen_angle, sigma, e = _rotation_search(
+            ctx, sigma, e, mode, n_starts, rng, estep=estep, device=device
+        )
+        log.info("initial rotation %.0f degrees (best of %d starts)", chosen_angle, n_starts)
     solver = None
     if mode == "nonrigid":
         rk = rank if rank is not None else (None if m <= _EXACT_MAX else 300)
         solver = DeformSolver(y0, beta, rk, rng)
         log.info("deformation solve: %s", "exact" if solver.exact else f"Nystrom rank {rk}")
-    trace = []
-    converged = False
-    it = 0
-    kind = "dense"
-    for it in range(1, max_iter + 1):
-        h = e / np.sqrt(zeta) if use_f else e
-        log_c = _log_outlier(xw, fxw, sigma, e, zeta, omega, log_vol, fmu, fvar)
-        radius = 5.0 * sigma
-        ball = np.pi * radius**2 if d == 2 else 4.0 / 3.0 * np.pi * radius**3
-        expected = m * ball / np.exp(log_vol)  # sources within 5 sigma of a target
-        local = estep == "local" or (estep == "auto" and m * n > 4_000_000 and expected < 4)
-        if local and device == "cpu":
-            st = estep_local(xw, fxw, ycur, fy0, sigma, h, log_c, k=_LOCAL_K)
-            kind = "local"
-        else:
-            st = estep_dense(xw, fxw, ycur, fy0, sigma, h, log_c, device=device)
-            kind = "dense"
-        nu = st.nu
-        nhat = float(nu.sum())
-        if not nhat > 1e-12:
-            msg = "no source cell matched any target cell; raise --gamma or lower --omega"
-            raise InputError(msg)
-        ok = nu > 1e-300
-        xh = np.where(ok[:, None], st.px / np.where(ok, nu, 1.0)[:, None], ycur)
-        if solver is not None:
-            ee = ((xh - t) @ lin) / s - y0  # R^T (xh - t) / s - y0
-            w, v = solver.solve(nu, ee, lambda_ * sigma**2 / s**2)
-        u = y0 + v
-        s, lin, t = _procrustes(u, xh, nu, mode)
-        ycur = s * u @ lin.T + t if mode != "affine" else u @ lin.T + t
-        s2 = (st.fn @ (xw**2).sum(1) + nu @ (ycur**2).sum(1) - 2 * (st.px * ycur).sum()) / (
-            nhat * d
-        )
-        new_sigma = max(float(np.sqrt(max(s2, 0.0))), sigma_min)
-        if use_f:
-            e2 = (st.fn @ fxw**2 + nu @ fy0**2 - 2 * (st.pf * fy0).sum(0)) / nhat
-            e = np.sqrt(np.maximum(e2, 0.0)) + _FEATURE_FLOOR
-        change = abs(new_sigma - sigma) / max(sigma, 1e-300)
-        sigma = new_sigma
-        trace.append(sigma)
-        if band and (it % band == 0 or it == 1):
-            _band(it, sigma * sc, st.n_pairs, t0, kind)
-        if it >= min_iter and change < tol:
-            converged = True
-            break
+    st = _em(
+        ctx,
+        _State(s=s, lin=lin, t=t, v=np.zeros_like(y0), sigma=sigma, e=e),
+        mode=mode,
+        solver=solver,
+        lambda_=lambda_,
+        max_iter=max_iter,
+        min_iter=min_iter,
+        tol=tol,
+        estep=estep,
+        device=device,
+        band=band if progress else 0,
+        t0=t0,
+        sc=sc,
+    )
+    s, lin, t, v, w, sigma, e = st.s, st.lin, st.t, st.v, st.w, st.sigma, st.e
+    it, converged, trace = st.it, st.converged, st.trace
     if not converged:
         warnings.warn(
-            f"registration stopped at --max-iter {max_iter} before sigma settled; raise --max-iter",
+            f"registration stopped at max_iter {max_iter} before sigma settled; raise max_iter",
             ConvergenceWarning,
             stacklevel=2,
         )
-    log.info("registration: %d iterations, sigma %.4g, converged %s", it, sigma, converged)
+    log.info(
+        "registration: %d iterations, converged %s, final match scale sigma %.4g (coordinate units)",
+        it,
+        converged,
+        sigma * sc,
+    )
 
     # carry the map to every source cell
     full_lin = s * lin if mode != "affine" else lin
@@ -417,6 +591,8 @@ def register_points(
         "downsample": -1 if downsample is None else int(downsample),
         "estep": estep,
         "seed": seed,
+        "n_starts": n_starts,
+        "initial_rotation": chosen_angle,
         "expression": bool(use_f),
     }
     norm = {

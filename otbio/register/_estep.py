@@ -34,6 +34,7 @@ class EStep:
     pf: np.ndarray  # (M, D')
     fn: np.ndarray  # (N,)
     n_pairs: int  # pairs evaluated (M * N for the dense pass)
+    log_norm: float = 0.0  # sum_n log(sum_m K_mn / M + c_n): the data log-likelihood
 
 
 def _scaled(pts, feats, sigma, h):
@@ -74,7 +75,8 @@ def estep_dense(x, fx, y, fy, sigma, h, log_c, *, device="cpu") -> EStep:
     nu = be.to_numpy(out["sum"])
     d = x.shape[1]
     pf = dot[:, d:] if dot.shape[1] > d else np.zeros((m, 0))
-    return EStep(nu=nu, px=dot[:, :d], pf=pf, fn=fn, n_pairs=m * x.shape[0])
+    ln = float(log_den[np.isfinite(log_den)].sum())
+    return EStep(nu=nu, px=dot[:, :d], pf=pf, fn=fn, n_pairs=m * x.shape[0], log_norm=ln)
 
 
 def estep_local(x, fx, y, fy, sigma, h, log_c, *, k=16) -> EStep:
@@ -117,4 +119,5 @@ def estep_local(x, fx, y, fy, sigma, h, log_c, *, k=16) -> EStep:
     pf = np.empty((m, dp))
     for c in range(dp):
         pf[:, c] = np.bincount(mi, weights=p * np.repeat(fx[:, c], k), minlength=m)
-    return EStep(nu=nu, px=px, pf=pf, fn=fn, n_pairs=n * k)
+    ln = float(log_den[np.isfinite(log_den)].sum())
+    return EStep(nu=nu, px=px, pf=pf, fn=fn, n_pairs=n * k, log_norm=ln)
