@@ -50,16 +50,14 @@ from otbio.cli._util import on_nonconvergence_option
     "--lambda",
     "lambda_",
     type=float,
-    default=2.0,
-    show_default=True,
-    help="Stiffness of the deformation; raise it if the warp folds, lower it if it is too stiff.",
+    default=None,
+    help="Stiffness of the deformation; raise it if the warp folds, lower it if it is too stiff. Default: 2, or chosen by held-out likelihood among 0.5, 2, 8 when --beta is given.",
 )
 @click.option(
     "--beta",
     type=float,
-    default=2.0,
-    show_default=True,
-    help="Width of the deformation kernel in units of the slice radius; lower (e.g. 1) for local warps.",
+    default=None,
+    help="Width of the deformation kernel in units of the slice radius; lower (e.g. 1) for local warps. Default: chosen by held-out likelihood among 2, 1, 0.7 (recorded in uns['registration']['params']).",
 )
 @click.option(
     "--omega",
@@ -171,8 +169,8 @@ def register_cmd(
     use_rep: str | None,
     n_pcs: int,
     no_expression: bool,
-    lambda_: float,
-    beta: float,
+    lambda_: float | None,
+    beta: float | None,
     omega: float,
     gamma: float,
     eta: float,

@@ -31,7 +31,11 @@ _EXACT_MAX = 1500  # largest M solved by Cholesky; beyond it Nystrom
 _FEATURE_FLOOR = 0.1
 _SIGMA_FLOOR = 0.05  # times the median nearest-neighbour spacing of the target
 _LOCAL_K = 16  # nearest sources per target in the local E-step
-_SEARCH_ITER = 60  # EM iterations of each start of the rotation search
+_SEARCH_ITER = 60
+_BETA_GRID = (2.0, 1.0, 0.7)  # data-driven beta: held-out likelihood over these
+_LAMBDA_GRID = (0.5, 2.0, 8.0)  # data-driven lambda when beta is given
+_SELECT_MAX = 1500  # landmarks per slice in the parameter selection
+_HOLDOUT = 0.2  # share of target cells held out by the parameter selection  # EM iterations of each start of the rotation search
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,98 @@ def _em(ctx, st, *, mode, solver, lambda_, max_iter, min_iter, tol, estep, devic
     )
 
 
+def _rms_sigma(x, y):
+    """RMS distance over all (source, target) pairs per dimension: the broad initial sigma."""
+    d = x.shape[1]
+    v = (x**2).sum(1).mean() + (y**2).sum(1).mean() - 2 * x.mean(0) @ y.mean(0)
+    return float(np.sqrt(max(v, 1e-300) / d))
+
+
+def _heldout_loglik(ctx, st, xh, fxh):
+    """Log-likelihood of held-out target cells under the fitted mixture of state ``st``."""
+    u = ctx.y0 + st.v
+    ycur = st.s * u @ st.lin.T + st.t
+    h = st.e / np.sqrt(ctx.zeta) if ctx.use_f else st.e
+    n, d = xh.shape
+    log_c = _log_outlier(
+        xh, fxh, st.sigma, st.e, ctx.zeta, ctx.omega, ctx.log_vol, ctx.fmu, ctx.fvar
+    )
+    es = estep_dense(xh, fxh, ycur, ctx.fy0, st.sigma, h, log_c)
+    ll = es.log_norm - n * d * np.log(st.sigma)
+    if ctx.use_f:
+        ll -= n * ctx.zeta * float(np.log(st.e).sum())
+    return float(ll)
+
+
+def _select_smoothness(ctx, st0, lambda_, beta, rng, *, device):
+    """Data-driven ``lambda_`` / ``beta``: the pair whose fit best predicts held-out cells.
+
+    A random ``_HOLDOUT`` share of the target cells is set aside; the deformation is fitted
+    to the rest for each candidate (beta over ``_BETA_GRID`` with lambda 2, or lambda over
+    ``_LAMBDA_GRID`` when beta is given) from the same pose, and scored by the
+    log-likelihood of the held-out cells under the fitted mixture (cross-validation: too
+    stiff a map leaves them far from every source, too loose a one snaps the sources onto
+    the fitted cells and shrinks sigma below the gaps). Runs on at most ``_SELECT_MAX``
+    landmarks per slice. Returns ``(lambda_, beta, record)``.
+    """
+    m, n = ctx.y0.shape[0], ctx.xw.shape[0]
+    iy = np.arange(m) if m <= _SELECT_MAX else np.sort(rng.choice(m, _SELECT_MAX, replace=False))
+    ix = np.arange(n) if n <= _SELECT_MAX else np.sort(rng.choice(n, _SELECT_MAX, replace=False))
+    nh = max(1, int(round(_HOLDOUT * len(ix))))
+    perm = rng.permutation(len(ix))
+    hold, train = np.sort(ix[perm[:nh]]), np.sort(ix[perm[nh:]])
+
+    def take(a, idx):
+        return None if a is None else np.ascontiguousarray(a[idx])
+
+    sub = _Ctx(
+        xw=take(ctx.xw, train),
+        fxw=take(ctx.fxw, train),
+        y0=take(ctx.y0, iy),
+        fy0=take(ctx.fy0, iy),
+        zeta=ctx.zeta,
+        omega=ctx.omega,
+        log_vol=ctx.log_vol,
+        fmu=ctx.fmu,
+        fvar=ctx.fvar,
+        sigma_min=ctx.sigma_min,
+        use_f=ctx.use_f,
+    )
+    if beta is None:
+        grid = [(2.0 if lambda_ is None else lambda_, b) for b in _BETA_GRID]
+    else:
+        grid = [(lam, beta) for lam in _LAMBDA_GRID]
+    scores = []
+    for lam, b in grid:
+        solver = DeformSolver(sub.y0, b, None if len(iy) <= _EXACT_MAX else 300, rng)
+        st = _em(
+            sub,
+            _State(
+                s=st0.s, lin=st0.lin, t=st0.t, v=np.zeros_like(sub.y0), sigma=st0.sigma, e=st0.e
+            ),
+            mode="nonrigid",
+            solver=solver,
+            lambda_=lam,
+            max_iter=200,
+            min_iter=30,
+            tol=1e-4,
+            estep="auto",
+            device=device,
+            band=0,
+            t0=0.0,
+            sc=1.0,
+        )
+        scores.append(_heldout_loglik(sub, st, take(ctx.xw, hold), take(ctx.fxw, hold)) / nh)
+    k = int(np.argmax(scores))
+    record = {
+        "candidates_lambda": np.array([g[0] for g in grid]),
+        "candidates_beta": np.array([g[1] for g in grid]),
+        "heldout_loglik_per_cell": np.array(scores),
+        "heldout_share": _HOLDOUT,
+    }
+    return grid[k][0], grid[k][1], record
+
+
 def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=800):
     """Best similarity (or rigid) start among ``n_starts`` initial rotations.
 
@@ -357,8 +453,8 @@ def register_points(
     fx: np.ndarray | None = None,
     fy: np.ndarray | None = None,
     *,
-    lambda_: float = 2.0,
-    beta: float = 2.0,
+    lambda_: float | None = None,
+    beta: float | None = None,
     omega: float = 0.0,
     gamma: float = 1.0,
     eta: float = 1.0,
@@ -440,18 +536,18 @@ def register_points(
     if x.shape[0] < 3 or y.shape[0] < 3:
         msg = f"each slice needs at least 3 cells (source {y.shape[0]}, target {x.shape[0]})"
         raise InputError(msg)
-    for name, v in (("lambda", lambda_), ("beta", beta), ("gamma", gamma)):
-        if not v > 0:
-            msg = f"--{name} must be positive, got {v}"
+    for name, v in (("lambda_", lambda_), ("beta", beta), ("gamma", gamma)):
+        if v is not None and not v > 0:
+            msg = f"{name} must be positive, got {v}"
             raise InputError(msg)
     if not 0 <= omega < 1:
-        msg = f"--omega must be in [0, 1), got {omega}"
+        msg = f"omega must be in [0, 1), got {omega}"
         raise InputError(msg)
     if n_starts < 1:
         msg = f"n_starts must be at least 1, got {n_starts}"
         raise InputError(msg)
     if eta < 0:
-        msg = f"--eta must be non-negative, got {eta}"
+        msg = f"eta must be non-negative, got {eta}"
         raise InputError(msg)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -480,7 +576,7 @@ def register_points(
     ix = np.arange(x.shape[0])
     if downsample is not None and downsample < max(x.shape[0], y.shape[0]):
         if downsample < 3:
-            msg = f"--downsample must be at least 3, got {downsample}"
+            msg = f"downsample must be at least 3, got {downsample}"
             raise InputError(msg)
         iy = feature_sensitive_sample(yn, fyn, downsample, rng)
         ix = feature_sensitive_sample(xn, fxn, downsample, rng)
@@ -528,13 +624,30 @@ def register_points(
     s, lin, t = 1.0, np.eye(d), np.zeros(d)
     chosen_angle = 0.0
     if n_starts > 1:
-        s, lin, t, chosen_angle, sigma, e = _rotation_search(
+        s, lin, t, chosen_angle, sig_r, e_r = _rotation_search(
             ctx, sigma, e, mode, n_starts, rng, estep=estep, device=device
         )
+        # restart broad from the chosen pose: the deformation fit then sees the whole
+        # mismatch instead of the rigid fit's local optimum (a start at the rigid fit's small
+        # sigma locks in its errors)
+        sigma = gamma * _rms_sigma(xw, s * y0 @ lin.T + t)
         log.info("initial rotation %.0f degrees (best of %d starts)", chosen_angle, n_starts)
     solver = None
+    selection = {}
+    rk = rank if rank is not None else (None if m <= _EXACT_MAX else 300)
+    if mode == "nonrigid" and (lambda_ is None or beta is None):
+        lambda_, beta, selection = _select_smoothness(
+            ctx,
+            _State(s=s, lin=lin, t=t, v=np.zeros_like(y0), sigma=sigma, e=e),
+            lambda_,
+            beta,
+            rng,
+            device=device,
+        )
+        log.info("smoothness chosen by held-out likelihood: lambda %g, beta %g", lambda_, beta)
+    lambda_ = 2.0 if lambda_ is None else lambda_
+    beta = 2.0 if beta is None else beta
     if mode == "nonrigid":
-        rk = rank if rank is not None else (None if m <= _EXACT_MAX else 300)
         solver = DeformSolver(y0, beta, rk, rng)
         log.info("deformation solve: %s", "exact" if solver.exact else f"Nystrom rank {rk}")
     st = _em(
@@ -591,6 +704,7 @@ def register_points(
         "downsample": -1 if downsample is None else int(downsample),
         "estep": estep,
         "seed": seed,
+        "smoothness_selection": selection,
         "n_starts": n_starts,
         "initial_rotation": chosen_angle,
         "expression": bool(use_f),
