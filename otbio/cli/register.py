@@ -196,6 +196,7 @@ def register_cmd(
     source slice with obsm['spatial_registered'], obsm['displacement'], uns['registration'].
     """
     import warnings
+    from pathlib import Path
 
     import numpy as np
     import pandas as pd
@@ -301,7 +302,12 @@ def register_cmd(
             x,
             source_color=None if color_key is None else src.obs[color_key].to_numpy(),
             target_color=None if color_key is None else tgt.obs[color_key].to_numpy(),
-            title=f"{mode} registration, {res.n_iter} iterations",
+            source_name=Path(source).stem,
+            target_name=Path(target).stem,
+            unit=str(src.uns.get("spatial_unit", "coordinate units")),
+            metrics=out.uns["registration"].get("metrics"),
+            title=f"{Path(source).stem} onto {Path(target).stem}: {mode} registration, "
+            f"{res.n_iter} iterations",
         )
     # everything computed: write outputs
     io.write_h5ad(out, output)

@@ -31,11 +31,15 @@ _EXACT_MAX = 1500  # largest M solved by Cholesky; beyond it Nystrom
 _FEATURE_FLOOR = 0.1
 _SIGMA_FLOOR = 0.05  # times the median nearest-neighbour spacing of the target
 _LOCAL_K = 16  # nearest sources per target in the local E-step
-_SEARCH_ITER = 60
+_SEARCH_ITER = 60  # EM iterations of each start of the rotation search
 _BETA_GRID = (2.0, 1.0, 0.7)  # data-driven beta: held-out likelihood over these
 _LAMBDA_GRID = (0.5, 2.0, 8.0)  # data-driven lambda when beta is given
-_SELECT_MAX = 1500  # landmarks per slice in the parameter selection
-_HOLDOUT = 0.2  # share of target cells held out by the parameter selection  # EM iterations of each start of the rotation search
+_SELECT_MAX = 800  # landmarks per slice in the parameter selection
+_HOLDOUT = 0.2  # share of target cells held out by the parameter selection
+_COARSE = 2000  # beyond this many cells: fit on this many landmarks, then refine at full size
+_FINE_K = 32  # nearest sources per target in the full-resolution refinement
+_FINE_MIN_ITER = 10
+_FINE_RANK = 200  # Nystrom rank of the full-resolution refinement
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,23 @@ def _rot2(theta: float, d: int) -> np.ndarray:
     return r
 
 
-def _em(ctx, st, *, mode, solver, lambda_, max_iter, min_iter, tol, estep, device, band, t0, sc):
+def _em(
+    ctx,
+    st,
+    *,
+    mode,
+    solver,
+    lambda_,
+    max_iter,
+    min_iter,
+    tol,
+    estep,
+    device,
+    band,
+    t0,
+    sc,
+    local_k=_LOCAL_K,
+):
     """Variational EM iterations from state ``st`` until sigma settles; returns the state.
 
     ``st.loglik`` is the log-likelihood of the targets under the last E-step's mixture
@@ -196,7 +216,7 @@ def _em(ctx, st, *, mode, solver, lambda_, max_iter, min_iter, tol, estep, devic
         expected = m * ball / np.exp(ctx.log_vol)  # sources within 5 sigma of a target
         local = estep == "local" or (estep == "auto" and m * n > 4_000_000 and expected < 4)
         if local and device == "cpu":
-            es = estep_local(xw, fxw, ycur, fy0, sigma, h, log_c, k=_LOCAL_K)
+            es = estep_local(xw, fxw, ycur, fy0, sigma, h, log_c, k=local_k)
             kind = "local"
         else:
             es = estep_dense(xw, fxw, ycur, fy0, sigma, h, log_c, device=device)
@@ -339,7 +359,7 @@ def _select_smoothness(ctx, st0, lambda_, beta, rng, *, device):
     return grid[k][0], grid[k][1], record
 
 
-def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=800):
+def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=500):
     """Best similarity (or rigid) start among ``n_starts`` initial rotations.
 
     Each start rotates the source by ``360 k / n_starts`` degrees (about the z axis in 3-D)
@@ -571,6 +591,42 @@ def register_points(
     else:
         fxn = fyn = None
 
+    # coarse-to-fine at full resolution: the rotation search, the smoothness selection and
+    # the broad EM run on feature-sensitive landmarks; the map is then carried to every
+    # cell (GP interpolation) and refined there with the neighbour-restricted E-step and the
+    # Nystrom deformation solve (BCPD++-style acceleration, Hirose TPAMI 2021)
+    coarse = None
+    if (
+        downsample is None
+        and mode == "nonrigid"
+        and max(x.shape[0], y.shape[0]) > _COARSE
+        and estep != "dense"
+    ):
+        coarse = register_points(
+            x,
+            y,
+            fx,
+            fy,
+            lambda_=lambda_,
+            beta=beta,
+            omega=omega,
+            gamma=gamma,
+            eta=eta,
+            mode=mode,
+            max_iter=max_iter,
+            min_iter=min_iter,
+            tol=tol,
+            downsample=_COARSE,
+            rank=rank,
+            estep=estep,
+            device=device,
+            n_starts=n_starts,
+            seed=seed,
+            band=band,
+            progress=progress,
+        )
+        log.info("coarse fit on %d landmarks done; refining at full resolution", _COARSE)
+
     # landmarks
     iy = np.arange(y.shape[0])
     ix = np.arange(x.shape[0])
@@ -623,7 +679,19 @@ def register_points(
     )
     s, lin, t = 1.0, np.eye(d), np.zeros(d)
     chosen_angle = 0.0
-    if n_starts > 1:
+    v_init = np.zeros_like(y0)
+    local_k = _LOCAL_K
+    min_it = min_iter
+    if coarse is not None:
+        cn = coarse._norm
+        s, lin, t = coarse.scale, coarse.rotation, cn["t"]
+        sigma, e = cn["sigma"], np.asarray(coarse.feature_scales)
+        lambda_, beta = coarse.params["lambda"], coarse.params["beta"]
+        chosen_angle = coarse.params["initial_rotation"]
+        v_init = interpolate_displacement(y0, cn["centres"], cn["w"], beta, device=device)
+        local_k, min_it = _FINE_K, _FINE_MIN_ITER
+        estep = "local" if estep == "auto" and device == "cpu" else estep
+    elif n_starts > 1:
         s, lin, t, chosen_angle, sig_r, e_r = _rotation_search(
             ctx, sigma, e, mode, n_starts, rng, estep=estep, device=device
         )
@@ -635,7 +703,11 @@ def register_points(
     solver = None
     selection = {}
     rk = rank if rank is not None else (None if m <= _EXACT_MAX else 300)
-    if mode == "nonrigid" and (lambda_ is None or beta is None):
+    if coarse is not None and rank is None:
+        rk = _FINE_RANK  # the fine stage refines a smooth map: a lower rank suffices
+    if coarse is not None:
+        selection = coarse.params["smoothness_selection"]
+    elif mode == "nonrigid" and (lambda_ is None or beta is None):
         lambda_, beta, selection = _select_smoothness(
             ctx,
             _State(s=s, lin=lin, t=t, v=np.zeros_like(y0), sigma=sigma, e=e),
@@ -652,21 +724,25 @@ def register_points(
         log.info("deformation solve: %s", "exact" if solver.exact else f"Nystrom rank {rk}")
     st = _em(
         ctx,
-        _State(s=s, lin=lin, t=t, v=np.zeros_like(y0), sigma=sigma, e=e),
+        _State(s=s, lin=lin, t=t, v=v_init, sigma=sigma, e=e),
         mode=mode,
         solver=solver,
         lambda_=lambda_,
         max_iter=max_iter,
-        min_iter=min_iter,
+        min_iter=min_it,
         tol=tol,
         estep=estep,
         device=device,
         band=band if progress else 0,
         t0=t0,
         sc=sc,
+        local_k=local_k,
     )
     s, lin, t, v, w, sigma, e = st.s, st.lin, st.t, st.v, st.w, st.sigma, st.e
     it, converged, trace = st.it, st.converged, st.trace
+    if coarse is not None:
+        it += coarse.n_iter
+        trace = list(coarse.trace / sc) + list(trace)
     if not converged:
         warnings.warn(
             f"registration stopped at max_iter {max_iter} before sigma settled; raise max_iter",
@@ -703,6 +779,8 @@ def register_points(
         "tol": tol,
         "downsample": -1 if downsample is None else int(downsample),
         "estep": estep,
+        "route": "landmarks" if len(iy) < y.shape[0] else "coarse-to-fine" if coarse else "full",
+        "coarse_landmarks": _COARSE if coarse is not None else -1,
         "seed": seed,
         "smoothness_selection": selection,
         "n_starts": n_starts,

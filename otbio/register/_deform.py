@@ -74,8 +74,12 @@ class DeformSolver:
             w = dn[:, None] * z
             return w, self.g @ w
         # v = C (c G_kk + U^T U)^{-1} U^T D E: no 1/c cancellation as sigma -> 0
+        from otbio._threading import one_blas_thread
+
         u = dn[:, None] * self.c  # (M, k)
-        alpha = np.linalg.solve(cval * self.gkk + u.T @ u, u.T @ de)
+        utu = u.T @ u
+        with one_blas_thread():  # a k x k solve: threads only compete
+            alpha = np.linalg.solve(cval * self.gkk + utu, u.T @ de)
         return alpha, self.c @ alpha
 
 
