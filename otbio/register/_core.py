@@ -245,11 +245,14 @@ def _em(
             e2 = (es.fn @ fxw**2 + nu @ fy0**2 - 2 * (es.pf * fy0).sum(0)) / nhat
             e = np.sqrt(np.maximum(e2, 0.0)) + _FEATURE_FLOOR
         change = abs(new_sigma - sigma) / max(sigma, 1e-300)
+        # at the floor (positions resolved to 1/20 of the spacing) the fit is done even
+        # if the unfloored value still wobbles below it
+        at_floor = new_sigma <= ctx.sigma_min and sigma <= ctx.sigma_min * 1.5
         sigma = new_sigma
         trace.append(sigma)
         if band and (it % band == 0 or it == 1):
             _band(it, sigma * sc, es.n_pairs, t0, kind)
-        if it >= min_iter and change < tol:
+        if it >= min_iter and (change < tol or at_floor):
             converged = True
             break
     return _State(
