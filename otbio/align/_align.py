@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -139,35 +138,6 @@ class Alignment:
                 "plan": np.round(self.pair_values, 4),
             }
         )
-
-
-_MALLOC_TUNED = False
-
-
-def _tune_malloc() -> None:
-    """Keep 16 MiB of freed heap memory instead of returning it to the OS at every free.
-
-    An alignment allocates and frees many arrays of 10-200 kB; with glibc's default policy
-    the heap is trimmed after each and its pages are faulted in again by the next, which
-    made alignments of 150-residue chains 1.7x slower. Done once per process, on the first
-    :func:`align`, with glibc only, and not when the user set any ``MALLOC_*`` variable or
-    ``OTBIO_MALLOC_TUNING=0``.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    if os.environ.get("OTBIO_MALLOC_TUNING", "1") == "0" or any(
-        k.startswith("MALLOC_") for k in os.environ
-    ):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-2, 16 << 20)  # M_TOP_PAD
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def features_of(st: Structure) -> Features:
@@ -402,23 +372,22 @@ def align(
     """
     from otbio.ot import PointCloud, Sinkhorn
 
-    _tune_malloc()
     if (query_features is None) != (target_features is None):
         msg = "give embeddings for both the query and the target, or for neither"
         raise InputError(msg)
     if not 0 < threshold <= 1:
-        msg = f"--threshold must lie in (0, 1], got {threshold}"
+        msg = f"`threshold` must lie in (0, 1], got {threshold}"
         raise InputError(msg)
     if mass not in ("partial", "balanced", "unbalanced"):
         msg = f"mass must be 'partial', 'balanced' or 'unbalanced', got '{mass}'"
         raise InputError(msg)
     if plasma_pf and query_features is None:
-        msg = "--plasma-pf needs embeddings; pass --features with .npy files"
+        msg = "plasma_pf needs embeddings; pass `features` with .npy files"
         raise InputError(msg)
     if temperature is None:
         temperature = PLASMA_PF_TEMPERATURE if plasma_pf else DEFAULT_TEMPERATURE
     if not (np.isfinite(temperature) and temperature > 0):
-        msg = f"--temperature must be positive, got {temperature}"
+        msg = f"`temperature` must be positive, got {temperature}"
         raise InputError(msg)
     if max_iter is None:
         max_iter = PLASMA_PF_ITER if plasma_pf else DEFAULT_MAX_ITER
@@ -435,6 +404,8 @@ def align(
     eps = 1.0 / temperature
     solver = Sinkhorn(
         epsilon=eps,
+        relative_epsilon=None,  # 1 / temperature on the hinge cost, as in PLASMA
+        epsilon_scaling=None,
         reg_m=reg_m if mass == "unbalanced" else None,
         tol=tol * max(len(query), len(target)),
         max_iter=max_iter,

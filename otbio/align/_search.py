@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from otbio._errors import InputError
-from otbio._progress import progress
+from otbio._progress import progress as progress_bar
 from otbio.align._align import Alignment, align, features_of
 from otbio.align._features import Features
 from otbio.align._structure import Structure, read_structure
@@ -31,7 +31,7 @@ def list_targets(spec: str | os.PathLike) -> list[str]:
     """
     p = Path(spec)
     if not p.exists():
-        msg = f"--targets {p}: no such directory or list file"
+        msg = f"`targets` {p}: no such directory or list file"
         raise InputError(msg)
     if p.is_dir():
         found = sorted(
@@ -40,7 +40,7 @@ def list_targets(spec: str | os.PathLike) -> list[str]:
             if f.is_file() and f.name.lower().endswith(STRUCTURE_SUFFIXES)
         )
         if not found:
-            msg = f"--targets {p}: no structure files ({', '.join(STRUCTURE_SUFFIXES)})"
+            msg = f"`targets` {p}: no structure files ({', '.join(STRUCTURE_SUFFIXES)})"
             raise InputError(msg)
         return found
     out = []
@@ -51,13 +51,13 @@ def list_targets(spec: str | os.PathLike) -> list[str]:
         q = Path(line.split(":", 1)[0])
         out.append(line if q.is_absolute() else str(p.parent / line))
     if not out:
-        msg = f"--targets {p}: the list file names no structure"
+        msg = f"`targets` {p}: the list file names no structure"
         raise InputError(msg)
     return out
 
 
 def _read_one(spec: str, model: int) -> Structure:
-    st = read_structure(spec, model=model)
+    st = read_structure(spec, pdb_model=model)
     features_of(st)
     return st
 
@@ -68,7 +68,7 @@ def _read_chunk(specs: Sequence[str], model: int) -> list[Structure | InputError
     out: list[Structure | InputError] = []
     for spec in specs:
         try:
-            out.append(read_structure(spec, model=model))
+            out.append(read_structure(spec, pdb_model=model))
         except InputError as exc:
             out.append(exc)
     return out
@@ -85,8 +85,17 @@ def _fork_context():
     return mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
 
 
+def _no_bar(items, **_):
+    return items
+
+
 def read_structures(
-    specs: Sequence[str], *, model: int = 1, jobs: int = 1, skip_bad: bool = False
+    specs: Sequence[str],
+    *,
+    pdb_model: int = 1,
+    jobs: int = 1,
+    skip_bad: bool = False,
+    progress: bool = False,
 ) -> list[Structure]:
     """Read structures and compute their geometric features once, ``jobs`` at a time.
 
@@ -97,6 +106,7 @@ def read_structures(
     are left out with a warning instead of stopping the run (database search).
     """
     specs = list(specs)
+    bar = progress_bar if progress else _no_bar
     ctx = _fork_context()
     if jobs > 1 and len(specs) >= PROCESS_MIN_FILES and ctx is not None:
         from concurrent.futures import ProcessPoolExecutor
@@ -105,8 +115,8 @@ def read_structures(
         chunks = [specs[k::n_chunks] for k in range(n_chunks)]  # interleaved: even sizes
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             parts = list(
-                progress(
-                    pool.map(_read_chunk, chunks, [model] * n_chunks),
+                bar(
+                    pool.map(_read_chunk, chunks, [pdb_model] * n_chunks),
                     total=n_chunks,
                     desc="reading",
                 )
@@ -121,17 +131,17 @@ def read_structures(
 
         def one(spec: str) -> Structure | InputError:
             try:
-                return _read_one(spec, model)
+                return _read_one(spec, pdb_model)
             except InputError as exc:
                 return exc
 
         if jobs <= 1 or len(specs) < 8:
-            found = [one(s) for s in progress(specs, total=len(specs), desc="reading")]
+            found = [one(s) for s in bar(specs, total=len(specs), desc="reading")]
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                found = list(progress(pool.map(one, specs), total=len(specs), desc="reading"))
+                found = list(bar(pool.map(one, specs), total=len(specs), desc="reading"))
     kept = []
     for st in found:
         if isinstance(st, InputError):
@@ -141,7 +151,7 @@ def read_structures(
         elif st is not None:
             kept.append(st)
     if specs and not kept:
-        msg = "no usable target structure (every file was skipped); check --targets"
+        msg = "no usable target structure (every file was skipped); check `targets`"
         raise InputError(msg)
     return kept
 
@@ -178,7 +188,8 @@ def search(
     *,
     query_features: Features | None = None,
     target_features: Sequence[Features] | None = None,
-    jobs: int | None = None,
+    jobs: int = 1,
+    progress: bool = False,
     **align_kw,
 ) -> list[Alignment]:
     """Align one query onto every target and rank the results by score (best first).
@@ -197,7 +208,9 @@ def search(
     query_features, target_features
         Embeddings for the query and for every target (both or neither).
     jobs
-        Worker processes; default: the global ``--jobs`` setting (the CPUs granted).
+        Worker processes (the command line passes the global ``--jobs``).
+    progress
+        Report the alignments done on stderr.
     **align_kw
         Options of :func:`align`.
 
@@ -207,9 +220,7 @@ def search(
         Sorted by decreasing score, then by TM-score.
     """
     global _SEARCH
-    from otbio._settings import settings
-    from otbio.ot import resolve_device
-    from otbio.ot._sinkhorn import DENSE_MAX_ENTRIES
+    from otbio.ot import DENSE_MAX_ENTRIES, resolve_device
 
     if (query_features is None) != (target_features is None):
         msg = "give embeddings for the query and for every target, or for none"
@@ -217,7 +228,7 @@ def search(
     if target_features is not None and len(target_features) != len(targets):
         msg = f"{len(target_features)} target embeddings for {len(targets)} targets"
         raise InputError(msg)
-    n_jobs = settings.n_jobs if jobs is None else int(jobs)
+    n_jobs = max(1, int(jobs))
     if query_features is None:
         features_of(query)  # once, before the workers start
 
@@ -234,9 +245,10 @@ def search(
         _SEARCH = (query, list(targets), query_features, target_features, align_kw)
         try:
             with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
-                parts = list(
-                    progress(pool.map(_search_chunk, chunks), total=n_chunks, desc="aligning")
-                )
+                parts = pool.map(_search_chunk, chunks)
+                if progress:
+                    parts = progress_bar(parts, total=n_chunks, desc="aligning")
+                parts = list(parts)
         finally:
             _SEARCH = None
         results: list[Alignment | None] = [None] * len(targets)
@@ -245,7 +257,8 @@ def search(
                 results[k] = Alignment(query=query, target=targets[k], **fields)
     else:
         idx = range(len(targets))
-        it = progress(idx, total=len(targets), desc="aligning") if len(targets) > 1 else idx
+        show = progress and len(targets) > 1
+        it = progress_bar(idx, total=len(targets), desc="aligning") if show else idx
         results = [
             align(
                 query,
@@ -283,7 +296,7 @@ def write_superposed(result: Alignment, path: str | os.PathLike) -> None:
     from otbio.io import atomic_path
 
     if result.n_pairs < 3:
-        msg = f"only {result.n_pairs} pair(s) above --threshold: too few to superpose"
+        msg = f"only {result.n_pairs} pair(s) above `threshold`: too few to superpose"
         raise InputError(msg)
     q = result.query
     if not q.path:

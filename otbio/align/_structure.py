@@ -347,7 +347,7 @@ def _residues_flat(st, index: int, chain: str | None):
     )
 
 
-def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
+def read_structure(spec: str | os.PathLike, *, pdb_model: int = 1) -> Structure:
     """Read the protein residues of a PDB or mmCIF file (gzip too), with an optional selection.
 
     Parameters
@@ -355,7 +355,7 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
     spec
         ``FILE``, ``FILE:CHAIN`` or ``FILE:CHAIN:10-55,80-95`` (several ranges make a
         discontiguous motif; an empty chain or ``*`` means every chain).
-    model
+    pdb_model
         Model to read, 1-based (the first model of NMR or trajectory files by default).
 
     Returns
@@ -387,11 +387,11 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
     if len(st) == 0:
         msg = f"{p} contains no atoms; is it a PDB or mmCIF file?"
         raise InputError(msg)
-    if not 1 <= model <= len(st):
-        msg = f"{p} has {len(st)} model(s); --model must lie between 1 and {len(st)}"
+    if not 1 <= pdb_model <= len(st):
+        msg = f"{p} has {len(st)} model(s); pdb_model must lie between 1 and {len(st)}"
         raise InputError(msg)
-    mdl = st[model - 1]
-    found = _residues_flat(st, model - 1, chain)
+    mdl = st[pdb_model - 1]
+    found = _residues_flat(st, pdb_model - 1, chain)
     if found is None:  # unusual files (long names, repeated model numbers): residue by residue
         found = _residues_loop(mdl, chain)
     chains, nums, icodes, names, cas = found
@@ -420,6 +420,12 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
             f"at least {MIN_RESIDUES} are needed to describe local geometry"
         )
         raise InputError(msg)
+    step = np.linalg.norm(np.diff(np.asarray(cas, dtype=float), axis=0), axis=1)
+    same = np.flatnonzero((step < 1e-3) & (chains[1:] == chains[:-1]))
+    if same.size:  # local geometry (bond angles) is undefined for coinciding atoms
+        i = int(same[0])
+        msg = f"{spec}: CA atoms of residues {nums[i]} and {nums[i + 1]} coincide; fix the coordinates"
+        raise InputError(msg)
     return Structure(
         name=os.path.basename(spec) if ranges is None and chain is None else spec.split(os.sep)[-1],
         path=str(p),
@@ -429,5 +435,5 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
         resname=names,
         ca=cas,
         selection=spec[len(path) :].lstrip(":"),
-        model=model,
+        model=pdb_model,
     )

@@ -86,22 +86,20 @@ class RegistrationResult:
     def matches(
         self,
         target: np.ndarray,
-        k: int = 5,
+        topk: int = 3,
         *,
         target_features: np.ndarray | None = None,
         source_features: np.ndarray | None = None,
         device: str = "cpu",
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Each source cell's ``k`` most probable target cells under the final E-step.
+        """Each source cell's ``topk`` most probable target cells under the final E-step.
 
-        Returns ``(idx (M, k), prob (M, k))`` with :math:`P_{mn}` as in the E-step (without
+        Returns ``(idx (M, topk), prob (M, topk))`` with :math:`P_{mn}` as in the E-step (without
         the outlier term), streamed by the engine: no M x N matrix.
         """
-        from otbio.ot._backend import get_backend
-        from otbio.ot._geometry import PointCloud
+        from otbio.ot import PointCloud, kernel_topk, logsumexp
 
         nrm = self._norm
-        be = get_backend(device)
         sig = nrm["sigma"]
         zx = [(np.asarray(target, dtype=np.float64) - nrm["mx"]) / nrm["sc"] / sig]
         zy = [(self.registered - nrm["mx"]) / nrm["sc"] / sig]
@@ -111,11 +109,10 @@ class RegistrationResult:
         zx = np.ascontiguousarray(np.concatenate(zx, 1))
         zy = np.ascontiguousarray(np.concatenate(zy, 1))
         m = zy.shape[0]
-        lse = be.to_numpy(be.lse(PointCloud(zx, zy), be.asarray(np.full(m, -np.log(m))), 2.0))
-        idx, val = be.topk(
-            PointCloud(zy, zx), be.asarray(np.full(m, -np.log(m))), be.asarray(-lse), 2.0, k
-        )
-        return be.to_numpy(idx), np.exp(be.to_numpy(val))
+        log_m = np.full(m, -np.log(m))
+        lse = logsumexp(PointCloud(zx, zy), log_m, 2.0, device=device)
+        idx, val = kernel_topk(PointCloud(zy, zx), log_m, -lse, 2.0, topk, device=device)
+        return idx, np.exp(val)
 
     def summary(self) -> dict:
         """Plain-Python record for ``uns['registration']``."""
@@ -227,7 +224,7 @@ def _em(
         nu = es.nu
         nhat = float(nu.sum())
         if not nhat > 1e-12:
-            msg = "no source cell matched any target cell; raise gamma or lower omega"
+            msg = "no source cell matched any target cell; raise `gamma` or lower `omega`"
             raise InputError(msg)
         ok = nu > 1e-300
         xh = np.where(ok[:, None], es.px / np.where(ok, nu, 1.0)[:, None], ycur)
@@ -492,7 +489,7 @@ def register_points(
     n_starts: int = 8,
     seed: int = 0,
     band: int = 25,
-    progress: bool = True,
+    progress: bool = False,
 ) -> RegistrationResult:
     """Register source points ``y`` (with features ``fy``) onto target ``x`` (features ``fx``).
 
@@ -536,8 +533,8 @@ def register_points(
             in 3-D) by a short rigid/similarity fit each; the most likely one starts the
             full fit. 1 starts from the identity only.
         seed: seeds landmark sampling and Nystrom columns.
-        band: report progress on stderr every ``band`` iterations.
-        progress: print that progress (False: silent).
+        band: with ``progress``, report on stderr every ``band`` iterations.
+        progress: report the iteration, sigma and E-step kind on stderr (long runs).
 
     Returns:
         :class:`RegistrationResult`.
@@ -561,16 +558,16 @@ def register_points(
         raise InputError(msg)
     for name, v in (("lambda_", lambda_), ("beta", beta), ("gamma", gamma)):
         if v is not None and not v > 0:
-            msg = f"{name} must be positive, got {v}"
+            msg = f"`{name}` must be positive, got {v}"
             raise InputError(msg)
     if not 0 <= omega < 1:
-        msg = f"omega must be in [0, 1), got {omega}"
+        msg = f"`omega` must be in [0, 1), got {omega}"
         raise InputError(msg)
     if n_starts < 1:
-        msg = f"n_starts must be at least 1, got {n_starts}"
+        msg = f"`n_starts` must be at least 1, got {n_starts}"
         raise InputError(msg)
     if eta < 0:
-        msg = f"eta must be non-negative, got {eta}"
+        msg = f"`eta` must be non-negative, got {eta}"
         raise InputError(msg)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -635,7 +632,7 @@ def register_points(
     ix = np.arange(x.shape[0])
     if downsample is not None and downsample < max(x.shape[0], y.shape[0]):
         if downsample < 3:
-            msg = f"downsample must be at least 3, got {downsample}"
+            msg = f"`downsample` must be at least 3, got {downsample}"
             raise InputError(msg)
         iy = feature_sensitive_sample(yn, fyn, downsample, rng)
         ix = feature_sensitive_sample(xn, fxn, downsample, rng)
