@@ -37,9 +37,7 @@ SCALE_JOB = textwrap.dedent(
     """
     import json, resource, sys, time
     import numpy as np
-    from otbio._settings import settings
     from otbio.register import register_points, synthetic_tissue, known_warp, score
-    settings.quiet = True
     n = int(sys.argv[1]); ds = int(sys.argv[2]) or None
     y, f = synthetic_tissue(n, 20, seed=0)
     x = known_warp(y, seed=1, amp=0.04, length=1.0)
