@@ -39,6 +39,8 @@ _HOLDOUT = 0.2  # share of target cells held out by the parameter selection
 _COARSE = 2000  # beyond this many cells: fit on this many landmarks, then refine at full size
 _FINE_K = 32  # nearest sources per target in the full-resolution refinement
 _FINE_MIN_ITER = 10
+_FINE_MAX_ITER = 60  # iterations of the full-resolution refinement at most
+_FINE_FLOOR = 0.25  # sigma floor of the refinement, times the target's spacing
 _FINE_RANK = 200  # Nystrom rank of the full-resolution refinement
 
 
@@ -682,6 +684,7 @@ def register_points(
     v_init = np.zeros_like(y0)
     local_k = _LOCAL_K
     min_it = min_iter
+    em_max = max_iter
     if coarse is not None:
         cn = coarse._norm
         s, lin, t = coarse.scale, coarse.rotation, cn["t"]
@@ -690,6 +693,10 @@ def register_points(
         chosen_angle = coarse.params["initial_rotation"]
         v_init = interpolate_displacement(y0, cn["centres"], cn["w"], beta, device=device)
         local_k, min_it = _FINE_K, _FINE_MIN_ITER
+        # a low-rank map cannot follow every cell: below a quarter of the spacing the
+        # truncated E-step and the rank-200 solve chase each other and sigma oscillates
+        ctx.sigma_min = max(ctx.sigma_min, _FINE_FLOOR * spacing)
+        em_max = min(max_iter, _FINE_MAX_ITER)
         estep = "local" if estep == "auto" and device == "cpu" else estep
     elif n_starts > 1:
         s, lin, t, chosen_angle, sig_r, e_r = _rotation_search(
@@ -728,7 +735,7 @@ def register_points(
         mode=mode,
         solver=solver,
         lambda_=lambda_,
-        max_iter=max_iter,
+        max_iter=em_max,
         min_iter=min_it,
         tol=tol,
         estep=estep,
