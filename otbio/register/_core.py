@@ -492,6 +492,7 @@ def register_points(
     seed: int = 0,
     band: int = 25,
     progress: bool = False,
+    _stage: str = "registration",
 ) -> RegistrationResult:
     """Register source points ``y`` (with features ``fy``) onto target ``x`` (features ``fx``).
 
@@ -626,6 +627,7 @@ def register_points(
             seed=seed,
             band=band,
             progress=progress,
+            _stage="coarse fit on landmarks",
         )
         log.info("coarse fit on %d landmarks done; refining at full resolution", _COARSE)
 
@@ -756,12 +758,16 @@ def register_points(
             ConvergenceWarning,
             stacklevel=2,
         )
-    log.info(
-        "registration: %d iterations, converged %s, final match scale sigma %.4g (coordinate units)",
-        it,
-        converged,
-        sigma * sc,
-    )
+    if _stage == "registration":  # one sigma per run in the log: the final one, named
+        log.info(
+            "registration: %d iterations, converged %s, final match scale sigma %.4g "
+            "(coordinate units)",
+            it,
+            converged,
+            sigma * sc,
+        )
+    else:
+        log.info("%s: %d iterations", _stage, it)
 
     # carry the map to every source cell
     full_lin = s * lin if mode != "affine" else lin
