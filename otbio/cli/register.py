@@ -51,16 +51,14 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     "--lambda",
     "lambda_",
     type=float,
-    default=2.0,
-    show_default=True,
-    help="Stiffness of the deformation; raise it if the warp folds, lower it if it is too stiff.",
+    default=None,
+    help="Stiffness of the deformation; raise it if the warp folds, lower it if it is too stiff. Default: 2, or chosen by held-out likelihood among 0.5, 2, 8 when --beta is given.",
 )
 @click.option(
     "--beta",
     type=float,
-    default=2.0,
-    show_default=True,
-    help="Width of the deformation kernel in units of the slice radius; lower (e.g. 1) for local warps.",
+    default=None,
+    help="Width of the deformation kernel in units of the slice radius; lower (e.g. 1) for local warps. Default: chosen by held-out likelihood among 2, 1, 0.7 (recorded in uns['registration']['params']).",
 )
 @click.option(
     "--omega",
@@ -93,6 +91,13 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     "--affine",
     is_flag=True,
     help="Fit an affine map (no deformation).",
+)
+@click.option(
+    "--n-starts",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Initial rotations tried (evenly spaced) by a short rigid fit each; the most likely starts the full fit. 1 trusts the slices' current orientation.",
 )
 @click.option(
     "--max-iter",
@@ -164,13 +169,14 @@ def register_cmd(
     use_rep: str | None,
     n_pcs: int,
     no_expression: bool,
-    lambda_: float,
-    beta: float,
+    lambda_: float | None,
+    beta: float | None,
     omega: float,
     gamma: float,
     eta: float,
     rigid: bool,
     affine: bool,
+    n_starts: int,
     max_iter: int,
     tol: float,
     downsample: int | None,
@@ -190,6 +196,7 @@ def register_cmd(
     source slice with obsm['spatial_registered'], obsm['displacement'], uns['registration'].
     """
     import warnings
+    from pathlib import Path
 
     import numpy as np
     import pandas as pd
@@ -235,6 +242,7 @@ def register_cmd(
             max_iter=max_iter,
             tol=tol,
             downsample=downsample,
+            n_starts=n_starts,
             device=settings.device,
             seed=settings.seed,
             progress=not settings.quiet,
@@ -294,7 +302,12 @@ def register_cmd(
             x,
             source_color=None if color_key is None else src.obs[color_key].to_numpy(),
             target_color=None if color_key is None else tgt.obs[color_key].to_numpy(),
-            title=f"{mode} registration, {res.n_iter} iterations",
+            source_name=Path(source).stem,
+            target_name=Path(target).stem,
+            unit=str(src.uns.get("spatial_unit", "coordinate units")),
+            metrics=out.uns["registration"].get("metrics"),
+            title=f"{Path(source).stem} onto {Path(target).stem}: {mode} registration, "
+            f"{res.n_iter} iterations",
         )
     # everything computed: write outputs
     io.write_h5ad(out, output)
@@ -307,7 +320,8 @@ def register_cmd(
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     click.echo(
         f"registered {len(y)} cells onto {len(x)} ({mode}): {res.n_iter} iterations, "
-        f"converged {res.converged}, sigma {res.sigma:.4g}, scale {res.scale:.4f}"
+        f"converged {res.converged}, final match scale sigma {res.sigma:.4g} (coordinate units), "
+        f"scale {res.scale:.4f}"
     )
     if table is not None:
         click.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -31,7 +31,7 @@ from otbio.register._metrics import (
     score,
     top1_correspondence,
 )
-from otbio.register._synth import known_warp, synthetic_tissue
+from otbio.register._synth import known_warp, smooth_warp, synthetic_tissue, warped_pair
 
 __all__ = [
     "RegistrationResult",
@@ -47,9 +47,11 @@ __all__ = [
     "register_points",
     "rmse",
     "score",
+    "smooth_warp",
     "spatial_coords",
     "synthetic_tissue",
     "top1_correspondence",
+    "warped_pair",
 ]
 
 

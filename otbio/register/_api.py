@@ -83,8 +83,8 @@ def register(
     use_rep: str | None = None,
     n_pcs: int = 30,
     expression: bool = True,
-    lambda_: float = 2.0,
-    beta: float = 2.0,
+    lambda_: float | None = None,
+    beta: float | None = None,
     omega: float = 0.0,
     gamma: float = 1.0,
     eta: float = 1.0,
@@ -92,6 +92,7 @@ def register(
     max_iter: int = 500,
     tol: float = 1e-4,
     downsample: int | None = None,
+    n_starts: int = 8,
     device: str = "cpu",
     seed: int = 0,
     key_added: str = "spatial_registered",
@@ -113,6 +114,7 @@ def register(
             counts are normalised, logged and reduced by a joint PCA of ``n_pcs`` components
             on the shared genes.
         expression: False registers on coordinates only (pure BCPD).
+        n_starts: initial rotations tried by the rigid/similarity search (1: identity only).
         key_added: ``obsm`` key of the registered coordinates.
         progress: report progress on stderr (the command line passes ``not --quiet``).
 
@@ -156,6 +158,7 @@ def register(
         max_iter=max_iter,
         tol=tol,
         downsample=downsample,
+        n_starts=n_starts,
         device=device,
         seed=seed,
         progress=progress,

@@ -31,6 +31,17 @@ _EXACT_MAX = 1500  # largest M solved by Cholesky; beyond it Nystrom
 _FEATURE_FLOOR = 0.1
 _SIGMA_FLOOR = 0.05  # times the median nearest-neighbour spacing of the target
 _LOCAL_K = 16  # nearest sources per target in the local E-step
+_SEARCH_ITER = 60  # EM iterations of each start of the rotation search
+_BETA_GRID = (2.0, 1.0, 0.7)  # data-driven beta: held-out likelihood over these
+_LAMBDA_GRID = (0.5, 2.0, 8.0)  # data-driven lambda when beta is given
+_SELECT_MAX = 800  # landmarks per slice in the parameter selection
+_HOLDOUT = 0.2  # share of target cells held out by the parameter selection
+_COARSE = 2000  # beyond this many cells: fit on this many landmarks, then refine at full size
+_FINE_K = 32  # nearest sources per target in the full-resolution refinement
+_FINE_MIN_ITER = 10
+_FINE_MAX_ITER = 60  # iterations of the full-resolution refinement at most
+_FINE_FLOOR = 0.25  # sigma floor of the refinement, times the target's spacing
+_FINE_RANK = 200  # Nystrom rank of the full-resolution refinement
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,291 @@ class RegistrationResult:
         }
 
 
+@dataclass
+class _Ctx:
+    """The fixed data of one EM run (normalised landmarks and constants)."""
+
+    xw: np.ndarray
+    fxw: np.ndarray | None
+    y0: np.ndarray
+    fy0: np.ndarray | None
+    zeta: float
+    omega: float
+    log_vol: float
+    fmu: np.ndarray | None
+    fvar: np.ndarray | None
+    sigma_min: float
+    use_f: bool
+
+
+@dataclass
+class _State:
+    """The EM state: similarity ``s, lin, t``, deformation ``v`` (weights ``w``), scales."""
+
+    s: float
+    lin: np.ndarray
+    t: np.ndarray
+    v: np.ndarray
+    sigma: float
+    e: np.ndarray
+    w: np.ndarray | None = None
+    it: int = 0
+    converged: bool = False
+    trace: list = field(default_factory=list)
+    loglik: float = -np.inf
+
+
+def _rot2(theta: float, d: int) -> np.ndarray:
+    r = np.eye(d)
+    c, sn = np.cos(theta), np.sin(theta)
+    r[:2, :2] = [[c, -sn], [sn, c]]
+    return r
+
+
+def _em(
+    ctx,
+    st,
+    *,
+    mode,
+    solver,
+    lambda_,
+    max_iter,
+    min_iter,
+    tol,
+    estep,
+    device,
+    band,
+    t0,
+    sc,
+    local_k=_LOCAL_K,
+):
+    """Variational EM iterations from state ``st`` until sigma settles; returns the state.
+
+    ``st.loglik`` is the log-likelihood of the targets under the last E-step's mixture
+    (up to a constant common to all runs on the same data): the model-selection score of
+    the rotation search.
+    """
+    xw, fxw, y0, fy0 = ctx.xw, ctx.fxw, ctx.y0, ctx.fy0
+    m, d = y0.shape
+    n = xw.shape[0]
+    s, lin, t, v, sigma, e, w = st.s, st.lin, st.t, st.v, st.sigma, st.e, st.w
+    u = y0 + v
+    ycur = s * u @ lin.T + t if mode != "affine" else u @ lin.T + t
+    zeta = ctx.zeta
+    trace = []
+    converged = False
+    it = 0
+    loglik = -np.inf
+    for it in range(1, max_iter + 1):
+        h = e / np.sqrt(zeta) if ctx.use_f else e
+        log_c = _log_outlier(xw, fxw, sigma, e, zeta, ctx.omega, ctx.log_vol, ctx.fmu, ctx.fvar)
+        radius = 5.0 * sigma
+        ball = np.pi * radius**2 if d == 2 else 4.0 / 3.0 * np.pi * radius**3
+        expected = m * ball / np.exp(ctx.log_vol)  # sources within 5 sigma of a target
+        local = estep == "local" or (estep == "auto" and m * n > 4_000_000 and expected < 4)
+        if local and device == "cpu":
+            es = estep_local(xw, fxw, ycur, fy0, sigma, h, log_c, k=local_k)
+            kind = "local"
+        else:
+            es = estep_dense(xw, fxw, ycur, fy0, sigma, h, log_c, device=device)
+            kind = "dense"
+        loglik = es.log_norm - n * d * np.log(sigma)
+        if ctx.use_f:
+            loglik -= n * zeta * float(np.log(e).sum())
+        nu = es.nu
+        nhat = float(nu.sum())
+        if not nhat > 1e-12:
+            msg = "no source cell matched any target cell; raise `gamma` or lower `omega`"
+            raise InputError(msg)
+        ok = nu > 1e-300
+        xh = np.where(ok[:, None], es.px / np.where(ok, nu, 1.0)[:, None], ycur)
+        if solver is not None:
+            ee = ((xh - t) @ lin) / s - y0  # R^T (xh - t) / s - y0
+            w, v = solver.solve(nu, ee, lambda_ * sigma**2 / s**2)
+        u = y0 + v
+        s, lin, t = _procrustes(u, xh, nu, mode)
+        ycur = s * u @ lin.T + t if mode != "affine" else u @ lin.T + t
+        s2 = (es.fn @ (xw**2).sum(1) + nu @ (ycur**2).sum(1) - 2 * (es.px * ycur).sum()) / (
+            nhat * d
+        )
+        new_sigma = max(float(np.sqrt(max(s2, 0.0))), ctx.sigma_min)
+        if ctx.use_f:
+            e2 = (es.fn @ fxw**2 + nu @ fy0**2 - 2 * (es.pf * fy0).sum(0)) / nhat
+            e = np.sqrt(np.maximum(e2, 0.0)) + _FEATURE_FLOOR
+        change = abs(new_sigma - sigma) / max(sigma, 1e-300)
+        # at the floor (positions resolved to 1/20 of the spacing) the fit is done even
+        # if the unfloored value still wobbles below it
+        at_floor = new_sigma <= ctx.sigma_min and sigma <= ctx.sigma_min * 1.5
+        sigma = new_sigma
+        trace.append(sigma)
+        if band and (it % band == 0 or it == 1):
+            _band(it, sigma * sc, es.n_pairs, t0, kind)
+        if it >= min_iter and (change < tol or at_floor):
+            converged = True
+            break
+    return _State(
+        s=s,
+        lin=lin,
+        t=t,
+        v=v,
+        sigma=sigma,
+        e=e,
+        w=w,
+        it=it,
+        converged=converged,
+        trace=trace,
+        loglik=float(loglik),
+    )
+
+
+def _rms_sigma(x, y):
+    """RMS distance over all (source, target) pairs per dimension: the broad initial sigma."""
+    d = x.shape[1]
+    v = (x**2).sum(1).mean() + (y**2).sum(1).mean() - 2 * x.mean(0) @ y.mean(0)
+    return float(np.sqrt(max(v, 1e-300) / d))
+
+
+def _heldout_loglik(ctx, st, xh, fxh):
+    """Log-likelihood of held-out target cells under the fitted mixture of state ``st``."""
+    u = ctx.y0 + st.v
+    ycur = st.s * u @ st.lin.T + st.t
+    h = st.e / np.sqrt(ctx.zeta) if ctx.use_f else st.e
+    n, d = xh.shape
+    log_c = _log_outlier(
+        xh, fxh, st.sigma, st.e, ctx.zeta, ctx.omega, ctx.log_vol, ctx.fmu, ctx.fvar
+    )
+    es = estep_dense(xh, fxh, ycur, ctx.fy0, st.sigma, h, log_c)
+    ll = es.log_norm - n * d * np.log(st.sigma)
+    if ctx.use_f:
+        ll -= n * ctx.zeta * float(np.log(st.e).sum())
+    return float(ll)
+
+
+def _select_smoothness(ctx, st0, lambda_, beta, rng, *, device):
+    """Data-driven ``lambda_`` / ``beta``: the pair whose fit best predicts held-out cells.
+
+    A random ``_HOLDOUT`` share of the target cells is set aside; the deformation is fitted
+    to the rest for each candidate (beta over ``_BETA_GRID`` with lambda 2, or lambda over
+    ``_LAMBDA_GRID`` when beta is given) from the same pose, and scored by the
+    log-likelihood of the held-out cells under the fitted mixture (cross-validation: too
+    stiff a map leaves them far from every source, too loose a one snaps the sources onto
+    the fitted cells and shrinks sigma below the gaps). Runs on at most ``_SELECT_MAX``
+    landmarks per slice. Returns ``(lambda_, beta, record)``.
+    """
+    m, n = ctx.y0.shape[0], ctx.xw.shape[0]
+    iy = np.arange(m) if m <= _SELECT_MAX else np.sort(rng.choice(m, _SELECT_MAX, replace=False))
+    ix = np.arange(n) if n <= _SELECT_MAX else np.sort(rng.choice(n, _SELECT_MAX, replace=False))
+    nh = max(1, int(round(_HOLDOUT * len(ix))))
+    perm = rng.permutation(len(ix))
+    hold, train = np.sort(ix[perm[:nh]]), np.sort(ix[perm[nh:]])
+
+    def take(a, idx):
+        return None if a is None else np.ascontiguousarray(a[idx])
+
+    sub = _Ctx(
+        xw=take(ctx.xw, train),
+        fxw=take(ctx.fxw, train),
+        y0=take(ctx.y0, iy),
+        fy0=take(ctx.fy0, iy),
+        zeta=ctx.zeta,
+        omega=ctx.omega,
+        log_vol=ctx.log_vol,
+        fmu=ctx.fmu,
+        fvar=ctx.fvar,
+        sigma_min=ctx.sigma_min,
+        use_f=ctx.use_f,
+    )
+    if beta is None:
+        grid = [(2.0 if lambda_ is None else lambda_, b) for b in _BETA_GRID]
+    else:
+        grid = [(lam, beta) for lam in _LAMBDA_GRID]
+    scores = []
+    for lam, b in grid:
+        solver = DeformSolver(sub.y0, b, None if len(iy) <= _EXACT_MAX else 300, rng)
+        st = _em(
+            sub,
+            _State(
+                s=st0.s, lin=st0.lin, t=st0.t, v=np.zeros_like(sub.y0), sigma=st0.sigma, e=st0.e
+            ),
+            mode="nonrigid",
+            solver=solver,
+            lambda_=lam,
+            max_iter=200,
+            min_iter=30,
+            tol=1e-4,
+            estep="auto",
+            device=device,
+            band=0,
+            t0=0.0,
+            sc=1.0,
+        )
+        scores.append(_heldout_loglik(sub, st, take(ctx.xw, hold), take(ctx.fxw, hold)) / nh)
+    k = int(np.argmax(scores))
+    record = {
+        "candidates_lambda": np.array([g[0] for g in grid]),
+        "candidates_beta": np.array([g[1] for g in grid]),
+        "heldout_loglik_per_cell": np.array(scores),
+        "heldout_share": _HOLDOUT,
+    }
+    return grid[k][0], grid[k][1], record
+
+
+def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=500):
+    """Best similarity (or rigid) start among ``n_starts`` initial rotations.
+
+    Each start rotates the source by ``360 k / n_starts`` degrees (about the z axis in 3-D)
+    and runs a short rigid/similarity EM with the expression term on at most ``size``
+    landmarks per slice; the start whose fit has the highest likelihood wins. This is what
+    lets the registration recover 90 or 180 degree turns that a single start from the
+    identity falls short of. Returns ``(s, lin, t, angle_degrees, sigma, e)``.
+    """
+    sub = ctx
+    m, n = ctx.y0.shape[0], ctx.xw.shape[0]
+    if m > size or n > size:
+        iy = np.sort(rng.choice(m, min(m, size), replace=False))
+        ix = np.sort(rng.choice(n, min(n, size), replace=False))
+        sub = _Ctx(
+            xw=ctx.xw[ix],
+            fxw=None if ctx.fxw is None else ctx.fxw[ix],
+            y0=ctx.y0[iy],
+            fy0=None if ctx.fy0 is None else ctx.fy0[iy],
+            zeta=ctx.zeta,
+            omega=ctx.omega,
+            log_vol=ctx.log_vol,
+            fmu=ctx.fmu,
+            fvar=ctx.fvar,
+            sigma_min=ctx.sigma_min,
+            use_f=ctx.use_f,
+        )
+    d = ctx.y0.shape[1]
+    fit_mode = "rigid" if mode == "rigid" else "similarity"
+    best = None
+    best_angle = 0.0
+    for k in range(n_starts):
+        ang = 2 * np.pi * k / n_starts
+        st0 = _State(
+            s=1.0, lin=_rot2(ang, d), t=np.zeros(d), v=np.zeros_like(sub.y0), sigma=sigma, e=e
+        )
+        st = _em(
+            sub,
+            st0,
+            mode=fit_mode,
+            solver=None,
+            lambda_=1.0,
+            max_iter=_SEARCH_ITER,
+            min_iter=10,
+            tol=1e-3,
+            estep="dense",
+            device=device,
+            band=0,
+            t0=0.0,
+            sc=1.0,
+        )
+        if best is None or st.loglik > best.loglik:
+            best, best_angle = st, float(np.rad2deg(ang))
+    return best.s, best.lin, best.t, best_angle, best.sigma, best.e
+
+
 def _procrustes(u, xh, nu, mode):
     """Weighted similarity (det R = +1), rigid (s = 1) or affine fit of u onto xh."""
     wsum = nu.sum()
@@ -179,8 +475,8 @@ def register_points(
     fx: np.ndarray | None = None,
     fy: np.ndarray | None = None,
     *,
-    lambda_: float = 2.0,
-    beta: float = 2.0,
+    lambda_: float | None = None,
+    beta: float | None = None,
     omega: float = 0.0,
     gamma: float = 1.0,
     eta: float = 1.0,
@@ -192,9 +488,11 @@ def register_points(
     rank: int | None = None,
     estep: EStepMode = "auto",
     device: str = "cpu",
+    n_starts: int = 8,
     seed: int = 0,
     band: int = 25,
     progress: bool = False,
+    _stage: str = "registration",
 ) -> RegistrationResult:
     """Register source points ``y`` (with features ``fy``) onto target ``x`` (features ``fx``).
 
@@ -234,6 +532,9 @@ def register_points(
             or ``auto`` (local once fewer than about 4 sources lie within 5 sigma of a
             target and M N > 4e6).
         device: ``cpu`` or ``cuda`` for the dense E-step.
+        n_starts: initial rotations tried (evenly spaced over 360 degrees; about the z axis
+            in 3-D) by a short rigid/similarity fit each; the most likely one starts the
+            full fit. 1 starts from the identity only.
         seed: seeds landmark sampling and Nystrom columns.
         band: with ``progress``, report on stderr every ``band`` iterations.
         progress: report the iteration, sigma and E-step kind on stderr (long runs).
@@ -258,12 +559,15 @@ def register_points(
     if x.shape[0] < 3 or y.shape[0] < 3:
         msg = f"each slice needs at least 3 cells (source {y.shape[0]}, target {x.shape[0]})"
         raise InputError(msg)
-    for name, v in (("lambda", lambda_), ("beta", beta), ("gamma", gamma)):
-        if not v > 0:
-            msg = f"--{name} must be positive, got {v}"
+    for name, v in (("lambda_", lambda_), ("beta", beta), ("gamma", gamma)):
+        if v is not None and not v > 0:
+            msg = f"`{name}` must be positive, got {v}"
             raise InputError(msg)
     if not 0 <= omega < 1:
         msg = f"`omega` must be in [0, 1), got {omega}"
+        raise InputError(msg)
+    if n_starts < 1:
+        msg = f"`n_starts` must be at least 1, got {n_starts}"
         raise InputError(msg)
     if eta < 0:
         msg = f"`eta` must be non-negative, got {eta}"
@@ -290,6 +594,43 @@ def register_points(
     else:
         fxn = fyn = None
 
+    # coarse-to-fine at full resolution: the rotation search, the smoothness selection and
+    # the broad EM run on feature-sensitive landmarks; the map is then carried to every
+    # cell (GP interpolation) and refined there with the neighbour-restricted E-step and the
+    # Nystrom deformation solve (BCPD++-style acceleration, Hirose TPAMI 2021)
+    coarse = None
+    if (
+        downsample is None
+        and mode == "nonrigid"
+        and max(x.shape[0], y.shape[0]) > _COARSE
+        and estep != "dense"
+    ):
+        coarse = register_points(
+            x,
+            y,
+            fx,
+            fy,
+            lambda_=lambda_,
+            beta=beta,
+            omega=omega,
+            gamma=gamma,
+            eta=eta,
+            mode=mode,
+            max_iter=max_iter,
+            min_iter=min_iter,
+            tol=tol,
+            downsample=_COARSE,
+            rank=rank,
+            estep=estep,
+            device=device,
+            n_starts=n_starts,
+            seed=seed,
+            band=band,
+            progress=progress,
+            _stage="coarse fit on landmarks",
+        )
+        log.info("coarse fit on %d landmarks done; refining at full resolution", _COARSE)
+
     # landmarks
     iy = np.arange(y.shape[0])
     ix = np.arange(x.shape[0])
@@ -304,7 +645,7 @@ def register_points(
     xw = np.ascontiguousarray(xn[ix])
     fy0 = None if fyn is None else np.ascontiguousarray(fyn[iy])
     fxw = None if fxn is None else np.ascontiguousarray(fxn[ix])
-    m, n = y0.shape[0], xw.shape[0]
+    m = y0.shape[0]
 
     # initialise
     sigma = gamma * float(
@@ -327,67 +668,106 @@ def register_points(
     sigma_min = _SIGMA_FLOOR * spacing if spacing > 0 else 1e-6
     span = np.maximum(xw.max(0) - xw.min(0), 1e-12)
     log_vol = float(np.log(span).sum())
+    ctx = _Ctx(
+        xw=xw,
+        fxw=fxw,
+        y0=y0,
+        fy0=fy0,
+        zeta=zeta,
+        omega=omega,
+        log_vol=log_vol,
+        fmu=fmu,
+        fvar=fvar,
+        sigma_min=sigma_min,
+        use_f=use_f,
+    )
     s, lin, t = 1.0, np.eye(d), np.zeros(d)
-    v = np.zeros_like(y0)
-    ycur = y0.copy()
-    w = None
+    chosen_angle = 0.0
+    v_init = np.zeros_like(y0)
+    local_k = _LOCAL_K
+    min_it = min_iter
+    em_max = max_iter
+    if coarse is not None:
+        cn = coarse._norm
+        s, lin, t = coarse.scale, coarse.rotation, cn["t"]
+        sigma, e = cn["sigma"], np.asarray(coarse.feature_scales)
+        lambda_, beta = coarse.params["lambda"], coarse.params["beta"]
+        chosen_angle = coarse.params["initial_rotation"]
+        v_init = interpolate_displacement(y0, cn["centres"], cn["w"], beta, device=device)
+        local_k, min_it = _FINE_K, _FINE_MIN_ITER
+        # a low-rank map cannot follow every cell: below a quarter of the spacing the
+        # truncated E-step and the rank-200 solve chase each other and sigma oscillates
+        ctx.sigma_min = max(ctx.sigma_min, _FINE_FLOOR * spacing)
+        em_max = min(max_iter, _FINE_MAX_ITER)
+        estep = "local" if estep == "auto" and device == "cpu" else estep
+    elif n_starts > 1:
+        s, lin, t, chosen_angle, sig_r, e_r = _rotation_search(
+            ctx, sigma, e, mode, n_starts, rng, estep=estep, device=device
+        )
+        # restart broad from the chosen pose: the deformation fit then sees the whole
+        # mismatch instead of the rigid fit's local optimum (a start at the rigid fit's small
+        # sigma locks in its errors)
+        sigma = gamma * _rms_sigma(xw, s * y0 @ lin.T + t)
+        log.info("initial rotation %.0f degrees (best of %d starts)", chosen_angle, n_starts)
     solver = None
+    selection = {}
+    rk = rank if rank is not None else (None if m <= _EXACT_MAX else 300)
+    if coarse is not None and rank is None:
+        rk = _FINE_RANK  # the fine stage refines a smooth map: a lower rank suffices
+    if coarse is not None:
+        selection = coarse.params["smoothness_selection"]
+    elif mode == "nonrigid" and (lambda_ is None or beta is None):
+        lambda_, beta, selection = _select_smoothness(
+            ctx,
+            _State(s=s, lin=lin, t=t, v=np.zeros_like(y0), sigma=sigma, e=e),
+            lambda_,
+            beta,
+            rng,
+            device=device,
+        )
+        log.info("smoothness chosen by held-out likelihood: lambda %g, beta %g", lambda_, beta)
+    lambda_ = 2.0 if lambda_ is None else lambda_
+    beta = 2.0 if beta is None else beta
     if mode == "nonrigid":
-        rk = rank if rank is not None else (None if m <= _EXACT_MAX else 300)
         solver = DeformSolver(y0, beta, rk, rng)
         log.info("deformation solve: %s", "exact" if solver.exact else f"Nystrom rank {rk}")
-    trace = []
-    converged = False
-    it = 0
-    kind = "dense"
-    for it in range(1, max_iter + 1):
-        h = e / np.sqrt(zeta) if use_f else e
-        log_c = _log_outlier(xw, fxw, sigma, e, zeta, omega, log_vol, fmu, fvar)
-        radius = 5.0 * sigma
-        ball = np.pi * radius**2 if d == 2 else 4.0 / 3.0 * np.pi * radius**3
-        expected = m * ball / np.exp(log_vol)  # sources within 5 sigma of a target
-        local = estep == "local" or (estep == "auto" and m * n > 4_000_000 and expected < 4)
-        if local and device == "cpu":
-            st = estep_local(xw, fxw, ycur, fy0, sigma, h, log_c, k=_LOCAL_K)
-            kind = "local"
-        else:
-            st = estep_dense(xw, fxw, ycur, fy0, sigma, h, log_c, device=device)
-            kind = "dense"
-        nu = st.nu
-        nhat = float(nu.sum())
-        if not nhat > 1e-12:
-            msg = "no source cell matched any target cell; raise `gamma` or lower `omega`"
-            raise InputError(msg)
-        ok = nu > 1e-300
-        xh = np.where(ok[:, None], st.px / np.where(ok, nu, 1.0)[:, None], ycur)
-        if solver is not None:
-            ee = ((xh - t) @ lin) / s - y0  # R^T (xh - t) / s - y0
-            w, v = solver.solve(nu, ee, lambda_ * sigma**2 / s**2)
-        u = y0 + v
-        s, lin, t = _procrustes(u, xh, nu, mode)
-        ycur = s * u @ lin.T + t if mode != "affine" else u @ lin.T + t
-        s2 = (st.fn @ (xw**2).sum(1) + nu @ (ycur**2).sum(1) - 2 * (st.px * ycur).sum()) / (
-            nhat * d
-        )
-        new_sigma = max(float(np.sqrt(max(s2, 0.0))), sigma_min)
-        if use_f:
-            e2 = (st.fn @ fxw**2 + nu @ fy0**2 - 2 * (st.pf * fy0).sum(0)) / nhat
-            e = np.sqrt(np.maximum(e2, 0.0)) + _FEATURE_FLOOR
-        change = abs(new_sigma - sigma) / max(sigma, 1e-300)
-        sigma = new_sigma
-        trace.append(sigma)
-        if progress and band and (it % band == 0 or it == 1):
-            _band(it, sigma * sc, st.n_pairs, t0, kind)
-        if it >= min_iter and change < tol:
-            converged = True
-            break
+    st = _em(
+        ctx,
+        _State(s=s, lin=lin, t=t, v=v_init, sigma=sigma, e=e),
+        mode=mode,
+        solver=solver,
+        lambda_=lambda_,
+        max_iter=em_max,
+        min_iter=min_it,
+        tol=tol,
+        estep=estep,
+        device=device,
+        band=band if progress else 0,
+        t0=t0,
+        sc=sc,
+        local_k=local_k,
+    )
+    s, lin, t, v, w, sigma, e = st.s, st.lin, st.t, st.v, st.w, st.sigma, st.e
+    it, converged, trace = st.it, st.converged, st.trace
+    if coarse is not None:
+        it += coarse.n_iter
+        trace = list(coarse.trace / sc) + list(trace)
     if not converged:
         warnings.warn(
             f"registration stopped at max_iter {max_iter} before sigma settled; raise max_iter",
             ConvergenceWarning,
             stacklevel=2,
         )
-    log.info("registration: %d iterations, sigma %.4g, converged %s", it, sigma, converged)
+    if _stage == "registration":  # one sigma per run in the log: the final one, named
+        log.info(
+            "registration: %d iterations, converged %s, final match scale sigma %.4g "
+            "(coordinate units)",
+            it,
+            converged,
+            sigma * sc,
+        )
+    else:
+        log.info("%s: %d iterations", _stage, it)
 
     # carry the map to every source cell
     full_lin = s * lin if mode != "affine" else lin
@@ -412,7 +792,12 @@ def register_points(
         "tol": tol,
         "downsample": -1 if downsample is None else int(downsample),
         "estep": estep,
+        "route": "landmarks" if len(iy) < y.shape[0] else "coarse-to-fine" if coarse else "full",
+        "coarse_landmarks": _COARSE if coarse is not None else -1,
         "seed": seed,
+        "smoothness_selection": selection,
+        "n_starts": n_starts,
+        "initial_rotation": chosen_angle,
         "expression": bool(use_f),
     }
     norm = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from otbio.ot._geometry import PointCloud
@@ -35,6 +36,42 @@ class EStep:
     pf: np.ndarray  # (M, D')
     fn: np.ndarray  # (N,)
     n_pairs: int  # pairs evaluated (M * N for the dense pass)
+    log_norm: float = 0.0  # sum_n log(sum_m K_mn / M + c_n): the data log-likelihood
+
+
+@numba.njit(parallel=True, cache=True)
+def _neighbour_feature_sq(fx, fy, nb, inv):  # pragma: no cover - compiled
+    """``out[i, j] = sum_c ((fx[i, c] - fy[nb[i, j], c]) * inv[c])^2`` without an (n, k, D')
+    temporary."""
+    n, k = nb.shape
+    dp = fx.shape[1]
+    out = np.empty((n, k))
+    for i in numba.prange(n):
+        for j in range(k):
+            mm = nb[i, j]
+            acc = 0.0
+            for c in range(dp):
+                dl = (fx[i, c] - fy[mm, c]) * inv[c]
+                acc += dl * dl
+            out[i, j] = acc
+    return out
+
+
+@numba.njit(cache=True)
+def _scatter_posterior(p, nb, v, m):  # pragma: no cover - compiled
+    """``nu[m] = sum P[n, j]`` and ``acc[m] = sum P[n, j] v[n]`` over pairs with nb[n, j] = m."""
+    n, k = nb.shape
+    w = v.shape[1]
+    nu = np.zeros(m)
+    acc = np.zeros((m, w))
+    for i in range(n):
+        for j in range(k):
+            mm = nb[i, j]
+            pij = p[i, j]
+            nu[mm] += pij
+            for c in range(w):
+                acc[mm, c] += pij * v[i, c]
+    return nu, acc
 
 
 def _scaled(pts, feats, sigma, h):
@@ -73,7 +110,8 @@ def estep_dense(x, fx, y, fy, sigma, h, log_c, *, device="cpu") -> EStep:
     dot, nu = out["dot"], out["sum"]
     d = x.shape[1]
     pf = dot[:, d:] if dot.shape[1] > d else np.zeros((m, 0))
-    return EStep(nu=nu, px=dot[:, :d], pf=pf, fn=fn, n_pairs=m * x.shape[0])
+    ln = float(log_den[np.isfinite(log_den)].sum())
+    return EStep(nu=nu, px=dot[:, :d], pf=pf, fn=fn, n_pairs=m * x.shape[0], log_norm=ln)
 
 
 def estep_local(x, fx, y, fy, sigma, h, log_c, *, k=16) -> EStep:
@@ -97,23 +135,17 @@ def estep_local(x, fx, y, fy, sigma, h, log_c, *, k=16) -> EStep:
     logk = -0.5 * (dist / sigma) ** 2 - np.log(m)
     has_f = fx is not None and fx.shape[1] > 0
     if has_f:
-        inv = 1.0 / h
-        step = max(1, (1 << 22) // (k * fx.shape[1]))
-        for s in range(0, n, step):
-            diff = (fx[s : s + step, None, :] - fy[nb[s : s + step]]) * inv
-            logk[s : s + step] -= 0.5 * np.einsum("ijk,ijk->ij", diff, diff)
+        logk -= 0.5 * _neighbour_feature_sq(
+            np.ascontiguousarray(fx), np.ascontiguousarray(fy), nb.astype(np.int64), 1.0 / h
+        )
     mx = logk.max(1)
     lse = mx + np.log(np.exp(logk - mx[:, None]).sum(1))
     log_den = np.logaddexp(lse, log_c)
     fn = np.exp(lse - log_den)
-    p = np.exp(logk - log_den[:, None]).ravel()
-    mi = nb.ravel()
-    nu = np.bincount(mi, weights=p, minlength=m)
-    px = np.empty((m, d))
-    for c in range(d):
-        px[:, c] = np.bincount(mi, weights=p * np.repeat(x[:, c], k), minlength=m)
+    p = np.exp(logk - log_den[:, None])
     dp = fx.shape[1] if has_f else 0
-    pf = np.empty((m, dp))
-    for c in range(dp):
-        pf[:, c] = np.bincount(mi, weights=p * np.repeat(fx[:, c], k), minlength=m)
-    return EStep(nu=nu, px=px, pf=pf, fn=fn, n_pairs=n * k)
+    v = np.ascontiguousarray(np.concatenate([x, fx], axis=1) if has_f else x)
+    nu, acc = _scatter_posterior(p, nb.astype(np.int64), v, m)
+    px, pf = acc[:, :d], acc[:, d : d + dp]
+    ln = float(log_den[np.isfinite(log_den)].sum())
+    return EStep(nu=nu, px=px, pf=pf, fn=fn, n_pairs=n * k, log_norm=ln)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["known_warp", "synthetic_tissue"]
+__all__ = ["known_warp", "smooth_warp", "synthetic_tissue", "warped_pair"]
 
 
 def _gp_field(pts, rng, length, amp, n_basis=200, out_dim=None):
@@ -59,3 +59,90 @@ def synthetic_tissue(n: int, n_features: int = 20, *, dim: int = 2, seed: int = 
     f = _gp_field(pts, rng, 0.3, 1.0, n_basis=400, out_dim=n_features)
     f = f + 0.1 * rng.normal(size=f.shape)
     return pts * 100.0, f
+
+
+def smooth_warp(
+    ref: np.ndarray,
+    *,
+    seed: int = 0,
+    amp: float = 0.1,
+    length: float = 1.0 / 3.0,
+    angle: float = 25.0,
+    shift: float = 0.1,
+):
+    """A random smooth map whose sizes are relative to the extent of ``ref``.
+
+    The extent is the longest side of the bounding box of ``ref``; ``amp`` is the RMS length
+    of the displacement vector (each of the D components has standard deviation
+    ``amp / sqrt(D)``), ``length`` the length scale of the
+    Gaussian-process field, ``shift`` the translation, all as fractions of the extent;
+    ``angle`` is in degrees (its sign drawn at random). Returns a function that maps any
+    points (n, D) of the same frame, so that a consecutive section's cells can be carried by
+    the same warp as the target's.
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    d = ref.shape[1]
+    mu = ref.mean(0)
+    ext = float((ref.max(0) - ref.min(0)).max()) or 1.0
+    n_basis = 200
+    om = rng.normal(size=(n_basis, d)) / length
+    ph = rng.uniform(0, 2 * np.pi, n_basis)
+    coef = rng.normal(size=(n_basis, d)) * np.sqrt(2.0 / (n_basis * d))
+    th = np.deg2rad(angle) * rng.choice([-1, 1])
+    rot = np.eye(d)
+    rot[:2, :2] = [[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]]
+    t = rng.normal(size=d)
+    t = shift * t / np.linalg.norm(t)
+
+    def warp(points: np.ndarray) -> np.ndarray:
+        p = (np.asarray(points, dtype=np.float64) - mu) / ext
+        p = p + amp * np.cos(p @ om.T + ph) @ coef
+        return (p @ rot.T + t) * ext + mu
+
+    return warp
+
+
+def warped_pair(
+    adata,
+    *,
+    seed: int = 0,
+    amp: float = 0.1,
+    length: float = 1.0 / 3.0,
+    angle: float = 25.0,
+    jitter: float = 0.45,
+    drop: float = 0.1,
+    thin: float = 0.5,
+    spatial_key: str = "spatial",
+):
+    """A known-warp pair made from one real slice, as a consecutive section would look.
+
+    The source keeps the slice's counts but its spots move off the lattice by up to
+    ``jitter`` of the median spot spacing (uniform in a disc); the target is the warped
+    lattice (:func:`smooth_warp`), counts thinned binomially by ``thin``, ``drop`` of its
+    spots removed. Returns ``(source, target, truth)`` with ``truth`` (M, D) the true
+    position of every source cell in the target frame.
+    """
+    import anndata as ad
+    import scipy.sparse as sp
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed + 7919)
+    lat = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
+    spacing = float(np.median(cKDTree(lat).query(lat, k=2)[0][:, 1]))
+    d = lat.shape[1]
+    dirs = rng.normal(size=lat.shape)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    rad = jitter * spacing * rng.uniform(0, 1, lat.shape[0]) ** (1.0 / d)
+    y = lat + dirs * rad[:, None]
+    warp = smooth_warp(lat, seed=seed, amp=amp, length=length, angle=angle)
+    truth = warp(y)
+    src = adata.copy()
+    src.obsm[spatial_key] = y
+    keep = np.sort(rng.choice(adata.n_obs, int(round((1 - drop) * adata.n_obs)), replace=False))
+    counts = sp.csr_matrix(adata.X).astype(np.int64)
+    counts.data = rng.binomial(counts.data, thin)
+    tgt = ad.AnnData(X=sp.csr_matrix(counts[keep], dtype=np.float32), var=adata.var.copy())
+    tgt.obs_names = [f"w{i}" for i in keep]
+    tgt.obsm[spatial_key] = warp(lat[keep])
+    return src, tgt, truth

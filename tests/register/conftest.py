@@ -50,3 +50,8 @@ def make_warped(src, seed, *, amp=0.05, length=1.0, drop=0.1, thin=0.5):
     tgt.obs_names = [f"w{i}" for i in keep]
     tgt.obsm["spatial"] = truth[keep]
     return tgt, truth
+
+
+@pytest.fixture(scope="session")
+def slice3():
+    return ad.read_h5ad(DATA / "breast_st_slice3.h5ad")

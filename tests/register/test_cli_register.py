@@ -206,3 +206,15 @@ def test_nonconvergence_policy(tmp_path):
         ]
     )
     assert r.exit_code == 1 and r.stderr.startswith("Error:") and not o2.exists()
+
+
+def test_verbose_prints_one_named_sigma(tmp_path):
+    """-v reports the final match scale once, named, with the value of the summary line."""
+    r = _run(
+        ["-v", "--quiet", "register", S1, S2, "-o", str(tmp_path / "o.h5ad"), "--n-starts", "2"]
+    )
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in (r.stderr + r.stdout).splitlines() if "sigma" in ln]
+    named = [ln for ln in lines if "final match scale sigma" in ln]
+    assert len({ln.split("final match scale sigma ")[1].split()[0] for ln in named}) == 1
+    assert all("final match scale sigma" in ln for ln in lines)

@@ -244,3 +244,55 @@ def test_array_backend_estep_matches_numba():
         rtol=1e-9,
         atol=1e-12,
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_strong_warp_off_lattice_recovered_with_defaults(slice3, seed):
+    """A consecutive-section-like pair: source spots off the lattice by up to 0.45 of the
+    spacing, a GP displacement of RMS length 0.12 of the extent (length scale 1/3 of it),
+    30 degrees, counts thinned, 10% of spots dropped. Defaults only."""
+    src, tgt, truth = R.warped_pair(slice3, seed=seed, amp=0.12, angle=30)
+    y = src.obsm["spatial"]
+    out, res = otbio.register(src, tgt, seed=seed, progress=False)
+    reg = out.obsm["spatial_registered"]
+    assert 1 - R.rmse(reg, truth) / R.rmse(y, truth) >= 0.95
+    assert R.fold_free_fraction(y, reg) >= R.fold_free_fraction(y, truth) - 0.01
+    assert R.knn_preservation(truth, reg) >= 0.9
+    sel = out.uns["registration"]["params"]["smoothness_selection"]
+    k = int(np.argmax(sel["heldout_loglik_per_cell"]))
+    assert res.params["beta"] == sel["candidates_beta"][k]
+
+
+def test_half_turn_recovered_by_rotation_search(slice1):
+    """180 degrees: one start from the identity falls into the mirror-free wrong optimum;
+    the rotation search finds the turn."""
+    src, tgt, truth = R.warped_pair(slice1, seed=2, amp=0.06, angle=180)
+    y = src.obsm["spatial"]
+    _, one = otbio.register(src, tgt, n_starts=1, beta=2.0, max_iter=100, progress=False)
+    _, res = otbio.register(src, tgt, beta=2.0, progress=False)
+    assert 1 - R.rmse(one.registered, truth) / R.rmse(y, truth) < 0.5
+    assert 1 - R.rmse(res.registered, truth) / R.rmse(y, truth) >= 0.95
+
+
+def test_registration_figure_is_readable(slice1, slice2):
+    """Axis labels carry the unit, the legend the slice names, both panels share the axis
+    ranges, and the metrics are in the title."""
+    from otbio.plot import registration_figure
+
+    y, x = np.asarray(slice1.obsm["spatial"]), np.asarray(slice2.obsm["spatial"])
+    fig = registration_figure(
+        y,
+        y * 0.5 + 40.0,
+        x,
+        source_name="slice1",
+        target_name="slice2",
+        unit="µm",
+        metrics={"rmse_reduction": 0.97, "fold_free_fraction": 0.995},
+    )
+    a, b = fig.axes[:2]
+    assert a.get_xlim() == b.get_xlim() and a.get_ylim() == b.get_ylim()
+    allx = np.concatenate([y[:, 0], y[:, 0] * 0.5 + 40.0, x[:, 0]])
+    assert a.get_xlim()[0] <= allx.min() and a.get_xlim()[1] >= allx.max()
+    assert a.get_xlabel() == "x (µm)" and b.get_ylabel() == "y (µm)"
+    assert [t.get_text() for t in b.get_legend().get_texts()] == ["slice2", "slice1"]
+    assert "RMSE cut 0.970, fold-free 0.995" in fig._suptitle.get_text()
