@@ -17,6 +17,7 @@ from otbio.align._features import (
     pair_features,
     sequence_onehot,
 )
+from otbio.align._seeds import fragment_seeds, sequence_segments
 from otbio.align._structure import Structure
 from otbio.align._superpose import tm_superpose
 
@@ -39,6 +40,19 @@ DIAGONAL_K = 10
 #: secondary structure reach cosines of 0.3-0.5, true matches 0.8-0.9. The score rescales
 #: the cosine as (cos - c0) / (1 - c0); c0 = 0 for embeddings (PLASMA's score exactly).
 COSINE_CHANCE = 0.5
+
+#: Seeded superpositions (see otbio.align._seeds): fragment pairs tried, and how many of the
+#: best superpositions get a full OT round on the distances after superposition.
+DEFAULT_SEEDS = 16
+SEED_ROUNDS = 1
+#: L1 distance (A) between superposed CA atoms beyond which a query residue is left
+#: unmatched in the seeded OT round (cost of the dustbin; about 6 A Euclidean).
+DUSTBIN_L1 = 10.0
+#: Weight of the sequence neighbours' distances (i -+ 1 to j -+ 1) in that round's cost.
+NEIGHBOUR_WEIGHT = 1.0
+#: Stage-1 TM-score (query-normalised) from which the seeded search is skipped: the local
+#: features already found a same-structure superposition.
+SEED_SKIP_TM = 0.8
 
 MassMode = Literal["partial", "balanced", "unbalanced"]
 
@@ -69,7 +83,13 @@ class Alignment:
         Best mean of ``K`` consecutive diagonal plan entries (continuity of the alignment).
     rmsd, tm_score
         RMSD (A) of the Kabsch superposition of the paired CA atoms and the TM-score over
-        those pairs, normalised by the query length; NaN with fewer than 3 pairs.
+        those pairs, normalised by the query length. With fewer than 3 pairs the RMSD is NaN
+        and the TM-score is that of the best superposition found (nearest partners, each
+        target residue counted once), so an empty answer still says how close it came.
+    tm_score_target
+        The TM-score of the pairs normalised by the target length (d0 of the target).
+    seq_identity
+        Fraction of the pairs whose residues have the same amino acid (NaN without pairs).
     coverage
         Fraction of query residues that have a pair.
     rotation, translation
@@ -96,20 +116,30 @@ class Alignment:
     n_iter: int
     converged: bool
     params: dict = field(default_factory=dict)
+    tm_score_target: float = np.nan
+    seq_identity: float = np.nan
 
     @property
     def n_pairs(self) -> int:
         return int(self.pairs.shape[0])
 
     def summary(self) -> dict:
-        """One row of the score table."""
+        """One row of the score table: TM-align's and Foldseek's columns (TM-score by the
+        query and by the target, aligned length, RMSD, sequence identity) and PLASMA's score."""
+
+        def r(x, k):
+            return round(float(x), k) if np.isfinite(x) else np.nan
+
         return {
             "query": self.query.name,
             "target": self.target.name,
+            "tm_score": r(self.tm_score, 4),
+            "tm_score_target": r(self.tm_score_target, 4),
+            "aligned_length": self.n_pairs,
+            "rmsd": r(self.rmsd, 3),
+            "seq_identity": r(self.seq_identity, 4),
             "score": round(self.score, 4),
             "pairs": self.n_pairs,
-            "rmsd": round(self.rmsd, 3) if np.isfinite(self.rmsd) else np.nan,
-            "tm_score": round(self.tm_score, 4) if np.isfinite(self.tm_score) else np.nan,
             "coverage": round(self.coverage, 4),
             "cosine": round(self.cosine, 4),
             "diagonal": round(self.diagonal, 4),
@@ -325,6 +355,7 @@ def align(
     tol: float = 1e-2,
     refine: int | None = None,
     refine_weight: float = 3.0,
+    seeds: int | None = None,
     device: str = "cpu",
 ) -> Alignment:
     """Align a query (motif, domain or chain) onto a target with an entropic OT plan.
@@ -385,6 +416,18 @@ def align(
         ``w`` times the L1 distance between superposed CA atoms, and solve again; a round is
         kept only if it raises the TM-score. It sharpens the plan in helices and sheets,
         whose local geometry repeats, and stays order-free.
+    seeds
+        Fragment pairs tried as seeded superpositions (default 16, or 0 with
+        ``plasma_pf`` or a ``mass`` other than ``"partial"``; 0 turns them off). Beyond PLASMA, as TM-align and Foldseek seed:
+        windows of 12 query residues are matched to target windows by their internal CA
+        distances (any order, so swapped segments and circular permutations are found),
+        superposed (Kabsch) and extended to the whole query by TM-weighted Kabsch
+        iterations (:mod:`otbio.align._seeds`); from the best superpositions one more
+        Sinkhorn round runs on the distances after superposition (a query residue more
+        than about 6 A from every target residue goes to a dustbin and stays unpaired),
+        and the result with the best TM-score is kept. This is what keeps motifs found
+        under 1-1.5 A of coordinate noise or a conformational change; it is skipped when
+        the first rounds already reach a TM-score of 0.8.
     device
         ``"cpu"`` or ``"cuda"``.
 
@@ -493,17 +536,58 @@ def align(
             break
         best = cand
         refined += 1
+    seeded = 0
+    if seeds is None:
+        seeds = 0 if plasma_pf or mass != "partial" else DEFAULT_SEEDS
+    stage1_tm = best["tm"] if np.isfinite(best["tm"]) else -1.0
+    seed_tm = np.nan
+    if seeds > 0 and stage1_tm < SEED_SKIP_TM:
+        segq = sequence_segments(query.resnum, query.chain)
+        segc = sequence_segments(target.resnum, target.chain)
+        cands = fragment_seeds(query.ca, target.ca, segq, segc, n_seeds=seeds)
+        if cands:
+            seed_tm = cands[0][0]
+        if np.isfinite(best["tm"]):
+            cands.append((-1.0, best["rot"], best["tr"]))  # the first rounds' superposition
+        for _, rot0, tr0 in cands[:SEED_ROUNDS] + cands[-1:] * (len(cands) > SEED_ROUNDS):
+            cand = None
+            for _round in range(2):  # OT on the distances, then once more on its pairs
+                nxt = solve(
+                    _distance_geometry(
+                        query.ca @ rot0.T + tr0, target.ca, segq, segc, refine_weight
+                    ),
+                    *_dustbin_weights(nq, nc),
+                )
+                n_iter += nxt["out"].n_iter
+                if not np.isfinite(nxt["tm"]) or (cand is not None and nxt["tm"] <= cand["tm"]):
+                    break
+                cand = nxt
+                rot0, tr0 = cand["rot"], cand["tr"]
+            if cand is not None and cand["tm"] > (best["tm"] if np.isfinite(best["tm"]) else -1):
+                best = cand
+                seeded += 1
     plan, pairs, out = best["plan"], best["pairs"], best["out"]
     rmsd, tm, rot, tr = best["rmsd"], best["tm"], best["rot"], best["tr"]
     values = plan[pairs[:, 0], pairs[:, 1]] if len(pairs) else np.zeros(0)
     cos, diag, score = best["cos"], best["diag"], best["score"]
+    tm_t = ident = np.nan
+    if len(pairs) >= 3:
+        _, tm_t, _, _ = tm_superpose(query.ca[pairs[:, 0]], target.ca[pairs[:, 1]], nc)
+    if len(pairs):
+        ident = float(np.mean(query.resname[pairs[:, 0]] == target.resname[pairs[:, 1]]))
+    if not np.isfinite(tm):
+        tm = seed_tm  # no pairs to superpose: how close the best superposition came
     log.info(
-        "align %s -> %s: score %.3f, %d pairs, %d iterations",
+        "align %s -> %s: TM-score %.3f, score %.3f, %d pairs, %d iterations, "
+        "%d refinement round(s), seeded superposition %s",
         query.name,
         target.name,
+        tm if np.isfinite(tm) else float("nan"),
         score,
         len(pairs),
         n_iter,
+        refined,
+        "kept" if seeded else "not kept",
     )
     return Alignment(
         query=query,
@@ -531,5 +615,61 @@ def align(
             "features": fq.kind,
             "refine": refine,
             "refined": refined,
+            "seeds": seeds,
+            "seeded": bool(seeded),
         },
+        tm_score_target=float(tm_t),
+        seq_identity=ident,
     )
+
+
+def _distance_geometry(xq, xc, segq, segc, weight: float):
+    """Hinge geometry whose cost is ``weight`` times the L1 distance between the superposed
+    CA atoms of residue i and j plus those of their sequence neighbours (i -+ 1 with
+    j -+ 1, weight ``NEIGHBOUR_WEIGHT``; a missing neighbour costs nothing), with a
+    query-side slack point (cost 0 to everything) and a target-side dustbin (cost
+    ``weight * DUSTBIN_L1`` from every query residue): see :func:`_dustbin_weights`.
+    Partial transport with dummy points (Chapel et al. 2020). The neighbour terms average
+    the coordinate noise over three residues; the alignment stays order-free (only
+    consecutive residues are compared, the segments may lie anywhere)."""
+    from otbio.ot import PointCloud
+
+    nq, nc = xq.shape[0], xc.shape[0]
+    big = weight * DUSTBIN_L1 * (1.0 + 2.0 * NEIGHBOUR_WEIGHT)
+    hq = _neighbour_coords(xq, segq, weight, True)
+    hc = _neighbour_coords(xc, segc, weight, False)
+    d = hq.shape[1]
+    lo = min(np.nanmin(hq), np.nanmin(hc)) - 1.0
+    hi = max(np.nanmax(hq), np.nanmax(hc)) + 1.0
+    hq = np.where(np.isnan(hq), lo, hq)  # a missing query neighbour costs nothing
+    hc = np.where(np.isnan(hc), hi, hc)  # nor does a missing target neighbour
+    pq = np.empty((nq + 1, d + 1), dtype=np.float32)
+    pc = np.empty((nc + 1, d + 1), dtype=np.float32)
+    pq[:nq, :d], pq[:nq, d] = hq, big
+    pc[:nc, :d], pc[:nc, d] = hc, big
+    pq[nq, :d], pq[nq, d] = lo, 0.0  # slack: below every target value, cost 0 everywhere
+    pc[nc, :d], pc[nc, d] = hi, 0.0  # dustbin: only the last column costs, ``big``
+    return PointCloud(pq, pc, cost="hinge")
+
+
+def _neighbour_coords(x, seg, weight: float, _query: bool):
+    """``[w x_i, -w x_i, v x_{i-1}, -v x_{i-1}, v x_{i+1}, -v x_{i+1}]`` per residue
+    (NaN where the neighbour is missing: chain ends and breaks), ``v = w NEIGHBOUR_WEIGHT``."""
+    n = x.shape[0]
+    v = weight * NEIGHBOUR_WEIGHT
+    prev = np.full((n, 3), np.nan)
+    nxt = np.full((n, 3), np.nan)
+    same = seg[1:] == seg[:-1]
+    prev[1:][same] = x[:-1][same]
+    nxt[:-1][same] = x[1:][same]
+    return np.hstack([weight * x, -weight * x, v * prev, -v * prev, v * nxt, -v * nxt])
+
+
+def _dustbin_weights(nq: int, nc: int):
+    """Masses of :func:`_distance_geometry`: residues 1, the slack ``nc``, the dustbin ``nq``
+    (both sides then hold ``nq + nc``)."""
+    a = np.ones(nq + 1)
+    a[nq] = nc
+    b = np.ones(nc + 1)
+    b[nc] = nq
+    return a, b
