@@ -17,7 +17,12 @@ from otbio.align._features import (
     pair_features,
     sequence_onehot,
 )
-from otbio.align._seeds import fragment_seeds, sequence_segments
+from otbio.align._seeds import (
+    extend_superposition,
+    fragment_seeds,
+    nearest_tm,
+    sequence_segments,
+)
 from otbio.align._structure import Structure
 from otbio.align._superpose import tm_superpose
 
@@ -44,7 +49,8 @@ COSINE_CHANCE = 0.5
 #: Seeded superpositions (see otbio.align._seeds): fragment pairs tried, and how many of the
 #: best superpositions get a full OT round on the distances after superposition.
 DEFAULT_SEEDS = 16
-SEED_ROUNDS = 1
+#: OT rounds from the chosen superposition (the second starts from the first's pairs).
+SEED_OT_ROUNDS = 2
 #: L1 distance (A) between superposed CA atoms beyond which a query residue is left
 #: unmatched in the seeded OT round (cost of the dustbin; about 6 A Euclidean).
 DUSTBIN_L1 = 10.0
@@ -53,6 +59,8 @@ NEIGHBOUR_WEIGHT = 1.0
 #: Stage-1 TM-score (query-normalised) from which the seeded search is skipped: the local
 #: features already found a same-structure superposition.
 SEED_SKIP_TM = 0.8
+#: Below this first-round TM-score the refinement rounds are skipped when seeds run.
+SEED_REFINE_TM = 0.4
 
 MassMode = Literal["partial", "balanced", "unbalanced"]
 
@@ -512,7 +520,12 @@ def align(
     best = solve(base, a, b)
     n_iter = best["out"].n_iter
     refined = 0
-    for _ in range(refine):
+    if seeds is None:
+        seeds = 0 if plasma_pf or mass != "partial" else DEFAULT_SEEDS
+    stage1_tm = best["tm"] if np.isfinite(best["tm"]) else -1.0
+    use_seeds = seeds > 0 and stage1_tm < SEED_SKIP_TM
+    # the seeded round supersedes the refinement rounds from a chance-level first round
+    for _ in range(0 if use_seeds and stage1_tm < SEED_REFINE_TM else refine):
         if not np.isfinite(best["tm"]):
             break  # fewer than 3 pairs: nothing to superpose on
         # coordinates after superposition, entered as (x, -x): the hinge over them is
@@ -537,21 +550,17 @@ def align(
         best = cand
         refined += 1
     seeded = 0
-    if seeds is None:
-        seeds = 0 if plasma_pf or mass != "partial" else DEFAULT_SEEDS
-    stage1_tm = best["tm"] if np.isfinite(best["tm"]) else -1.0
     seed_tm = np.nan
-    if seeds > 0 and stage1_tm < SEED_SKIP_TM:
+    if use_seeds:
         segq = sequence_segments(query.resnum, query.chain)
         segc = sequence_segments(target.resnum, target.chain)
         cands = fragment_seeds(query.ca, target.ca, segq, segc, n_seeds=seeds)
+        if np.isfinite(best["tm"]):  # the first round's superposition competes
+            cands.append(extend_superposition(query.ca, target.ca, best["rot"], best["tr"]))
         if cands:
-            seed_tm = cands[0][0]
-        if np.isfinite(best["tm"]):
-            cands.append((-1.0, best["rot"], best["tr"]))  # the first rounds' superposition
-        for _, rot0, tr0 in cands[:SEED_ROUNDS] + cands[-1:] * (len(cands) > SEED_ROUNDS):
+            seed_tm, rot0, tr0 = max(cands, key=lambda c: c[0])
             cand = None
-            for _round in range(2):  # OT on the distances, then once more on its pairs
+            for _round in range(SEED_OT_ROUNDS):  # OT on the distances, then from its pairs
                 nxt = solve(
                     _distance_geometry(
                         query.ca @ rot0.T + tr0, target.ca, segq, segc, refine_weight
@@ -563,9 +572,9 @@ def align(
                     break
                 cand = nxt
                 rot0, tr0 = cand["rot"], cand["tr"]
-            if cand is not None and cand["tm"] > (best["tm"] if np.isfinite(best["tm"]) else -1):
+            if cand is not None and (not np.isfinite(best["tm"]) or cand["tm"] > best["tm"]):
                 best = cand
-                seeded += 1
+                seeded = 1
     plan, pairs, out = best["plan"], best["pairs"], best["out"]
     rmsd, tm, rot, tr = best["rmsd"], best["tm"], best["rot"], best["tr"]
     values = plan[pairs[:, 0], pairs[:, 1]] if len(pairs) else np.zeros(0)
@@ -575,8 +584,9 @@ def align(
         _, tm_t, _, _ = tm_superpose(query.ca[pairs[:, 0]], target.ca[pairs[:, 1]], nc)
     if len(pairs):
         ident = float(np.mean(query.resname[pairs[:, 0]] == target.resname[pairs[:, 1]]))
-    if not np.isfinite(tm):
-        tm = seed_tm  # no pairs to superpose: how close the best superposition came
+    if not np.isfinite(tm) and np.isfinite(seed_tm):
+        # no pairs to superpose: how close the best superposition came (query d0)
+        tm = nearest_tm(query.ca, target.ca, rot0, tr0)
     log.info(
         "align %s -> %s: TM-score %.3f, score %.3f, %d pairs, %d iterations, "
         "%d refinement round(s), seeded superposition %s",
@@ -617,6 +627,7 @@ def align(
             "refined": refined,
             "seeds": seeds,
             "seeded": bool(seeded),
+            "seed_tm": float(seed_tm),
         },
         tm_score_target=float(tm_t),
         seq_identity=ident,

@@ -22,11 +22,21 @@ from numba import njit
 
 from otbio.align._superpose import _kabsch
 
-__all__ = ["fragment_seeds", "tm_d0_search"]
+__all__ = [
+    "extend_superposition",
+    "fragment_seeds",
+    "nearest_tm",
+    "sequence_segments",
+    "tm_d0_search",
+]
 
 #: Fragment length (residues) and query stride of the seed search.
 WINDOW = 12
 STRIDE = 2
+#: Most query windows compared (long queries: spread evenly), and most query residues used
+#: to screen the seeds before the best are extended on the whole query.
+MAX_QUERY_WINDOWS = 32
+SCREEN_RESIDUES = 40
 #: Smallest sequence separation of the intra-fragment distances compared (i, i + 3 and up).
 MIN_SEPARATION = 3
 #: Smallest d0 (A) of the TM-score that ranks the seeds: the d0 of a short motif (0.5 A
@@ -135,19 +145,15 @@ def _nearest(xq, tt, r, tr, d_out, j_out):
         py = r[1, 0] * xq[i, 0] + r[1, 1] * xq[i, 1] + r[1, 2] * xq[i, 2] + tr[1]
         pz = r[2, 0] * xq[i, 0] + r[2, 1] * xq[i, 1] + r[2, 2] * xq[i, 2] + tr[2]
         best = np.inf
-        for j in range(nt):
-            dx = px - tx[j]
-            dy = py - ty[j]
-            dz = pz - tz[j]
-            best = min(best, dx * dx + dy * dy + dz * dz)
         bj = 0
         for j in range(nt):
             dx = px - tx[j]
             dy = py - ty[j]
             dz = pz - tz[j]
-            if dx * dx + dy * dy + dz * dz <= best:
-                bj = j
-                break
+            s = dx * dx + dy * dy + dz * dz
+            closer = s < best
+            best = s if closer else best
+            bj = j if closer else bj
         d_out[i] = np.sqrt(best)
         j_out[i] = bj
 
@@ -197,9 +203,11 @@ def _extend(q, t, tt, r, tr, d0s, d0, n_iter):
 
 
 @njit(cache=True, nogil=True)
-def _seed_search(q, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep, d0s, d0, n_iter):
+def _seed_search(q, qsub, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep, d0s, d0, n_iter):
     """Superpose the ``n_seeds`` best fragment pairs, extend each by one round, then extend
-    the ``n_keep`` best to convergence; returns their TM-scores, rotations, translations."""
+    the ``n_keep`` best up to ``n_iter`` rounds, all on the query residues ``qsub`` (an
+    even subsample of long queries; the OT round that follows uses every residue);
+    returns their TM-scores, rotations, translations."""
     nq_w, per = best_d.shape
     flat = best_d.reshape(-1)
     order = np.argsort(flat)
@@ -219,7 +227,7 @@ def _seed_search(q, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep, d0s
         qi = qstarts[idx // per]
         tj = tstarts[best_j[idx // per, idx % per]]
         r, tr = _kabsch(q[qi : qi + w], t[tj : tj + w], uni)
-        tm, r, tr = _extend(q, t, tt, r, tr, d0s, d0, 1)
+        tm, r, tr = _extend(qsub, t, tt, r, tr, d0s, d0, 1)
         tms[m] = tm
         rs[m] = r
         ts[m] = tr
@@ -232,7 +240,7 @@ def _seed_search(q, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep, d0s
     out_r = np.empty((top.shape[0], 3, 3))
     out_t = np.empty((top.shape[0], 3))
     for k in range(top.shape[0]):
-        tm, r, tr = _extend(q, t, tt, rs[top[k]], ts[top[k]], d0s, d0, n_iter)
+        tm, r, tr = _extend(qsub, t, tt, rs[top[k]], ts[top[k]], d0s, d0, n_iter)
         out_tm[k] = tm
         out_r[k] = r
         out_t[k] = tr
@@ -271,6 +279,8 @@ def fragment_seeds(
     q = np.ascontiguousarray(q, dtype=np.float64)
     t = np.ascontiguousarray(t, dtype=np.float64)
     qstarts = _window_starts(np.ascontiguousarray(qseg, dtype=np.int64), w, STRIDE)
+    if qstarts.size > MAX_QUERY_WINDOWS:  # long queries: evenly spread windows
+        qstarts = qstarts[np.linspace(0, qstarts.size - 1, MAX_QUERY_WINDOWS).astype(int)]
     tstarts = _window_starts(np.ascontiguousarray(tseg, dtype=np.int64), w, 1)
     if qstarts.size == 0 or tstarts.size == 0:
         return []
@@ -280,12 +290,47 @@ def fragment_seeds(
     best_d, best_j = _best_fragment_pairs(sq, st, min(per_query, tstarts.size))
     from otbio.align._superpose import tm_d0
 
+    step = -(-nq // SCREEN_RESIDUES)
+    qsub = np.ascontiguousarray(q[::step])
     tms, rs, ts = _seed_search(
-        q, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep,
+        q, qsub, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep,
         tm_d0_search(nq), max(tm_d0(nq), RANK_D0), n_iter,
     )  # fmt: skip
     order = np.argsort(-tms)
     return [(float(tms[k]), rs[k], ts[k]) for k in order]
+
+
+def extend_superposition(
+    q: np.ndarray, t: np.ndarray, rot: np.ndarray, tr: np.ndarray, *, n_iter: int = 6
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Extend a given superposition as :func:`fragment_seeds` extends its seeds (same
+    ranking score), e.g. to compare the first OT round's superposition with the seeds."""
+    from otbio.align._superpose import tm_d0
+
+    nq = q.shape[0]
+    q = np.ascontiguousarray(q[:: -(-nq // SCREEN_RESIDUES)], dtype=np.float64)
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    tm, r, t_ = _extend(
+        q, t, np.ascontiguousarray(t.T), np.ascontiguousarray(rot, dtype=np.float64),
+        np.ascontiguousarray(tr, dtype=np.float64), tm_d0_search(nq),
+        max(tm_d0(nq), RANK_D0), n_iter,
+    )  # fmt: skip
+    return float(tm), r, t_
+
+
+def nearest_tm(q: np.ndarray, t: np.ndarray, rot: np.ndarray, tr: np.ndarray) -> float:
+    """TM-score (d0 of the query length, by the query length) of a superposition with each
+    query residue paired to its nearest target residue, each target residue counted once."""
+    from otbio.align._superpose import tm_d0
+
+    q = np.ascontiguousarray(q, dtype=np.float64)
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    d0 = tm_d0(q.shape[0])
+    tm, _, _ = _extend(
+        q, t, np.ascontiguousarray(t.T), np.ascontiguousarray(rot, dtype=np.float64),
+        np.ascontiguousarray(tr, dtype=np.float64), d0, d0, 0,
+    )  # fmt: skip
+    return float(tm)
 
 
 def sequence_segments(resnum: np.ndarray, chain: np.ndarray) -> np.ndarray:
