@@ -86,7 +86,7 @@ def _fork_context():
 
 
 def read_structures(
-    specs: Sequence[str], *, model: int = 1, jobs: int = 1, skip_bad: bool = False
+    specs: Sequence[str | os.PathLike], *, model: int = 1, jobs: int = 1, skip_bad: bool = False
 ) -> list[Structure]:
     """Read structures and compute their geometric features once, ``jobs`` at a time.
 
@@ -96,7 +96,7 @@ def read_structures(
     ``skip_bad``, files that cannot be used (unreadable, no or too few protein residues)
     are left out with a warning instead of stopping the run (database search).
     """
-    specs = list(specs)
+    specs = [str(s) for s in specs]
     ctx = _fork_context()
     if jobs > 1 and len(specs) >= PROCESS_MIN_FILES and ctx is not None:
         from concurrent.futures import ProcessPoolExecutor
@@ -173,18 +173,20 @@ def _search_chunk(idx: Sequence[int]) -> list[tuple[int, dict]]:
 
 
 def search(
-    query: Structure,
-    targets: Sequence[Structure],
+    query: Structure | str | os.PathLike,
+    targets: Sequence[Structure | str | os.PathLike],
     *,
     query_features: Features | None = None,
     target_features: Sequence[Features] | None = None,
     jobs: int | None = None,
+    model: int = 1,
     **align_kw,
 ) -> list[Alignment]:
-    """Align one query onto every target and rank the results by score (best first).
+    """Align one query onto every target and rank the results by TM-score (best first).
 
-    Structures should be read beforehand with :func:`read_structures`, which parses each
-    file once. On the CPU, when every query-target problem is small enough for the
+    The query and the targets are :class:`Structure` objects or file specs (paths,
+    ``FILE:CHAIN:RANGES``, ``FILE@MODEL``), which are read here with :func:`read_structures`
+    (each file parsed once, ``jobs`` at a time, model ``model`` unless the spec names one). On the CPU, when every query-target problem is small enough for the
     engine's serial dense Sinkhorn route (up to a few thousand residues each), the targets
     are split over ``jobs`` forked worker processes (with at least ``PROCESS_MIN_TARGETS``
     targets); otherwise the alignments run one after another, each using every core
@@ -193,18 +195,20 @@ def search(
     Parameters
     ----------
     query, targets
-        Structures.
+        Structures or file specs (mixed freely).
     query_features, target_features
         Embeddings for the query and for every target (both or neither).
     jobs
         Worker processes; default: the global ``--jobs`` setting (the CPUs granted).
+    model
+        Model read from multi-model files given as paths (``FILE@N`` overrides it).
     **align_kw
         Options of :func:`align`.
 
     Returns
     -------
     list of Alignment
-        Sorted by decreasing score, then by TM-score.
+        Sorted by decreasing TM-score (normalised by the query; NaN last), then by score.
     """
     global _SEARCH
     from otbio._settings import settings
@@ -218,6 +222,14 @@ def search(
         msg = f"{len(target_features)} target embeddings for {len(targets)} targets"
         raise InputError(msg)
     n_jobs = settings.n_jobs if jobs is None else int(jobs)
+    if not isinstance(query, Structure):
+        query = read_structure(query, model=model)
+    targets = list(targets)
+    specs = [k for k, t in enumerate(targets) if not isinstance(t, Structure)]
+    if specs:
+        read = read_structures([targets[k] for k in specs], model=model, jobs=n_jobs)
+        for k, st in zip(specs, read, strict=True):
+            targets[k] = st
     if query_features is None:
         features_of(query)  # once, before the workers start
 
@@ -258,7 +270,7 @@ def search(
         ]
     order = sorted(
         range(len(results)),
-        key=lambda i: (-results[i].score, -np.nan_to_num(results[i].tm_score, nan=-1.0), i),
+        key=lambda i: (-np.nan_to_num(results[i].tm_score, nan=-1.0), -results[i].score, i),
     )
     return [results[i] for i in order]
 

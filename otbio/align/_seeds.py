@@ -89,8 +89,7 @@ def _signatures(ca, starts, w, sep):
     """Intra-window CA distances ``|x_a - x_b|`` for ``b - a >= sep`` (one row per window)."""
     p = 0
     for a in range(w):
-        for b in range(a + sep, w):
-            p += 1
+        p += max(0, w - a - sep)
     out = np.empty((starts.shape[0], p))
     for k in range(starts.shape[0]):
         s = starts[k]

@@ -153,7 +153,11 @@ def test_search_ranks_true_parent_first(chains, data):
     motif = perturbed(parent.subset(np.arange(20, 55)), rng, 0.2)
     ranked = search(motif, chains[:12])
     assert ranked[0].target is parent
-    assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+    tms = [r.tm_score for r in ranked]
+    assert tms == sorted(tms, reverse=True)
+    # file paths are accepted too, and give the same ranking
+    by_path = search(motif, [c.path for c in chains[:12]])
+    assert [r.target.name for r in by_path] == [r.target.name for r in ranked]
 
 
 def test_bad_options(adk):
