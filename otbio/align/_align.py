@@ -566,6 +566,7 @@ def align(
                         query.ca @ rot0.T + tr0, target.ca, segq, segc, refine_weight
                     ),
                     *_dustbin_weights(nq, nc),
+                    init=None if cand is None else (cand["out"].f, cand["out"].g),
                 )
                 n_iter += nxt["out"].n_iter
                 if not np.isfinite(nxt["tm"]) or (cand is not None and nxt["tm"] <= cand["tm"]):
