@@ -48,7 +48,7 @@ COSINE_CHANCE = 0.5
 
 #: Seeded superpositions (see otbio.align._seeds): fragment pairs tried, and how many of the
 #: best superpositions get a full OT round on the distances after superposition.
-DEFAULT_SEEDS = 16
+DEFAULT_SEEDS = 32
 #: OT rounds from the chosen superposition (the second starts from the first's pairs).
 SEED_OT_ROUNDS = 2
 #: L1 distance (A) between superposed CA atoms beyond which a query residue is left
@@ -425,7 +425,7 @@ def align(
         kept only if it raises the TM-score. It sharpens the plan in helices and sheets,
         whose local geometry repeats, and stays order-free.
     seeds
-        Fragment pairs tried as seeded superpositions (default 16, or 0 with
+        Fragment pairs tried as seeded superpositions (default 32, or 0 with
         ``plasma_pf`` or a ``mass`` other than ``"partial"``; 0 turns them off). Beyond PLASMA, as TM-align and Foldseek seed:
         windows of 12 query residues are matched to target windows by their internal CA
         distances (any order, so swapped segments and circular permutations are found),
@@ -507,13 +507,18 @@ def align(
         rot, tr = np.eye(3), np.zeros(3)
         if len(pairs) >= 3:
             rmsd, tm, rot, tr = tm_superpose(query.ca[pairs[:, 0]], target.ca[pairs[:, 1]], nq)
-        cos = _cosine(plan, zq, zc, colsum)
-        diag = _diagonal(plan, DIAGONAL_K)
-        score = float(np.clip(max(cos - chance, 0.0) / (1.0 - chance) * diag, 0.0, 1.0))
         return dict(
-            plan=plan, pairs=pairs, rmsd=rmsd, tm=tm, rot=rot, tr=tr, out=out,
-            cos=cos, diag=diag, score=score,
+            plan=plan, pairs=pairs, rmsd=rmsd, tm=tm, rot=rot, tr=tr, out=out, colsum=colsum,
         )  # fmt: skip
+
+    def scored(res):
+        """PLASMA's score of a solve (computed only for the plan that is kept)."""
+        if "score" not in res:
+            cos = _cosine(res["plan"], zq, zc, res["colsum"])
+            diag = _diagonal(res["plan"], DIAGONAL_K)
+            res["cos"], res["diag"] = cos, diag
+            res["score"] = float(np.clip(max(cos - chance, 0.0) / (1.0 - chance) * diag, 0.0, 1.0))
+        return res
 
     chance = 0.0 if fq.kind == "embedding" else COSINE_CHANCE
     base, a, b = geometry(hq, hc)
@@ -579,6 +584,7 @@ def align(
     plan, pairs, out = best["plan"], best["pairs"], best["out"]
     rmsd, tm, rot, tr = best["rmsd"], best["tm"], best["rot"], best["tr"]
     values = plan[pairs[:, 0], pairs[:, 1]] if len(pairs) else np.zeros(0)
+    scored(best)
     cos, diag, score = best["cos"], best["diag"], best["score"]
     tm_t = ident = np.nan
     if len(pairs) >= 3:

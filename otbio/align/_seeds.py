@@ -252,8 +252,8 @@ def fragment_seeds(
     qseg: np.ndarray,
     tseg: np.ndarray,
     *,
-    n_seeds: int = 16,
-    n_keep: int = 3,
+    n_seeds: int = 32,
+    n_keep: int = 4,
     per_query: int = 2,
     n_iter: int = 6,
 ) -> list[tuple[float, np.ndarray, np.ndarray]]:

@@ -116,7 +116,7 @@ log = logging.getLogger("otbio")
     type=click.IntRange(min=0),
     default=None,
     help="Fragment pairs tried as seeded superpositions (fragment -> Kabsch -> TM-weighted "
-    "extension -> one OT round on the distances after superposition); default 16, 0 with "
+    "extension -> one OT round on the distances after superposition); default 32, 0 with "
     "--plasma-pf or --mass other than partial. 0 turns them off (local features only).",
     show_default=True,
 )

@@ -3,6 +3,8 @@ conformational change (AdK), an NMR ensemble (FILE@N), and the empty-answer mess
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 from click.testing import CliRunner
@@ -81,7 +83,9 @@ def test_nmr_models_by_file_at_model(data):
     assert np.mean(rec) >= 0.95, rec
 
 
-def test_cli_says_why_when_no_pair_passes(data, tmp_path):
+def test_cli_says_why_when_no_pair_passes(data, tmp_path, monkeypatch):
+    # the CLI binds its log handler to the stderr of its first run in this process
+    monkeypatch.setattr(logging.getLogger("otbio"), "handlers", [])
     pairs, scores = tmp_path / "pairs.tsv", tmp_path / "scores.tsv"
     args = [f"{data}/adk_open.pdb::122-159", str(data / "1hvr.pdb")]
     args += [str(data / "adk_closed.pdb"), "--threshold", "1", "-o", str(pairs)]
