@@ -37,6 +37,9 @@ STRIDE = 2
 #: to screen the seeds before the best are extended on the whole query.
 MAX_QUERY_WINDOWS = 32
 SCREEN_RESIDUES = 40
+#: Extension rounds of every seed before the best are chosen (0: the fragment superposition
+#: itself is scored; as good at 1.5 A of noise and faster).
+SCREEN_ITER = 0
 #: Smallest sequence separation of the intra-fragment distances compared (i, i + 3 and up).
 MIN_SEPARATION = 3
 #: Smallest d0 (A) of the TM-score that ranks the seeds: the d0 of a short motif (0.5 A
@@ -202,8 +205,10 @@ def _extend(q, t, tt, r, tr, d0s, d0, n_iter):
 
 
 @njit(cache=True, nogil=True)
-def _seed_search(q, qsub, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep, d0s, d0, n_iter):
-    """Superpose the ``n_seeds`` best fragment pairs, extend each by one round, then extend
+def _seed_search(
+    q, qsub, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep, d0s, d0, n_iter, screen_iter
+):
+    """Superpose the ``n_seeds`` best fragment pairs, extend each by ``screen_iter`` rounds, then extend
     the ``n_keep`` best up to ``n_iter`` rounds, all on the query residues ``qsub`` (an
     even subsample of long queries; the OT round that follows uses every residue);
     returns their TM-scores, rotations, translations."""
@@ -226,7 +231,7 @@ def _seed_search(q, qsub, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_kee
         qi = qstarts[idx // per]
         tj = tstarts[best_j[idx // per, idx % per]]
         r, tr = _kabsch(q[qi : qi + w], t[tj : tj + w], uni)
-        tm, r, tr = _extend(qsub, t, tt, r, tr, d0s, d0, 1)
+        tm, r, tr = _extend(qsub, t, tt, r, tr, d0s, d0, screen_iter)
         tms[m] = tm
         rs[m] = r
         ts[m] = tr
@@ -293,7 +298,7 @@ def fragment_seeds(
     qsub = np.ascontiguousarray(q[::step])
     tms, rs, ts = _seed_search(
         q, qsub, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep,
-        tm_d0_search(nq), max(tm_d0(nq), RANK_D0), n_iter,
+        tm_d0_search(nq), max(tm_d0(nq), RANK_D0), n_iter, SCREEN_ITER,
     )  # fmt: skip
     order = np.argsort(-tms)
     return [(float(tms[k]), rs[k], ts[k]) for k in order]
