@@ -652,35 +652,65 @@ def _distance_geometry(xq, xc, segq, segc, weight: float):
     consecutive residues are compared, the segments may lie anywhere)."""
     from otbio.ot import PointCloud
 
-    nq, nc = xq.shape[0], xc.shape[0]
     big = weight * DUSTBIN_L1 * (1.0 + 2.0 * NEIGHBOUR_WEIGHT)
-    hq = _neighbour_coords(xq, segq, weight, True)
-    hc = _neighbour_coords(xc, segc, weight, False)
-    d = hq.shape[1]
-    lo = min(np.nanmin(hq), np.nanmin(hc)) - 1.0
-    hi = max(np.nanmax(hq), np.nanmax(hc)) + 1.0
-    hq = np.where(np.isnan(hq), lo, hq)  # a missing query neighbour costs nothing
-    hc = np.where(np.isnan(hc), hi, hc)  # nor does a missing target neighbour
-    pq = np.empty((nq + 1, d + 1), dtype=np.float32)
-    pc = np.empty((nc + 1, d + 1), dtype=np.float32)
-    pq[:nq, :d], pq[:nq, d] = hq, big
-    pc[:nc, :d], pc[:nc, d] = hc, big
-    pq[nq, :d], pq[nq, d] = lo, 0.0  # slack: below every target value, cost 0 everywhere
-    pc[nc, :d], pc[nc, d] = hi, 0.0  # dustbin: only the last column costs, ``big``
+    pq, pc = _distance_points(
+        np.ascontiguousarray(xq, dtype=np.float64),
+        np.ascontiguousarray(xc, dtype=np.float64),
+        np.ascontiguousarray(segq, dtype=np.int64),
+        np.ascontiguousarray(segc, dtype=np.int64),
+        float(weight),
+        float(weight * NEIGHBOUR_WEIGHT),
+        float(big),
+    )
     return PointCloud(pq, pc, cost="hinge")
 
 
-def _neighbour_coords(x, seg, weight: float, _query: bool):
-    """``[w x_i, -w x_i, v x_{i-1}, -v x_{i-1}, v x_{i+1}, -v x_{i+1}]`` per residue
-    (NaN where the neighbour is missing: chain ends and breaks), ``v = w NEIGHBOUR_WEIGHT``."""
+@njit(cache=True, nogil=True)
+def _fill_points(x, seg, w, v, out, missing):
+    """Rows ``[w x_i, -w x_i, v x_{i-1}, -v x_{i-1}, v x_{i+1}, -v x_{i+1}]`` of ``out``
+    (``missing`` where the neighbour is absent: chain ends and breaks)."""
     n = x.shape[0]
-    v = weight * NEIGHBOUR_WEIGHT
-    prev = np.full((n, 3), np.nan)
-    nxt = np.full((n, 3), np.nan)
-    same = seg[1:] == seg[:-1]
-    prev[1:][same] = x[:-1][same]
-    nxt[:-1][same] = x[1:][same]
-    return np.hstack([weight * x, -weight * x, v * prev, -v * prev, v * nxt, -v * nxt])
+    for i in range(n):
+        for k in range(3):
+            out[i, k] = w * x[i, k]
+            out[i, 3 + k] = -w * x[i, k]
+            if i > 0 and seg[i - 1] == seg[i]:
+                out[i, 6 + k] = v * x[i - 1, k]
+                out[i, 9 + k] = -v * x[i - 1, k]
+            else:
+                out[i, 6 + k] = missing
+                out[i, 9 + k] = missing
+            if i + 1 < n and seg[i + 1] == seg[i]:
+                out[i, 12 + k] = v * x[i + 1, k]
+                out[i, 15 + k] = -v * x[i + 1, k]
+            else:
+                out[i, 12 + k] = missing
+                out[i, 15 + k] = missing
+
+
+@njit(cache=True, nogil=True)
+def _distance_points(xq, xc, segq, segc, w, v, big):
+    """The points of :func:`_distance_geometry` (float32): 18 coordinate columns and the
+    dustbin column; a missing query neighbour is set below every value and a missing
+    target neighbour above (so it costs nothing), the slack row below everything, the
+    dustbin row above everything but its last column."""
+    nq, nc = xq.shape[0], xc.shape[0]
+    m = max(w, v) * (max(np.abs(xq).max(), np.abs(xc).max()) + 1.0)
+    lo, hi = -m - 1.0, m + 1.0
+    pq = np.empty((nq + 1, 19), dtype=np.float32)
+    pc = np.empty((nc + 1, 19), dtype=np.float32)
+    _fill_points(xq, segq, w, v, pq, lo)
+    _fill_points(xc, segc, w, v, pc, hi)
+    for i in range(nq):
+        pq[i, 18] = big
+    for i in range(nc):
+        pc[i, 18] = big
+    for k in range(18):
+        pq[nq, k] = lo  # slack: below every target value, cost 0 everywhere
+        pc[nc, k] = hi  # dustbin: only the last column costs, ``big``
+    pq[nq, 18] = 0.0
+    pc[nc, 18] = 0.0
+    return pq, pc
 
 
 def _dustbin_weights(nq: int, nc: int):
