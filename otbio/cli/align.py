@@ -185,8 +185,13 @@ def align_command(
 
     QUERY and TARGET are PDB or mmCIF files (gzip too), with optional selections
     FILE:CHAIN or FILE:CHAIN:10-55,80-95 (several ranges make a discontiguous motif; an
-    empty CHAIN, FILE::10-55, means every chain) and FILE@N for model N of that file. The residue-level plan is PLASMA's
-    (Wang et al., ICLR 2026) on features computed from the coordinates, or on embeddings.
+    empty CHAIN, FILE::10-55, means every chain) and FILE@N for model N of that file.
+    The residue-level plan is PLASMA's (Wang et al., ICLR 2026) on features computed
+    from the coordinates, or on embeddings; seeded superpositions (fragment pairs ->
+    Kabsch, as TM-align seeds) and Sinkhorn rounds on the distances after superposition
+    keep it right under 1-1.5 A of coordinate noise or a conformational change. Targets
+    are ranked by TM-score (by the query); the table also gives the TM-score by the
+    target, aligned length, RMSD, sequence identity and PLASMA's score.
 
     Search: with --targets DIR the global --jobs reads and featurises the structures in
     parallel worker processes (each file once) and splits the alignments over as many
