@@ -91,7 +91,7 @@ def child(args) -> None:
                 tol=1e-4,
                 max_iter=3000,
                 jobs=args.jobs,
-                show_progress=False,
+                progress=False,
             )
             v = (t - z) * np.sqrt(r)[None, :, None]
             extra = {

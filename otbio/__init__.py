@@ -12,6 +12,7 @@ The arrows run one way: ``cli -> {lot, register, align} -> ot``.
 
 from __future__ import annotations
 
+import otbio._numba_cache  # noqa: F401  (an unwritable Numba cache costs only compile time)
 from otbio import _threading  # noqa: F401  (chooses Numba's threading layer first)
 from otbio._errors import ConvergenceWarning, InputError, OtbioError
 

@@ -7,6 +7,7 @@ the target and renames it when complete, so a failed run leaves no partial file.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -33,6 +34,10 @@ __all__ = [
     "write_npz",
     "write_table",
 ]
+
+
+#: Largest coordinate magnitude accepted: squared distances of larger ones overflow float64.
+MAX_COORDINATE = 1e100
 
 
 def _need_file(path: str | os.PathLike) -> Path:
@@ -71,14 +76,14 @@ def get_rep(
     Returns a C-contiguous array of ``dtype`` after checking that it is finite.
     """
     if use_rep is not None and vars:
-        msg = "give either --use-rep or --vars, not both"
+        msg = "give either use_rep or `vars`, not both"
         raise InputError(msg)
     if use_rep is not None:
         if use_rep == "X":
             arr = adata.X
         elif use_rep not in adata.obsm:
             keys = ", ".join(adata.obsm.keys()) or "none"
-            msg = f"obsm key '{use_rep}' not found (available: {keys}); pass --use-rep"
+            msg = f"obsm key '{use_rep}' not found (available: {keys}); pass use_rep"
             raise InputError(msg)
         else:
             arr = adata.obsm[use_rep]
@@ -103,6 +108,9 @@ def check_points(
     x: Any, *, name: str = "points", dtype: type = np.float64, min_points: int = 1
 ) -> np.ndarray:
     """Return ``x`` as a finite C-contiguous 2-D array of ``dtype``, or raise InputError."""
+    if np.iscomplexobj(x):
+        msg = f"{name} are complex numbers; give real coordinates"
+        raise InputError(msg)
     try:
         arr = np.ascontiguousarray(x, dtype=dtype)
     except (TypeError, ValueError) as exc:
@@ -119,6 +127,16 @@ def check_points(
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).any(axis=1).sum())
         msg = f"{name} contain NaN or infinite values ({bad} rows)"
+        raise InputError(msg)
+    if arr.shape[1] == 0:
+        msg = f"{name} have 0 columns (dimensions)"
+        raise InputError(msg)
+    big = float(np.abs(arr).max()) if arr.size else 0.0
+    if big > MAX_COORDINATE:
+        msg = (
+            f"{name} reach {big:.3g}; squared distances of such values overflow, "
+            f"rescale them below {MAX_COORDINATE:.0e}"
+        )
         raise InputError(msg)
     return arr
 
@@ -157,7 +175,7 @@ def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_k
         x = get_rep(adata, use_rep=use_rep, what=f"points in {p.name}")
         if weight_key is not None:
             if weight_key not in adata.obs:
-                msg = f"obs column '{weight_key}' not found in {p.name}; pass --weight-key"
+                msg = f"obs column '{weight_key}' not found in {p.name}; pass weight_key"
                 raise InputError(msg)
             weights = adata.obs[weight_key].to_numpy()
         return x, weights
@@ -179,7 +197,7 @@ def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_k
             raise InputError(msg) from exc
         if weight_key is not None:
             if weight_key not in df.columns:
-                msg = f"column '{weight_key}' not found in {p.name}; pass --weight-key"
+                msg = f"column '{weight_key}' not found in {p.name}; pass weight_key"
                 raise InputError(msg)
             weights = df.pop(weight_key).to_numpy()
         df = df.select_dtypes(include="number")
@@ -188,13 +206,171 @@ def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_k
     raise InputError(msg)
 
 
+#: Temporary outputs are named ``.otbio-tmp-HOST-PID-K.NAME`` beside their target, so a
+#: later run can remove the orphans of a killed one (same host, dead PID) and nothing else.
+TMP_PREFIX = ".otbio-tmp-"
+_HOST = "".join(c if c.isalnum() else "_" for c in os.uname().nodename)[:32] or "host"
+
+
+class Staging:
+    """Outputs of one command: written to temporaries, moved into place together.
+
+    While a staging is active (:func:`staging`), :func:`atomic_path` leaves each finished
+    temporary in place and records it; :meth:`commit` renames them all onto their targets
+    once every output succeeded, and :meth:`rollback` removes them (and the directories it
+    created) otherwise.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Path, Path]] = []
+        self.temps: set[Path] = set()
+        self.made_dirs: list[Path] = []
+        self._k = 0
+
+    def temp_for(self, target: Path) -> Path:
+        self._k += 1
+        return target.parent / tmp_name(target.name, self._k)
+
+    def commit(self) -> None:
+        import signal
+
+        umask = os.umask(0)
+        os.umask(umask)
+        for tmp, _ in self.pending:
+            os.chmod(tmp, 0o666 & ~umask)  # temporaries are 0600 until now
+        blocked = {signal.SIGTERM, signal.SIGINT}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)  # all renames or none
+        try:
+            for tmp, target in self.pending:
+                os.replace(tmp, target)
+                self.temps.discard(tmp)
+            self.pending.clear()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def rollback(self) -> None:
+        for tmp in list(self.temps):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+        self.temps.clear()
+        self.pending.clear()
+        for d in reversed(self.made_dirs):
+            try:
+                d.rmdir()  # only when empty
+            except OSError:
+                pass
+        self.made_dirs.clear()
+
+
+_active: Staging | None = None
+
+
+def tmp_name(name: str, k: int = 0, pid: int | None = None) -> str:
+    """The temporary name of an output called ``name`` (at most 255 bytes)."""
+    head = f"{TMP_PREFIX}{_HOST}-{os.getpid() if pid is None else pid}-{k}."
+    room = 255 - len(os.fsencode(head))
+    raw = os.fsencode(name)
+    if len(raw) > room:  # keep the extension, which some writers read
+        raw = raw[-room:]
+    return head + os.fsdecode(raw)
+
+
+def remove_orphans(directory: str | os.PathLike) -> list[Path]:
+    """Remove temporaries left in ``directory`` by killed otbio runs on this host."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    prefix = f"{TMP_PREFIX}{_HOST}-"
+    for e in entries:
+        if not e.name.startswith(prefix):
+            continue
+        pid_text = e.name[len(prefix) :].split("-", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        try:
+            os.unlink(e.path)
+            removed.append(Path(e.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+@contextmanager
+def staging() -> Iterator[Staging]:
+    """Stage every output written inside the block; commit them together at its end."""
+    global _active
+    outer, st = _active, Staging()
+    _active = st
+    try:
+        yield st
+        _active = outer
+        st.commit()
+    except BaseException:
+        st.rollback()
+        raise
+    finally:
+        _active = outer
+
+
+def _make_parents(directory: Path, st: Staging | None) -> None:
+    missing = []
+    d = directory
+    while not d.exists():
+        missing.append(d)
+        if d.parent == d:
+            break
+        d = d.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    if st is not None:
+        st.made_dirs.extend(reversed(missing))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    Inside :func:`staging`, the rename waits until every output of the command is written.
+    """
     target = Path(path)
+    st = _active
     if target.parent and not target.parent.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        _make_parents(target.parent, st)
+    if st is not None:
+        tmp_path = st.temp_for(target)
+        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        st.temps.add(tmp_path)
+        ok = False
+        try:
+            yield tmp_path
+            ok = True
+        except OSError as exc:  # name the output, not its temporary
+            if exc.filename is None or TMP_PREFIX in str(exc.filename):
+                exc.filename = str(target)
+            raise
+        finally:
+            if not ok:
+                st.temps.discard(tmp_path)
+                if tmp_path.exists():
+                    tmp_path.unlink()
+        st.pending.append((tmp_path, target))
+        return
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:200]}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -213,8 +389,39 @@ def _write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None
         writer(tmp)
 
 
+def _free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return st.f_bavail * st.f_frsize
+
+
+def _h5ad_nbytes(adata: AnnData) -> int:
+    """About the size of ``adata`` as an uncompressed .h5ad file."""
+
+    def size(x) -> int:
+        if hasattr(x, "data") and hasattr(x, "indices"):  # scipy sparse
+            return x.data.nbytes + x.indices.nbytes + getattr(x, "indptr", x.indices).nbytes
+        if hasattr(x, "memory_usage"):  # pandas
+            return int(x.memory_usage(deep=True).sum())
+        return int(getattr(x, "nbytes", 0))
+
+    total = size(adata.X) if adata.X is not None else 0
+    total += size(adata.obs) + size(adata.var)
+    for m in (adata.obsm, adata.varm, adata.layers, adata.obsp, adata.varp):
+        total += sum(size(v) for v in m.values())
+    return total
+
+
 def write_h5ad(adata: AnnData, path: str | os.PathLike) -> None:
-    """Write ``adata`` to ``path`` atomically."""
+    """Write ``adata`` to ``path`` atomically.
+
+    HDF5 can crash the process when the disk fills up during a write, so the free space is
+    checked first: too little is a clean ``OSError`` (ENOSPC) and nothing is written.
+    """
+    target = Path(path)
+    need = _h5ad_nbytes(adata) + (1 << 20)
+    where = target.parent if target.parent.exists() else Path(".")
+    if _free_bytes(where) < need:
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
     _write_with(path, lambda tmp: adata.write_h5ad(tmp))
 
 

@@ -458,18 +458,18 @@ def align(
         msg = "give embeddings for both the query and the target, or for neither"
         raise InputError(msg)
     if not 0 < threshold <= 1:
-        msg = f"--threshold must lie in (0, 1], got {threshold}"
+        msg = f"`threshold` must lie in (0, 1], got {threshold}"
         raise InputError(msg)
     if mass not in ("partial", "balanced", "unbalanced"):
         msg = f"mass must be 'partial', 'balanced' or 'unbalanced', got '{mass}'"
         raise InputError(msg)
     if plasma_pf and query_features is None:
-        msg = "--plasma-pf needs embeddings; pass --features with .npy files"
+        msg = "plasma_pf needs embeddings; pass `features` with .npy files"
         raise InputError(msg)
     if temperature is None:
         temperature = PLASMA_PF_TEMPERATURE if plasma_pf else DEFAULT_TEMPERATURE
     if not (np.isfinite(temperature) and temperature > 0):
-        msg = f"--temperature must be positive, got {temperature}"
+        msg = f"`temperature` must be positive, got {temperature}"
         raise InputError(msg)
     if max_iter is None:
         max_iter = PLASMA_PF_ITER if plasma_pf else DEFAULT_MAX_ITER
@@ -486,6 +486,8 @@ def align(
     eps = 1.0 / temperature
     solver = Sinkhorn(
         epsilon=eps,
+        relative_epsilon=None,  # 1 / temperature on the hinge cost, as in PLASMA
+        epsilon_scaling=None,
         reg_m=reg_m if mass == "unbalanced" else None,
         tol=tol * max(len(query), len(target)),
         max_iter=max_iter,

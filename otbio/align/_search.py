@@ -31,7 +31,7 @@ def list_targets(spec: str | os.PathLike) -> list[str]:
     """
     p = Path(spec)
     if not p.exists():
-        msg = f"--targets {p}: no such directory or list file"
+        msg = f"`targets` {p}: no such directory or list file"
         raise InputError(msg)
     if p.is_dir():
         found = sorted(
@@ -40,7 +40,7 @@ def list_targets(spec: str | os.PathLike) -> list[str]:
             if f.is_file() and f.name.lower().endswith(STRUCTURE_SUFFIXES)
         )
         if not found:
-            msg = f"--targets {p}: no structure files ({', '.join(STRUCTURE_SUFFIXES)})"
+            msg = f"`targets` {p}: no structure files ({', '.join(STRUCTURE_SUFFIXES)})"
             raise InputError(msg)
         return found
     out = []
@@ -51,13 +51,13 @@ def list_targets(spec: str | os.PathLike) -> list[str]:
         q = Path(line.split(":", 1)[0])
         out.append(line if q.is_absolute() else str(p.parent / line))
     if not out:
-        msg = f"--targets {p}: the list file names no structure"
+        msg = f"`targets` {p}: the list file names no structure"
         raise InputError(msg)
     return out
 
 
 def _read_one(spec: str, model: int) -> Structure:
-    st = read_structure(spec, model=model)
+    st = read_structure(spec, pdb_model=model)
     features_of(st)
     return st
 
@@ -68,7 +68,7 @@ def _read_chunk(specs: Sequence[str], model: int) -> list[Structure | InputError
     out: list[Structure | InputError] = []
     for spec in specs:
         try:
-            out.append(read_structure(spec, model=model))
+            out.append(read_structure(spec, pdb_model=model))
         except InputError as exc:
             out.append(exc)
     return out
@@ -86,7 +86,11 @@ def _fork_context():
 
 
 def read_structures(
-    specs: Sequence[str | os.PathLike], *, model: int = 1, jobs: int = 1, skip_bad: bool = False
+    specs: Sequence[str | os.PathLike],
+    *,
+    pdb_model: int = 1,
+    jobs: int = 1,
+    skip_bad: bool = False,
 ) -> list[Structure]:
     """Read structures and compute their geometric features once, ``jobs`` at a time.
 
@@ -106,7 +110,7 @@ def read_structures(
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             parts = list(
                 progress(
-                    pool.map(_read_chunk, chunks, [model] * n_chunks),
+                    pool.map(_read_chunk, chunks, [pdb_model] * n_chunks),
                     total=n_chunks,
                     desc="reading",
                 )
@@ -121,7 +125,7 @@ def read_structures(
 
         def one(spec: str) -> Structure | InputError:
             try:
-                return _read_one(spec, model)
+                return _read_one(spec, pdb_model)
             except InputError as exc:
                 return exc
 
@@ -141,7 +145,7 @@ def read_structures(
         elif st is not None:
             kept.append(st)
     if specs and not kept:
-        msg = "no usable target structure (every file was skipped); check --targets"
+        msg = "no usable target structure (every file was skipped); check `targets`"
         raise InputError(msg)
     return kept
 
@@ -179,14 +183,14 @@ def search(
     query_features: Features | None = None,
     target_features: Sequence[Features] | None = None,
     jobs: int | None = None,
-    model: int = 1,
+    pdb_model: int = 1,
     **align_kw,
 ) -> list[Alignment]:
     """Align one query onto every target and rank the results by TM-score (best first).
 
     The query and the targets are :class:`Structure` objects or file specs (paths,
     ``FILE:CHAIN:RANGES``, ``FILE@MODEL``), which are read here with :func:`read_structures`
-    (each file parsed once, ``jobs`` at a time, model ``model`` unless the spec names one). On the CPU, when every query-target problem is small enough for the
+    (each file parsed once, ``jobs`` at a time, model ``pdb_model`` unless the spec names one). On the CPU, when every query-target problem is small enough for the
     engine's serial dense Sinkhorn route (up to a few thousand residues each), the targets
     are split over ``jobs`` forked worker processes (with at least ``PROCESS_MIN_TARGETS``
     targets); otherwise the alignments run one after another, each using every core
@@ -200,7 +204,7 @@ def search(
         Embeddings for the query and for every target (both or neither).
     jobs
         Worker processes; default: the global ``--jobs`` setting (the CPUs granted).
-    model
+    pdb_model
         Model read from multi-model files given as paths (``FILE@N`` overrides it).
     **align_kw
         Options of :func:`align`.
@@ -212,8 +216,7 @@ def search(
     """
     global _SEARCH
     from otbio._settings import settings
-    from otbio.ot import resolve_device
-    from otbio.ot._sinkhorn import DENSE_MAX_ENTRIES
+    from otbio.ot import DENSE_MAX_ENTRIES, resolve_device
 
     if (query_features is None) != (target_features is None):
         msg = "give embeddings for the query and for every target, or for none"
@@ -223,11 +226,11 @@ def search(
         raise InputError(msg)
     n_jobs = settings.n_jobs if jobs is None else int(jobs)
     if not isinstance(query, Structure):
-        query = read_structure(query, model=model)
+        query = read_structure(query, pdb_model=pdb_model)
     targets = list(targets)
     specs = [k for k, t in enumerate(targets) if not isinstance(t, Structure)]
     if specs:
-        read = read_structures([targets[k] for k in specs], model=model, jobs=n_jobs)
+        read = read_structures([targets[k] for k in specs], pdb_model=pdb_model, jobs=n_jobs)
         for k, st in zip(specs, read, strict=True):
             targets[k] = st
     if query_features is None:
@@ -295,7 +298,7 @@ def write_superposed(result: Alignment, path: str | os.PathLike) -> None:
     from otbio.io import atomic_path
 
     if result.n_pairs < 3:
-        msg = f"only {result.n_pairs} pair(s) above --threshold: too few to superpose"
+        msg = f"only {result.n_pairs} pair(s) above `threshold`: too few to superpose"
         raise InputError(msg)
     q = result.query
     if not q.path:

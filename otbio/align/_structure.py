@@ -361,7 +361,7 @@ def _residues_flat(st, index: int, chain: str | None):
     )
 
 
-def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
+def read_structure(spec: str | os.PathLike, *, pdb_model: int = 1) -> Structure:
     """Read the protein residues of a PDB or mmCIF file (gzip too), with an optional selection.
 
     Parameters
@@ -369,9 +369,9 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
     spec
         ``FILE``, ``FILE:CHAIN`` or ``FILE:CHAIN:10-55,80-95`` (several ranges make a
         discontiguous motif; an empty chain or ``*`` means every chain). ``FILE@3``
-        (``FILE@3:A:10-55``) reads model 3 of that file, whatever ``model`` says: so a
+        (``FILE@3:A:10-55``) reads model 3 of that file, whatever ``pdb_model`` says: so a
         motif of model 1 can be aligned onto every model of an NMR ensemble.
-    model
+    pdb_model
         Model to read, 1-based (the first model of NMR or trajectory files by default),
         unless the spec names one.
 
@@ -392,7 +392,7 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
     spec = str(spec)
     sel, spec_model = split_model(spec)
     if spec_model is not None:
-        model = spec_model
+        pdb_model = spec_model
     path, chain, ranges = parse_selection(sel)
     p = Path(path)
     if os.path.isdir(path):
@@ -407,14 +407,14 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
     if len(st) == 0:
         msg = f"{p} contains no atoms; is it a PDB or mmCIF file?"
         raise InputError(msg)
-    if not 1 <= model <= len(st):
+    if not 1 <= pdb_model <= len(st):
         msg = (
-            f"{p} has {len(st)} model(s); the model (model= or FILE@N) must lie between 1 "
-            f"and {len(st)}, got {model}"
+            f"{p} has {len(st)} model(s); the model (pdb_model or FILE@N) must lie between "
+            f"1 and {len(st)}, got {pdb_model}"
         )
         raise InputError(msg)
-    mdl = st[model - 1]
-    found = _residues_flat(st, model - 1, chain)
+    mdl = st[pdb_model - 1]
+    found = _residues_flat(st, pdb_model - 1, chain)
     if found is None:  # unusual files (long names, repeated model numbers): residue by residue
         found = _residues_loop(mdl, chain)
     chains, nums, icodes, names, cas = found
@@ -443,6 +443,12 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
             f"at least {MIN_RESIDUES} are needed to describe local geometry"
         )
         raise InputError(msg)
+    step = np.linalg.norm(np.diff(np.asarray(cas, dtype=float), axis=0), axis=1)
+    same = np.flatnonzero((step < 1e-3) & (chains[1:] == chains[:-1]))
+    if same.size:  # local geometry (bond angles) is undefined for coinciding atoms
+        i = int(same[0])
+        msg = f"{spec}: CA atoms of residues {nums[i]} and {nums[i + 1]} coincide; fix the coordinates"
+        raise InputError(msg)
     return Structure(
         name=os.path.basename(spec) if ranges is None and chain is None else spec.split(os.sep)[-1],
         path=str(p),
@@ -452,5 +458,5 @@ def read_structure(spec: str | os.PathLike, *, model: int = 1) -> Structure:
         resname=names,
         ca=cas,
         selection=sel[len(path) :].lstrip(":"),
-        model=model,
+        model=pdb_model,
     )

@@ -15,6 +15,7 @@ from otbio import __version__
 from otbio._errors import InputError, OtbioError
 from otbio._settings import settings
 from otbio._threading import threading_layer_name
+from otbio.cli._util import hoist_global_options, python_to_option, rewrite_aliases, translate_names
 
 __all__ = ["cli", "main"]
 
@@ -27,7 +28,32 @@ class OtbioClickError(click.ClickException):
         self.exit_code = exit_code
 
 
+_GLOBAL_EPILOG = (
+    "Global options (--seed, --jobs, --device, -v, --quiet, --debug) may be given before or "
+    "after the command."
+)
+
+
+class _Command(click.Command):
+    """A subcommand: deprecated option spellings are rewritten (with a warning) before parsing."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("epilog", _GLOBAL_EPILOG)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx, args):
+        aliases = getattr(self.callback, "__otbio_aliases__", None)
+        if aliases:
+            args = rewrite_aliases(list(args), aliases, self.name or "")
+        return super().parse_args(ctx, args)
+
+
 class _Group(click.Group):
+    command_class = _Command
+
+    def parse_args(self, ctx, args):
+        return super().parse_args(ctx, hoist_global_options(list(args), self.commands))
+
     def list_commands(self, ctx):  # keep the order in which commands were written
         return list(self.commands)
 
@@ -51,7 +77,7 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            return _outputs.run_command(super().invoke, ctx)  # staged outputs, signals
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except BrokenPipeError:
@@ -60,11 +86,11 @@ class _Group(click.Group):
         except InputError as exc:
             if settings.debug:
                 raise
-            raise OtbioClickError(_one_line(exc), 2) from None
+            raise OtbioClickError(self._for_cli(ctx, _one_line(exc)), 2) from None
         except OtbioError as exc:
             if settings.debug:
                 raise
-            raise OtbioClickError(_one_line(exc), 1) from None
+            raise OtbioClickError(self._for_cli(ctx, _one_line(exc)), 1) from None
         except MemoryError:
             if settings.debug:
                 raise
@@ -76,6 +102,11 @@ class _Group(click.Group):
                 raise
             msg = f"internal error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug"
             raise OtbioClickError(msg, 1) from None
+
+    def _for_cli(self, ctx, message: str) -> str:
+        """The one place where library parameter names become command-line options."""
+        cmd = self.commands.get(ctx.invoked_subcommand or "")
+        return translate_names(message, python_to_option(cmd)) if cmd is not None else message
 
 
 def _one_line(exc: BaseException) -> str:
@@ -156,3 +187,6 @@ from otbio.cli import lot_analysis  # noqa: E402, F401, I001
 from otbio.cli import register  # noqa: E402, F401, I001
 from otbio.cli import stack  # noqa: E402, F401, I001
 from otbio.cli import align  # noqa: E402, F401, I001
+from otbio.cli import _outputs  # noqa: E402, I001
+
+_outputs.install(cli)  # every command: output guard and option checks before any work

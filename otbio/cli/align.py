@@ -8,11 +8,20 @@ import sys
 import click
 
 from otbio.cli import cli
+from otbio.cli._util import deprecated_aliases
 
 log = logging.getLogger("otbio")
 
 
 @cli.command("align")
+@deprecated_aliases(
+    {
+        "--model": "--pdb-model",
+        "--plan": "--save-plan",
+        "--superpose": "--save-superposed",
+        "--scores": "--save-scores",
+    }
+)
 @click.argument("query")
 @click.argument("target", nargs=-1)
 @click.option(
@@ -34,12 +43,12 @@ log = logging.getLogger("otbio")
     show_default=True,
 )
 @click.option(
-    "--scores",
+    "--save-scores",
     default=None,
     type=click.Path(dir_okay=False),
     help="Score table (TSV), one row per target ranked by TM-score: tm_score (normalised by "
     "the query), tm_score_target, aligned_length, rmsd, seq_identity, PLASMA's score, "
-    "coverage. Without -o and --scores the table goes to stdout.",
+    "coverage. Without -o and --save-scores the table goes to stdout.",
     show_default=True,
 )
 @click.option(
@@ -128,7 +137,7 @@ log = logging.getLogger("otbio")
     show_default=True,
 )
 @click.option(
-    "--model",
+    "--pdb-model",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
@@ -136,8 +145,7 @@ log = logging.getLogger("otbio")
     "structure; FILE@N picks model N of one structure (e.g. nmr.pdb@1:A:10-40 nmr.pdb@2).",
 )
 @click.option(
-    "--plan",
-    "plan_path",
+    "--save-plan",
     default=None,
     type=click.Path(dir_okay=False),
     help="Write the dense plan (L_q x L_c, .npy) of the best-ranked target.",
@@ -152,8 +160,7 @@ log = logging.getLogger("otbio")
     show_default=True,
 )
 @click.option(
-    "--superpose",
-    "superpose_path",
+    "--save-superposed",
     default=None,
     type=click.Path(dir_okay=False),
     help="Write the query superposed onto the best-ranked target (PDB), using the pairs.",
@@ -164,7 +171,7 @@ def align_command(
     target: tuple[str, ...],
     targets_spec: str | None,
     output: str | None,
-    scores: str | None,
+    save_scores: str | None,
     features: str,
     target_features: tuple[str, ...],
     plasma_pf: bool,
@@ -176,10 +183,10 @@ def align_command(
     refine: int | None,
     seeds: int | None,
     max_iter: int | None,
-    model: int,
-    plan_path: str | None,
+    pdb_model: int,
+    save_plan: str | None,
     plot_path: str | None,
-    superpose_path: str | None,
+    save_superposed: str | None,
 ) -> None:
     """Align a QUERY structure (motif, domain or chain) onto TARGET structures.
 
@@ -199,7 +206,7 @@ def align_command(
     residues instead align one after another, each using every core.
 
     Example: otbio align adk_open.pdb::122-159 adk_closed.pdb 1hvr.pdb -o pairs.tsv
-    --scores scores.tsv --plot plan.png
+    --save-scores scores.tsv --plot plan.png
     """
     from pathlib import Path
 
@@ -226,10 +233,10 @@ def align_command(
     if plasma_pf and features == "geometric":
         msg = "--plasma-pf needs embeddings; pass --features QUERY.npy and --target-features"
         raise InputError(msg)
-    q = read_structure(query, model=model)
-    targets = read_structures(specs, model=model, jobs=settings.n_jobs)
+    q = read_structure(query, pdb_model=pdb_model)
+    targets = read_structures(specs, pdb_model=pdb_model, jobs=settings.n_jobs)
     # files of a --targets folder or list that cannot be used are skipped with a warning
-    targets += read_structures(listed, model=model, jobs=settings.n_jobs, skip_bad=True)
+    targets += read_structures(listed, pdb_model=pdb_model, jobs=settings.n_jobs, skip_bad=True)
     qf = tf = None
     if features != "geometric":
         if not features.endswith(".npy"):
@@ -285,9 +292,9 @@ def align_command(
     # everything is computed and checked before the first file is written
     fig = None
     if plot_path:
-        from otbio.plot._align import plot_alignment
+        from otbio.plot._align import alignment_figure
 
-        fig = plot_alignment(
+        fig = alignment_figure(
             best.plan,
             pairs=best.pairs,
             query_labels=best.query.labels(),
@@ -295,7 +302,7 @@ def align_command(
             title=f"{best.query.name} -> {best.target.name}: score {best.score:.3f}, "
             f"{best.n_pairs} pairs",
         )
-    if superpose_path and best.n_pairs < 3:
+    if save_superposed and best.n_pairs < 3:
         msg = (
             f"cannot superpose: only {best.n_pairs} pair(s) above --threshold "
             f"with {best.target.name}; lower --threshold"
@@ -307,15 +314,15 @@ def align_command(
     if output:
         pairs = pd.concat([r.pairs_table() for r in results], ignore_index=True)
         write_table(pairs, output)
-    if scores:
-        write_table(table, scores)
-    if plan_path:
-        write_npy(np.asarray(best.plan, dtype=np.float32), plan_path)
+    if save_scores:
+        write_table(table, save_scores)
+    if save_plan:
+        write_npy(np.asarray(best.plan, dtype=np.float32), save_plan)
     if fig is not None:
         save_figure(fig, plot_path)
-    if superpose_path:
-        write_superposed(best, superpose_path)
-    if not output and not scores:
+    if save_superposed:
+        write_superposed(best, save_superposed)
+    if not output and not save_scores:
         table.to_csv(sys.stdout, sep="\t", index=False)
     log.info("aligned %s onto %d target(s); best %s", q.name, len(results), best.target.name)
 

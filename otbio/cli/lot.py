@@ -9,7 +9,13 @@ import click
 from otbio._errors import InputError
 from otbio._settings import settings
 from otbio.cli import cli
-from otbio.cli._util import check_epsilon, handle_convergence, on_nonconvergence_option
+from otbio.cli._util import (
+    check_epsilon,
+    deprecated_aliases,
+    handle_convergence,
+    on_nonconvergence_option,
+)
+from otbio.ot._defaults import SINKHORN_DEFAULTS as SD
 
 _SAMPLE_KEY_HELP = (
     "obs column naming the sample (donor, patient) of each cell. Leave it out only when "
@@ -60,6 +66,7 @@ def _check_out(path: str) -> None:
 
 
 @cli.command("reference")
+@deprecated_aliases({"--label-key": "--celltype-key"})
 @click.argument("cells", nargs=-1, required=True)
 @click.option("--sample-key", default=None, help=_SAMPLE_KEY_HELP)
 @click.option("--use-rep", default=None, help=_USE_REP_HELP)
@@ -89,9 +96,9 @@ def _check_out(path: str) -> None:
 )
 @click.option("--weight-key", default=None, help=_WEIGHT_HELP)
 @click.option(
-    "--label-key",
+    "--celltype-key",
     default=None,
-    help="Optional obs column (e.g. cell type) whose majority label near each reference point "
+    help="Optional obs column of cell types (e.g. bulk_labels) whose majority label near each reference point "
     "is stored in obs, to name reference points in later analyses.",
 )
 @click.option(
@@ -112,7 +119,7 @@ def reference_cmd(
     size,
     cells_per_sample,
     weight_key,
-    label_key,
+    celltype_key,
     max_iter,
     output,
 ) -> None:
@@ -135,7 +142,7 @@ def reference_cmd(
         size=size,
         cells_per_sample=cells_per_sample,
         weight_key=weight_key,
-        label_key=label_key,
+        celltype_key=celltype_key,
         seed=settings.seed,
         max_iter=max_iter,
         jobs=settings.n_jobs,
@@ -150,6 +157,7 @@ def reference_cmd(
 
 
 @cli.command("embed")
+@deprecated_aliases({"--color": "--color-key"})
 @click.argument("cells", nargs=-1, required=True)
 @click.option("--sample-key", default=None, help=_SAMPLE_KEY_HELP)
 @click.option(
@@ -180,7 +188,7 @@ def reference_cmd(
 @click.option(
     "--epsilon",
     type=float,
-    default=0.005,
+    default=SD.epsilon,
     show_default=True,
     help="Entropic regularisation for --solver sinkhorn, relative to the mean cost (see "
     "--relative-epsilon). Smaller is closer to exact but needs more iterations.",
@@ -188,7 +196,7 @@ def reference_cmd(
 @click.option(
     "--relative-epsilon",
     type=click.Choice(["mean", "none"]),
-    default="mean",
+    default=SD.relative_epsilon or "none",
     show_default=True,
     help="mean: --epsilon is a fraction of each sample's mean squared distance to the "
     "reference; none: --epsilon is absolute.",
@@ -196,21 +204,22 @@ def reference_cmd(
 @click.option(
     "--tol",
     type=float,
-    default=1e-4,
+    default=SD.tol,
     show_default=True,
     help="Sinkhorn stops when the L1 marginal error falls below it; raise it for speed.",
 )
 @click.option(
     "--max-iter",
     type=click.IntRange(min=1),
-    default=5000,
+    default=SD.max_iter,
     show_default=True,
-    help="Sinkhorn iteration limit per sample; raise it if samples do not converge.",
+    help="Sinkhorn iteration limit per sample (epsilon-scaling levels included); raise it if "
+    "samples do not converge.",
 )
 @click.option(
     "--epsilon-scaling",
     type=click.FloatRange(min=0, max=1, max_open=True),
-    default=0.5,
+    default=SD.epsilon_scaling or 0.0,
     show_default=True,
     help="Sinkhorn starts at the mean cost and multiplies epsilon by this factor down to "
     "--epsilon (about half the iterations of a cold start); 0 turns it off.",
@@ -233,7 +242,7 @@ def reference_cmd(
     help="Also write a PCA figure of the samples' embeddings (PNG/PDF/SVG by file name).",
 )
 @click.option(
-    "--color",
+    "--color-key",
     default=None,
     help="obs column that colours the --plot figure (e.g. condition). Default: the first "
     "sample-level column.",
@@ -256,7 +265,7 @@ def embed_cmd(
     samples,
     raw_map,
     plot_path,
-    color,
+    color_key,
     on_nonconvergence,
     output,
 ) -> None:
@@ -273,6 +282,9 @@ def embed_cmd(
         if not tol > 0:
             msg = f"--tol must be positive, got {tol}"
             raise InputError(msg)
+    if samples and _split(samples) is None:
+        msg = f"--samples {' '.join(repr(v) for v in samples)} names no sample; give sample ids"
+        raise InputError(msg)
     ref = read_h5ad(reference_path)
     adatas, names = _read_all(cells)
     emb = embed(
@@ -293,13 +305,13 @@ def embed_cmd(
         jobs=settings.n_jobs,
         device=settings.device,
         names=names,
-        show_progress=not settings.quiet,
+        progress=not settings.quiet,
     )
     n_bad = int((~emb.obs["lot_converged"]).sum())
     handle_convergence(n_bad == 0, f"{n_bad} of {emb.n_obs} samples", on_nonconvergence)
     fig = None
     if plot_path is not None:
-        fig = _embedding_plot(emb, color)
+        fig = _embedding_plot(emb, color_key)
     write_h5ad(emb, output)
     if fig is not None:
         save_figure(fig, plot_path)
@@ -312,7 +324,7 @@ def _embedding_plot(emb, color):
 
     skip = {"n_cells", "lot_converged", "lot_n_iter", "lot_cost"}
     if color is not None and color not in emb.obs:
-        msg = f"obs column '{color}' not found in the embedding; pass --color"
+        msg = f"obs column '{color}' not found in the embedding; pass --color-key"
         raise InputError(msg)
     if color is None:
         cands = [c for c in emb.obs.columns if c not in skip]

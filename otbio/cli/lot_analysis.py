@@ -9,6 +9,7 @@ import click
 from otbio._errors import InputError
 from otbio._settings import settings
 from otbio.cli import cli
+from otbio.cli._util import deprecated_aliases
 
 
 def _read(path: str):
@@ -25,21 +26,37 @@ def _out_dir(path: str) -> Path:
     return p
 
 
+def _model_alias(value: str | None) -> str:
+    """Old ``classify --model``: a classifier name, or (with --predict) a model file."""
+    from otbio.lot._classify import MODELS
+
+    return "--classifier" if value in MODELS else "--load-model"
+
+
 @cli.command("classify")
+@deprecated_aliases(
+    {
+        "--label": "--groupby",
+        "--model": _model_alias,
+        "--folds": "--n-splits",
+        "--repeats": "--n-repeats",
+        "--top": "--n-top",
+    }
+)
 @click.argument("embedding", required=False)
 @click.option(
-    "--label",
+    "--groupby",
     default=None,
     help="Sample-level obs column to predict (e.g. condition); it must be constant within each sample.",
 )
 @click.option(
-    "--model",
+    "--classifier",
+    type=click.Choice(["logistic-l2", "logistic-l1", "svm", "lda"]),
     default="logistic-l2",
     show_default=True,
-    help="Training: the linear classifier, one of logistic-l2, logistic-l1 (sparse weights: few "
-    "reference points), svm (linear SVM) or lda (shrinkage LDA); compare them when classes are "
-    "hard to separate. With --predict: the model file written by --save-model (joblib; load "
-    "only files you trust).",
+    help="The linear classifier: logistic-l2, logistic-l1 (sparse weights: few reference "
+    "points), svm (linear SVM) or lda (shrinkage LDA); compare them when classes are hard to "
+    "separate.",
 )
 @click.option(
     "--C",
@@ -51,7 +68,7 @@ def _out_dir(path: str) -> Path:
     "below the training accuracy (overfitting).",
 )
 @click.option(
-    "--folds",
+    "--n-splits",
     type=click.IntRange(min=2),
     default=5,
     show_default=True,
@@ -59,7 +76,7 @@ def _out_dir(path: str) -> Path:
     "this many samples. Lower it for small cohorts.",
 )
 @click.option(
-    "--repeats",
+    "--n-repeats",
     type=click.IntRange(min=1),
     default=10,
     show_default=True,
@@ -79,8 +96,7 @@ def _out_dir(path: str) -> Path:
     "and the cell-type names of the reference points.",
 )
 @click.option(
-    "--top",
-    "n_top",
+    "--n-top",
     type=click.IntRange(min=1),
     default=5,
     show_default=True,
@@ -95,8 +111,14 @@ def _out_dir(path: str) -> Path:
 @click.option(
     "--predict",
     default=None,
-    help="Score the samples of this embedding with the model file given by --model instead of "
-    "training; they must be embedded against the model's reference.",
+    help="Score the samples of this embedding with the model file given by --load-model "
+    "instead of training; they must be embedded against the model's reference.",
+)
+@click.option(
+    "--load-model",
+    default=None,
+    help="With --predict: the model file written by --save-model (joblib; load only files you "
+    "trust).",
 )
 @click.option(
     "-o",
@@ -108,27 +130,29 @@ def _out_dir(path: str) -> Path:
 )
 def classify_cmd(
     embedding,
-    label,
-    model,
+    groupby,
+    classifier,
     C,
-    folds,
-    repeats,
+    n_splits,
+    n_repeats,
     cells,
     celltype_key,
     n_top,
     save_model,
     predict,
+    load_model,
     output,
 ) -> None:
     """Classify samples from their LOT embedding and show which cells and features matter.
 
-    Example: otbio classify emb.h5ad --label condition --cells cells.h5ad
+    Example: otbio classify emb.h5ad --groupby condition --cells cells.h5ad
     --celltype-key bulk_labels --save-model m.joblib -o classify/
 
-    Scoring new samples: otbio classify --predict new_emb.h5ad --model m.joblib -o pred/
+    Scoring new samples: otbio classify --predict new_emb.h5ad --load-model m.joblib -o pred/
     """
     from otbio.io import write_npy, write_table
-    from otbio.lot._classify import MODELS, classify, load_model
+    from otbio.lot._classify import classify
+    from otbio.lot._classify import load_model as load_fn
     from otbio.lot._classify import predict as predict_fn
     from otbio.lot._classify import save_model as save_fn
 
@@ -137,13 +161,13 @@ def classify_cmd(
         if embedding is not None:
             msg = "give either EMBEDDING (to train) or --predict EMB (to score), not both"
             raise InputError(msg)
-        if model in MODELS:
-            msg = "--predict needs --model MODEL.joblib (a file written by --save-model)"
+        if load_model is None:
+            msg = "--predict needs --load-model MODEL.joblib (a file written by --save-model)"
             raise InputError(msg)
-        bundle = load_model(model)
+        bundle = load_fn(load_model)
         emb = _read(predict)
         df = predict_fn(emb, bundle, name=predict)
-        lab = label or bundle["label"]
+        lab = groupby or bundle["label"]
         msg_acc = ""
         if lab in emb.obs:
             acc = float((df["predicted"].to_numpy() == emb.obs[lab].astype(str).to_numpy()).mean())
@@ -153,23 +177,25 @@ def classify_cmd(
         click.echo(f"scored {len(df)} samples{msg_acc} -> {out / 'predictions.tsv'}", err=True)
         return
     if embedding is None:
-        msg = "give the EMBEDDING .h5ad to train on (or --predict EMB --model M.joblib to score)"
+        msg = (
+            "give the EMBEDDING .h5ad to train on (or --predict EMB --load-model M.joblib to score)"
+        )
         raise InputError(msg)
-    if model not in MODELS:
-        msg = f"unknown --model '{model}'; choose one of {', '.join(MODELS)}"
+    if load_model is not None:
+        msg = "--load-model is for scoring with --predict; training fits a new --classifier"
         raise InputError(msg)
-    if label is None:
-        msg = "pass --label (the sample-level obs column to predict)"
+    if groupby is None:
+        msg = "pass --groupby (the sample-level obs column to predict)"
         raise InputError(msg)
     emb = _read(embedding)
     cell_ad = _read(cells) if cells is not None else None
     res = classify(
         emb,
-        label=label,
-        model=model,
+        groupby=groupby,
+        classifier=classifier,
         C=C,
-        n_splits=folds,
-        n_repeats=repeats,
+        n_splits=n_splits,
+        n_repeats=n_repeats,
         seed=settings.seed,
         cells=cell_ad,
         celltype_key=celltype_key,
@@ -194,7 +220,8 @@ def classify_cmd(
     m = res.metrics.set_index("features")
     line = ", ".join(f"{f} {m.loc[f, 'balanced_accuracy']:.3f}" for f in m.index)
     click.echo(
-        f"{model}: CV balanced accuracy {line} ({folds}-fold x {repeats}) -> {out}/", err=True
+        f"{classifier}: CV balanced accuracy {line} ({n_splits}-fold x {n_repeats}) -> {out}/",
+        err=True,
     )
 
 
@@ -251,6 +278,7 @@ def _parse_weights(values) -> list[dict[str, float]] | None:
 
 
 @cli.command("generate")
+@deprecated_aliases({"--cells": "--n-cells", "--n": "--n-samples", "--check": "--save-check"})
 @click.argument("embedding")
 @click.option(
     "--groupby",
@@ -259,8 +287,7 @@ def _parse_weights(values) -> list[dict[str, float]] | None:
     "of one group (or interpolate between two with --between).",
 )
 @click.option(
-    "--n",
-    "n",
+    "--n-samples",
     type=click.IntRange(min=1),
     default=10,
     show_default=True,
@@ -300,8 +327,7 @@ def _parse_weights(values) -> list[dict[str, float]] | None:
     "repeat the option for several synthetic samples. Replaces the Dirichlet mode.",
 )
 @click.option(
-    "--cells",
-    "n_cells",
+    "--n-cells",
     type=click.IntRange(min=0),
     default=2000,
     show_default=True,
@@ -315,8 +341,7 @@ def _parse_weights(values) -> list[dict[str, float]] | None:
     "centred; marked as reconstructed); the PCA coordinates stay in obsm.",
 )
 @click.option(
-    "--check",
-    "check_path",
+    "--save-check",
     default=None,
     help="Also write a TSV with each synthetic sample's LOT distance to the nearest real sample "
     "and to its group barycenter, after embedding its cells again.",
@@ -325,7 +350,7 @@ def _parse_weights(values) -> list[dict[str, float]] | None:
 def generate_cmd(
     embedding,
     groupby,
-    n,
+    n_samples,
     alpha,
     groups,
     between,
@@ -333,13 +358,13 @@ def generate_cmd(
     weights,
     n_cells,
     to_genes,
-    check_path,
+    save_check,
     output,
 ) -> None:
     """Generate synthetic samples as mixtures of real ones in LOT space, as cells.
 
-    Example: otbio generate emb.h5ad --groupby condition --n 10 --cells 2000 -o synth.h5ad
-    --check synth_check.tsv
+    Example: otbio generate emb.h5ad --groupby condition --n-samples 10 --n-cells 2000
+    -o synth.h5ad --save-check synth_check.tsv
     """
     from otbio.io import write_h5ad, write_table
     from otbio.lot._generate import check_synthetic, generate
@@ -351,7 +376,7 @@ def generate_cmd(
     synth = generate(
         emb,
         groupby=groupby,
-        n=n,
+        n_samples=n_samples,
         alpha=alpha,
         groups=[g.strip() for g in groups.split(",") if g.strip()] if groups else None,
         between=tuple(between) if between else None,
@@ -363,13 +388,13 @@ def generate_cmd(
     )
     table = (
         check_synthetic(emb, synth, reembed=n_cells > 0, jobs=settings.n_jobs)
-        if check_path
+        if save_check
         else None
     )
     write_h5ad(synth, output)
     msg = f"{synth.uns['lot_generate']['synthetic'].__len__()} synthetic samples, {synth.n_obs} cells -> {output}"
     if table is not None:
-        write_table(table, check_path)
+        write_table(table, save_check)
         col = "reembedded_inside" if "reembedded_inside" in table else "inside"
-        msg += f"; {int(table[col].sum())}/{len(table)} inside their group's spread -> {check_path}"
+        msg += f"; {int(table[col].sum())}/{len(table)} inside their group's spread -> {save_check}"
     click.echo(msg, err=True)

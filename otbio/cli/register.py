@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from otbio.cli import cli
-from otbio.cli._util import on_nonconvergence_option
+from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
 
 
 @cli.command("register")
+@deprecated_aliases({"--label-key": "--celltype-key", "--matches": "--save-matches"})
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.argument("target", type=click.Path(dir_okay=False))
 @click.option(
@@ -128,7 +129,7 @@ from otbio.cli._util import on_nonconvergence_option
 @click.option(
     "--evaluate",
     is_flag=True,
-    help="Print a table of quality measures (kNN preservation, fold-free fraction, distance correlation, and RMSE / label transfer when --true-key / --label-key are given).",
+    help="Print a table of quality measures (kNN preservation, fold-free fraction, distance correlation, and RMSE / label transfer when --true-key / --celltype-key are given).",
 )
 @click.option(
     "--true-key",
@@ -136,13 +137,12 @@ from otbio.cli._util import on_nonconvergence_option
     help="obsm key in the source holding each cell's true position in the target frame (known warps); adds RMSE to --evaluate.",
 )
 @click.option(
-    "--label-key",
+    "--celltype-key",
     default=None,
-    help="obs column in both slices with cell labels; adds kNN label-transfer accuracy to --evaluate.",
+    help="obs column in both slices with cell types (or other cell labels); adds kNN label-transfer accuracy to --evaluate.",
 )
 @click.option(
-    "--matches",
-    "matches_path",
+    "--save-matches",
     type=click.Path(dir_okay=False),
     default=None,
     help="Write each source cell's top target matches and their posterior probabilities to this TSV.",
@@ -152,7 +152,7 @@ from otbio.cli._util import on_nonconvergence_option
     type=click.IntRange(min=1),
     default=3,
     show_default=True,
-    help="Matches per source cell in --matches.",
+    help="Matches per source cell in --save-matches.",
 )
 @on_nonconvergence_option
 def register_cmd(
@@ -178,8 +178,8 @@ def register_cmd(
     color_key: str | None,
     evaluate: bool,
     true_key: str | None,
-    label_key: str | None,
-    matches_path: str | None,
+    celltype_key: str | None,
+    save_matches: str | None,
     topk: int,
     on_nonconvergence: str,
 ) -> None:
@@ -204,7 +204,7 @@ def register_cmd(
     mode = "rigid" if rigid else "affine" if affine else "nonrigid"
     src = io.read_h5ad(source)
     tgt = io.read_h5ad(target)
-    for key, what in ((color_key, "--color-key"), (label_key, "--label-key")):
+    for key, what in ((color_key, "--color-key"), (celltype_key, "--celltype-key")):
         if key is not None:
             for ad_, name in ((src, "source"), (tgt, "target")):
                 if key not in ad_.obs:
@@ -245,7 +245,7 @@ def register_cmd(
         )
         if on_nonconvergence == "error":
             raise OtbioError(msg)
-        click.echo(f"Warning: {msg}", err=True)
+        warnings.warn(msg, ConvergenceWarning, stacklevel=1)  # one line, silent under --quiet
     y = spatial_coords(src, spatial_key, "source slice")
     x = spatial_coords(tgt, target_spatial_key or spatial_key, "target slice")
     if truth is not None and truth.shape != y.shape:
@@ -258,13 +258,13 @@ def register_cmd(
             res.registered,
             x,
             true_positions=truth,
-            source_labels=None if label_key is None else src.obs[label_key].to_numpy(),
-            target_labels=None if label_key is None else tgt.obs[label_key].to_numpy(),
+            source_labels=None if celltype_key is None else src.obs[celltype_key].to_numpy(),
+            target_labels=None if celltype_key is None else tgt.obs[celltype_key].to_numpy(),
         )
         out.uns["registration"]["metrics"] = metrics
         table = pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())})
     match_df = None
-    if matches_path is not None:
+    if save_matches is not None:
         fx = fy = None
         if not no_expression:
             from otbio.register import joint_features
@@ -298,7 +298,7 @@ def register_cmd(
     # everything computed: write outputs
     io.write_h5ad(out, output)
     if match_df is not None:
-        io.write_table(match_df, matches_path)
+        io.write_table(match_df, save_matches)
     if fig is not None:
         io.save_figure(fig, plot_path)
     for w in caught:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from pathlib import Path
 
 import click
 
@@ -14,6 +16,21 @@ log = logging.getLogger("otbio")
 
 def _split(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _load_stack_sections():
+    """``otbio.register._stack.stack_sections`` without importing otbio.register, whose
+    package imports the registration kernels: stacking needs no kernel (nor Numba's cache)."""
+    import importlib.util
+    import sys
+
+    mod = sys.modules.get("otbio.register._stack")
+    if mod is None:
+        path = Path(__file__).resolve().parents[1] / "register" / "_stack.py"
+        spec = importlib.util.spec_from_file_location("otbio._stack_only", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    return mod.stack_sections
 
 
 @cli.command("stack")
@@ -46,10 +63,9 @@ def _split(text: str | None) -> list[str]:
 def stack(sections, spatial_keys, z_values, names, join, output):
     """Stack SECTIONS (already placed in one frame, e.g. by `otbio register`) into one
     AnnData: obs['section'], obs['z'], obsm['spatial_3d'] = [x, y, z]."""
-    from pathlib import Path
-
     from otbio import io
-    from otbio.register._stack import stack_sections
+
+    stack_sections = _load_stack_sections()
 
     n = len(sections)
     keys = _split(spatial_keys)
@@ -60,8 +76,14 @@ def stack(sections, spatial_keys, z_values, names, join, output):
     except ValueError as exc:
         msg = f"--z must be comma-separated numbers, got '{z_values}'"
         raise InputError(msg) from exc
+    if not all(math.isfinite(v) for v in z):
+        msg = f"--z must be finite numbers, got '{z_values}'"
+        raise InputError(msg)
     nm = _split(names) if names else [Path(s).name.split(".")[0] for s in sections]
     adatas = [io.read_h5ad(s) for s in sections]
     out = stack_sections(adatas, spatial_keys=keys, z=z, names=nm, join=join)
+    if out.n_vars == 0 and any(a.n_vars for a in adatas):
+        msg = f"--join {join}: the sections share no genes (var_names); use --join outer"
+        raise InputError(msg)
     io.write_h5ad(out, output)
     log.info("stacked %d sections, %d cells -> %s", n, out.n_obs, output)

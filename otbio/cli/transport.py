@@ -11,6 +11,7 @@ import numpy as np
 from otbio._errors import InputError
 from otbio.cli import cli
 from otbio.cli._util import check_epsilon, handle_convergence, on_nonconvergence_option
+from otbio.ot._defaults import SINKHORN_DEFAULTS as SD
 
 log = logging.getLogger("otbio")
 
@@ -45,14 +46,14 @@ log = logging.getLogger("otbio")
 @click.option(
     "--epsilon",
     type=float,
-    default=0.01,
+    default=SD.epsilon,
     show_default=True,
     help="Entropic regularisation. Smaller is sharper and slower; see --relative-epsilon.",
 )
 @click.option(
     "--relative-epsilon",
     type=click.Choice(["none", "mean", "max"]),
-    default="mean",
+    default=SD.relative_epsilon or "none",
     show_default=True,
     help="Multiply --epsilon by the mean or largest cost, so one value suits data of any scale; none takes it as absolute.",
 )
@@ -65,22 +66,23 @@ log = logging.getLogger("otbio")
 @click.option(
     "--tol",
     type=float,
-    default=1e-6,
+    default=SD.tol,
     show_default=True,
     help="Stop when the L1 error of the marginals falls below it.",
 )
 @click.option(
     "--max-iter",
-    type=int,
-    default=2000,
+    type=click.IntRange(min=1),
+    default=SD.max_iter,
     show_default=True,
-    help="Iteration limit at the target epsilon.",
+    help="Iteration limit, epsilon-scaling levels included.",
 )
 @click.option(
     "--epsilon-scaling",
-    type=float,
-    default=None,
-    help="Anneal epsilon from the mean cost by this factor per level (e.g. 0.5); speeds up small epsilons.",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=SD.epsilon_scaling or 0.0,
+    show_default=True,
+    help="Anneal epsilon from the mean cost by this factor per level; speeds up small epsilons. 0 turns it off.",
 )
 @click.option(
     "--dtype",
@@ -103,8 +105,8 @@ log = logging.getLogger("otbio")
 )
 @click.option(
     "--topk",
-    type=int,
-    default=0,
+    type=click.IntRange(min=1),
+    default=3,
     show_default=True,
     help="With --save-matches: how many target matches per source point.",
 )
@@ -151,8 +153,6 @@ def transport(
     if reg_m is not None and not reg_m > 0:
         msg = f"--reg-m must be positive, got {reg_m}"
         raise InputError(msg)
-    if save_matches and topk < 1:
-        topk = 5
     x, a = io.read_points(source, use_rep=use_rep, weight_key=weight_key)
     y, b = io.read_points(target, use_rep=use_rep, weight_key=weight_key)
     dt = np.float32 if dtype == "float32" else np.float64
@@ -174,7 +174,7 @@ def transport(
                 reg_m=reg_m,
                 tol=tol,
                 max_iter=max_iter,
-                epsilon_scaling=epsilon_scaling,
+                epsilon_scaling=epsilon_scaling or None,
                 device=settings.device,
                 progress=not settings.quiet,
             )

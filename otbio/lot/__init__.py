@@ -36,7 +36,7 @@ Reference AnnData (written by ``otbio reference``, read by ``--reference``)
 - ``obs_names``: ``"z0" .. "z{k-1}"``; ``obs['weight']``: float64 (k,), :math:`r_k`, sums to 1.
 - ``var_names``: the d dimension names: the ``vars`` given, or ``"{use_rep}_{j}"``
   (e.g. ``X_pca_0`` ... ``X_pca_49``).
-- ``obs[label_key]`` (only with ``--label-key``): the majority label of the pooled cells
+- ``obs[celltype_key]`` (only with ``--celltype-key``): the majority label of the pooled cells
   nearest to each support point (a categorical), to name reference points.
 - ``uns['lot_reference']`` (dict): ``reference_id`` (str, see below), ``method``
   (kmeans|barycenter|sample|gaussian), ``size`` (int k), ``use_rep`` (str, ``""`` when
@@ -71,7 +71,7 @@ Embedding AnnData (written by ``otbio embed`` / ``otbio concat``)
   ``n_iter`` int, ``marginal_error`` float, ``cost`` float), ``otbio_version``;
   ``loadings`` / ``genes`` copied from the reference when present;
   ``reference_labels`` (dict column -> str array (k,)) copied from the reference's label
-  columns (``--label-key``) when present.
+  columns (``--celltype-key``) when present.
   After subsetting rows, the ``obs`` columns ``lot_*`` stay aligned; ``uns`` arrays do not.
 
 Reference fingerprint: ``reference_id`` is the first 16 hex digits of the SHA-256 of the

@@ -132,12 +132,12 @@ def sample_cells(
     cells: AnnData | Sequence[AnnData],
     *,
     celltype_key: str | None = None,
-    label: str | None = None,
+    groupby: str | None = None,
     names: Sequence[str] | None = None,
 ) -> CellsBySample:
     """Cells of every sample of ``emb`` (same representation and weights as the embedding).
 
-    Checks that ``label`` (when found in the cells) is constant within every sample.
+    Checks that ``groupby`` (when found in the cells) is constant within every sample.
     """
     u = emb.uns[EMB_KEY]
     sample_key = u.get("sample_key") or None
@@ -161,15 +161,15 @@ def sample_cells(
         col = ad_.obs[sample_key].astype(str).to_numpy()
         for sid in dict.fromkeys(col):
             rows_of[sid] = (a, np.flatnonzero(col == sid))  # same order as collect_samples
-    if label is not None:
+    if groupby is not None:
         for sid in ids:
             a, rows = rows_of[sid]
-            if label in adatas[a].obs:
-                vals = adatas[a].obs[label].iloc[rows].astype(str).unique()
+            if groupby in adatas[a].obs:
+                vals = adatas[a].obs[groupby].iloc[rows].astype(str).unique()
                 if len(vals) > 1:
                     msg = (
-                        f"label '{label}' varies within sample '{sid}' ({', '.join(vals[:3])}); "
-                        "classify needs one label per sample: pass a sample-level --label"
+                        f"groupby '{groupby}' varies within sample '{sid}' ({', '.join(vals[:3])}); "
+                        "classify needs one value per sample: groupby must be a sample-level column"
                     )
                     raise InputError(msg)
     types = None
@@ -178,35 +178,35 @@ def sample_cells(
         for sid in ids:
             a, rows = rows_of[sid]
             if celltype_key not in adatas[a].obs:
-                msg = f"obs column '{celltype_key}' not found in the cells; pass --celltype-key"
+                msg = f"obs column '{celltype_key}' not found in the cells (celltype_key)"
                 raise InputError(msg)
             types.append(adatas[a].obs[celltype_key].iloc[rows].astype(str).to_numpy())
     return CellsBySample(s.points, s.weights, types)
 
 
-def sample_labels(emb: AnnData, label: str, *, n_splits: int | None = None) -> np.ndarray:
-    """The sample-level labels ``emb.obs[label]`` as str, checked for classification."""
-    if label not in emb.obs:
+def sample_labels(emb: AnnData, groupby: str, *, n_splits: int | None = None) -> np.ndarray:
+    """The sample-level labels ``emb.obs[groupby]`` as str, checked for classification."""
+    if groupby not in emb.obs:
         msg = (
-            f"label '{label}' is not a sample-level obs column of the embedding (it is missing, "
-            "or it varies within a sample and so was not kept); pass --label with a column that "
-            "is constant within each sample"
+            f"groupby '{groupby}' is not a sample-level obs column of the embedding (it is missing, "
+            "or it varies within a sample and so was not kept); groupby must be a column "
+            "that is constant within each sample"
         )
         raise InputError(msg)
-    col = emb.obs[label]
+    col = emb.obs[groupby]
     if col.isna().any():
-        msg = f"label '{label}' is missing for some samples; drop them or fill the column"
+        msg = f"groupby '{groupby}' is missing for some samples; drop them or fill the column"
         raise InputError(msg)
     y = col.astype(str).to_numpy()
     classes, counts = np.unique(y, return_counts=True)
     if classes.size < 2:
-        msg = f"label '{label}' has only one class ({classes[0]}); classify needs two or more"
+        msg = f"groupby '{groupby}' has only one class ({classes[0]}); classify needs two or more"
         raise InputError(msg)
     if n_splits is not None and counts.min() < n_splits:
         c = classes[counts.argmin()]
         msg = (
-            f"class '{c}' of '{label}' has {counts.min()} samples, fewer than --folds "
-            f"{n_splits}; lower --folds or add samples"
+            f"class '{c}' of '{groupby}' has {counts.min()} samples, fewer than n_splits "
+            f"= {n_splits}; lower n_splits or add samples"
         )
         raise InputError(msg)
     return y
@@ -347,8 +347,8 @@ def _fmt(names: Sequence[str], values: np.ndarray, n: int) -> str:
 def classify(
     emb: AnnData,
     *,
-    label: str,
-    model: Model = "logistic-l2",
+    groupby: str,
+    classifier: Model = "logistic-l2",
     C: float = 1.0,
     n_splits: int = 5,
     n_repeats: int = 10,
@@ -365,9 +365,9 @@ def classify(
     ----------
     emb
         An embedding from :func:`otbio.lot.embed` (one row per sample).
-    label
+    groupby
         Sample-level obs column to predict (constant within each sample).
-    model
+    classifier
         ``logistic-l2``, ``logistic-l1`` (sparse weights), ``svm`` (linear SVM) or ``lda``
         (shrinkage LDA). LOT vectors are used unscaled, so the weights are in cell-space
         units; the baselines are standardised.
@@ -399,21 +399,21 @@ def classify(
     u = emb.uns[EMB_KEY]
     k, d = z.shape
     if not (C > 0 and np.isfinite(C)):
-        msg = f"--C must be positive, got {C}"
+        msg = f"C must be positive, got {C}"
         raise InputError(msg)
     if n_splits < 2:
-        msg = f"--folds must be >= 2, got {n_splits}"
+        msg = f"n_splits must be >= 2, got {n_splits}"
         raise InputError(msg)
-    make_model(model)  # name check before any work
+    make_model(classifier)  # name check before any work
     cs = None
     if cells is not None:
-        cs = sample_cells(emb, cells, celltype_key=celltype_key, label=label, names=names)
+        cs = sample_cells(emb, cells, celltype_key=celltype_key, groupby=groupby, names=names)
     elif celltype_key is not None:
         log.warning(
             "--celltype-key needs the cells (--cells CELLS.h5ad): no composition baseline "
             "and no cell-type names for the reference points"
         )
-    y = sample_labels(emb, label, n_splits=n_splits)
+    y = sample_labels(emb, groupby, n_splits=n_splits)
     classes = np.unique(y)
     ids = [str(i) for i in emb.obs_names]
 
@@ -430,7 +430,7 @@ def classify(
         feats["composition"] = (comp, True)
     log.info(
         "%s on %d samples x %d LOT features; %d x %d-fold CV (seed %d); baselines: %s",
-        model,
+        classifier,
         len(ids),
         v.shape[1],
         n_repeats,
@@ -439,14 +439,14 @@ def classify(
         ", ".join(list(feats)[1:]),
     )
     folds, pred = cross_validate(
-        feats, y, model=model, C=C, n_splits=n_splits, n_repeats=n_repeats, seed=seed
+        feats, y, model=classifier, C=C, n_splits=n_splits, n_repeats=n_repeats, seed=seed
     )
     agg = folds.groupby("features", sort=False)[["accuracy", "balanced_accuracy", "roc_auc"]]
     mean, sd = agg.mean(), agg.std(ddof=1).fillna(0.0)
     metrics = pd.DataFrame(
         {
             "features": list(mean.index),
-            "model": model,
+            "model": classifier,
             "accuracy": mean["accuracy"].to_numpy(),
             "accuracy_sd": sd["accuracy"].to_numpy(),
             "balanced_accuracy": mean["balanced_accuracy"].to_numpy(),
@@ -471,7 +471,7 @@ def classify(
     cv_pred["correct_share"] = (pred == y[None, :]).mean(0)
 
     # interpretation from the model fitted on all samples
-    fitted = _fit(model, v, y, C=C, seed=seed)
+    fitted = _fit(classifier, v, y, C=C, seed=seed)
     w = np.asarray(fitted.coef_, dtype=np.float64).reshape(-1, k, d)
     norm = np.sqrt((w**2).sum(axis=(0, 2)))
     dims = list(u.get("dims", [])) or [f"dim{j}" for j in range(d)]
@@ -531,8 +531,8 @@ def classify(
     features = features.reset_index(drop=True)
 
     info = {
-        "label": label,
-        "model": model,
+        "label": groupby,
+        "model": classifier,
         "C": float(C),
         "n_splits": int(n_splits),
         "n_repeats": int(n_repeats),

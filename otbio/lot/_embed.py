@@ -16,6 +16,7 @@ from otbio.lot._format import (
     dim_names,
     reference_arrays,
 )
+from otbio.ot._defaults import SINKHORN_DEFAULTS as _SD
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -68,15 +69,15 @@ def embed_arrays(
     weights: Sequence[np.ndarray] | None = None,
     *,
     solver: Solver = "exact",
-    epsilon: float = 0.005,
-    relative_epsilon: Literal["mean", "max"] | None = "mean",
-    tol: float = 1e-4,
-    max_iter: int = 5000,
-    epsilon_scaling: float | None = 0.5,
+    epsilon: float = _SD.epsilon,
+    relative_epsilon: Literal["mean", "max"] | None = _SD.relative_epsilon,
+    tol: float = _SD.tol,
+    max_iter: int = _SD.max_iter,
+    epsilon_scaling: float | None = _SD.epsilon_scaling,
     jobs: int = 1,
     device: str = "cpu",
     warm_start: bool = False,
-    show_progress: bool = True,
+    progress: bool = True,
 ) -> tuple[np.ndarray, list[SampleFit]]:
     """LOT maps of many samples against one reference: ``T`` of shape (n_samples, k, d).
 
@@ -95,7 +96,7 @@ def embed_arrays(
     Returns ``(T, fits)``: the maps and one :class:`SampleFit` per sample.
     """
     import otbio.ot as O
-    from otbio._progress import progress
+    from otbio._progress import progress as progress_bar
 
     z = np.ascontiguousarray(z, dtype=np.float64)
     r = np.asarray(r, dtype=np.float64)
@@ -131,18 +132,13 @@ def embed_arrays(
                 yield from zip(ch, O.map_batch(one, ch, jobs=jobs, threads=True))
 
         done = run()
-        if show_progress:
-            done = progress(done, total=n, desc="embedding (exact)")
+        if progress:
+            done = progress_bar(done, total=n, desc="embedding (exact)")
         for i, f in done:
             fits[i] = f
     elif solver == "sinkhorn":
-        from otbio.ot._backend import get_backend
-
-        be = get_backend(device)
-        logr = np.log(np.where(r > 0, r, 1.0))
-        logr[r <= 0] = -np.inf
         f_prev = None
-        it = progress(items, total=n, desc="embedding (sinkhorn)") if show_progress else items
+        it = progress_bar(items, total=n, desc="embedding (sinkhorn)") if progress else items
         for i in it:
             geom = O.PointCloud(z, points[i])
             w = (
@@ -153,12 +149,10 @@ def embed_arrays(
             eps = O.resolve_epsilon(geom, r, w, epsilon, relative_epsilon)
             init = None
             if warm_start and f_prev is not None:
-                g0 = -eps * be.to_numpy(
-                    be.lse(geom.transpose(), be.asarray(f_prev / eps + logr), eps)
-                )
-                init = (f_prev, np.asarray(g0, dtype=np.float64))
+                init = O.warm_start(geom, f_prev, r, eps, device=device)
             out = O.Sinkhorn(
-                epsilon=eps,
+                epsilon=eps,  # already resolved against this sample's mean cost
+                relative_epsilon=None,
                 tol=tol,
                 max_iter=max_iter,
                 epsilon_scaling=epsilon_scaling if init is None else None,
@@ -194,16 +188,16 @@ def embed(
     weight_key: str | None = None,
     samples: Sequence[str] | None = None,
     solver: Solver = "exact",
-    epsilon: float = 0.005,
-    relative_epsilon: Literal["mean", "max"] | None = "mean",
-    tol: float = 1e-4,
-    max_iter: int = 5000,
-    epsilon_scaling: float | None = 0.5,
+    epsilon: float = _SD.epsilon,
+    relative_epsilon: Literal["mean", "max"] | None = _SD.relative_epsilon,
+    tol: float = _SD.tol,
+    max_iter: int = _SD.max_iter,
+    epsilon_scaling: float | None = _SD.epsilon_scaling,
     raw_map: bool = False,
     jobs: int = 1,
     device: str = "cpu",
     names: Sequence[str] | None = None,
-    show_progress: bool = True,
+    progress: bool = True,
 ) -> AnnData:
     """Embed every sample of the cells into LOT space against the reference ``ref``.
 
@@ -255,7 +249,7 @@ def embed(
         names=names,
     )
     if solver == "sinkhorn" and not (epsilon > 0 and np.isfinite(epsilon)):
-        msg = f"--epsilon must be positive, got {epsilon}"
+        msg = f"`epsilon` must be positive, got {epsilon}"
         raise InputError(msg)
     log.info(
         "embedding %d samples against reference %s (%d x %d) with %s%s",
@@ -279,7 +273,7 @@ def embed(
         epsilon_scaling=epsilon_scaling,
         jobs=jobs,
         device=device,
-        show_progress=show_progress,
+        progress=progress,
     )
     k, d = z.shape
     x = t.reshape(len(s.ids), k * d) if raw_map else (t - z) * np.sqrt(r)[None, :, None]
@@ -303,7 +297,7 @@ def embed(
     if n_bad:
         log.warning(
             "%d of %d samples did not converge (see obs['lot_converged']); "
-            "raise --max-iter or --epsilon",
+            "raise max_iter or `epsilon`",
             n_bad,
             len(s.ids),
         )

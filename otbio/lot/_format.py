@@ -74,7 +74,7 @@ def check_same_reference(ids: Sequence[str], names: Sequence[str] | None = None)
         if i != ids[0]:
             msg = (
                 f"{name} was embedded against another reference (id {i}) than {names[0]} "
-                f"(id {ids[0]}); embed every shard with the same --reference"
+                f"(id {ids[0]}); embed every shard with the same `reference`"
             )
             raise InputError(msg)
     return ids[0]
@@ -133,11 +133,11 @@ def collect_samples(
     from otbio.io import get_rep
 
     if use_rep is None and not vars:
-        msg = "give the cell coordinates with --use-rep (e.g. X_pca) or --vars"
+        msg = "give the cell coordinates with use_rep (e.g. X_pca) or `vars`"
         raise InputError(msg)
     names = list(names) if names is not None else [f"input {i}" for i in range(len(adatas))]
     if sample_key is None and len(adatas) == 1:
-        msg = "pass --sample-key (the obs column naming the sample of each cell)"
+        msg = "pass sample_key (the obs column naming the sample of each cell)"
         raise InputError(msg)
     ids: list[str] = []
     pts: list[np.ndarray] = []
@@ -161,7 +161,7 @@ def collect_samples(
                 loadings, genes = pcs, [str(g) for g in ad_.var_names]
         if weight_key is not None:
             if weight_key not in ad_.obs:
-                msg = f"obs column '{weight_key}' not found in {name}; pass --weight-key"
+                msg = f"obs column '{weight_key}' not found in {name}; pass weight_key"
                 raise InputError(msg)
             w_all = pd.to_numeric(ad_.obs[weight_key], errors="coerce").to_numpy(np.float64)
         else:
@@ -172,7 +172,7 @@ def collect_samples(
             codes = np.zeros(ad_.n_obs, dtype=np.int64)
         else:
             if sample_key not in ad_.obs:
-                msg = f"obs column '{sample_key}' not found in {name}; pass --sample-key"
+                msg = f"obs column '{sample_key}' not found in {name}; pass sample_key"
                 raise InputError(msg)
             col = ad_.obs[sample_key]
             if col.isna().any():
@@ -200,14 +200,14 @@ def collect_samples(
             seen[sid] = name
             rows = order[bounds[i] : bounds[i + 1]]
             if rows.size == 0:
-                msg = f"sample '{sid}' in {name} has no cells; drop it or pass --samples"
+                msg = f"sample '{sid}' in {name} has no cells; drop it or pass `samples`"
                 raise InputError(msg)
             w = w_all[rows]
             if not np.isfinite(w).all() or (w < 0).any():
                 msg = f"cell weights of sample '{sid}' contain NaN or negative values"
                 raise InputError(msg)
             if not w.sum() > 0:
-                msg = f"cell weights of sample '{sid}' sum to zero; check --weight-key"
+                msg = f"cell weights of sample '{sid}' sum to zero; check weight_key"
                 raise InputError(msg)
             ids.append(sid)
             pts.append(np.ascontiguousarray(x[rows]))
@@ -218,7 +218,7 @@ def collect_samples(
     if want is not None:
         missing = [s for s in want if s not in seen]
         if missing:
-            msg = f"samples not found: {', '.join(missing[:5])}; check --samples"
+            msg = f"samples not found: {', '.join(missing[:5])}; check `samples`"
             raise InputError(msg)
         # keep the order the user gave
         pos = {s: i for i, s in enumerate(ids)}

@@ -30,7 +30,7 @@ GEN_KEY = "lot_generate"
 
 def _groups(emb: AnnData, groupby: str) -> np.ndarray:
     if groupby not in emb.obs:
-        msg = f"obs column '{groupby}' not found in the embedding; pass --groupby"
+        msg = f"obs column '{groupby}' not found in the embedding; pass `groupby`"
         raise InputError(msg)
     col = emb.obs[groupby]
     if col.isna().any():
@@ -43,7 +43,7 @@ def mixing_weights(
     emb: AnnData,
     *,
     groupby: str | None = None,
-    n: int = 10,
+    n_samples: int = 10,
     alpha: float = 1.0,
     groups: Sequence[str] | None = None,
     between: tuple[str, str] | None = None,
@@ -56,35 +56,35 @@ def mixing_weights(
     Exactly one mode: explicit ``weights`` (one mapping sample -> weight per synthetic
     sample, summing to one), ``between=(A, B)`` (``steps`` points on the path between the
     barycenters of groups A and B), or Dirichlet(``alpha``) weights over the samples of each
-    group (``n`` per group). Returns ``(W, names, source_group, t)`` (t: path position,
+    group (``n_samples`` per group). Returns ``(W, names, source_group, t)`` (t: path position,
     NaN outside ``between``).
     """
     ids = [str(i) for i in emb.obs_names]
     pos = {s: i for i, s in enumerate(ids)}
     if weights is not None:
         if between is not None:
-            msg = "give either --weights or --between, not both"
+            msg = "give either `weights` or `between`, not both"
             raise InputError(msg)
         rows = []
         for j, wmap in enumerate(weights):
             row = np.zeros(len(ids))
             for s, val in wmap.items():
                 if str(s) not in pos:
-                    msg = f"--weights: sample '{s}' is not in the embedding"
+                    msg = f"`weights`: sample '{s}' is not in the embedding"
                     raise InputError(msg)
                 if not (np.isfinite(val) and val >= 0):
-                    msg = f"--weights: weight of '{s}' must be >= 0 (convex combination), got {val}"
+                    msg = f"`weights`: weight of '{s}' must be >= 0 (convex combination), got {val}"
                     raise InputError(msg)
                 row[pos[str(s)]] += float(val)
             if abs(row.sum() - 1.0) > 1e-6:
-                msg = f"--weights #{j + 1} sum to {row.sum():.6g}, not 1; rescale them"
+                msg = f"`weights` #{j + 1} sum to {row.sum():.6g}, not 1; rescale them"
                 raise InputError(msg)
             rows.append(row / row.sum())
         w = np.array(rows)
         names = [f"synthetic_{j:03d}" for j in range(len(rows))]
         return w, names, ["weights"] * len(rows), np.full(len(rows), np.nan)
     if groupby is None:
-        msg = "pass --groupby (the obs column of the groups), or explicit --weights"
+        msg = "pass `groupby` (the obs column of the groups), or explicit `weights`"
         raise InputError(msg)
     grp = _groups(emb, groupby)
     present = list(dict.fromkeys(grp))
@@ -92,10 +92,10 @@ def mixing_weights(
         a, b = (str(x) for x in between)
         for g in (a, b):
             if g not in present:
-                msg = f"--between: group '{g}' not found in '{groupby}' ({', '.join(present[:6])})"
+                msg = f"`between`: group '{g}' not found in '{groupby}' ({', '.join(present[:6])})"
                 raise InputError(msg)
         if steps < 2:
-            msg = f"--steps must be >= 2, got {steps}"
+            msg = f"`steps` must be >= 2, got {steps}"
             raise InputError(msg)
         ma = (grp == a) / (grp == a).sum()
         mb = (grp == b) / (grp == b).sum()
@@ -104,22 +104,22 @@ def mixing_weights(
         names = [f"{a}_to_{b}_{j:03d}" for j in range(steps)]
         return w, names, [f"{a}->{b}"] * steps, t
     if not (alpha > 0 and np.isfinite(alpha)):
-        msg = f"--alpha must be positive, got {alpha}"
+        msg = f"`alpha` must be positive, got {alpha}"
         raise InputError(msg)
-    if n < 1:
-        msg = f"--n must be >= 1, got {n}"
+    if n_samples < 1:
+        msg = f"n_samples must be >= 1, got {n_samples}"
         raise InputError(msg)
     use = present if groups is None else [str(g) for g in groups]
     for g in use:
         if g not in present:
-            msg = f"group '{g}' not found in '{groupby}' ({', '.join(present[:6])}); check --groups"
+            msg = f"group '{g}' not found in '{groupby}' ({', '.join(present[:6])}); check `groups`"
             raise InputError(msg)
     rng = np.random.default_rng(seed)
     rows, names, src = [], [], []
     for g in use:
         sel = np.flatnonzero(grp == g)
-        lam = rng.dirichlet(np.full(sel.size, alpha), size=n)
-        for j in range(n):
+        lam = rng.dirichlet(np.full(sel.size, alpha), size=n_samples)
+        for j in range(n_samples):
             row = np.zeros(len(ids))
             row[sel] = lam[j]
             rows.append(row)
@@ -132,7 +132,7 @@ def generate(
     emb: AnnData,
     *,
     groupby: str | None = None,
-    n: int = 10,
+    n_samples: int = 10,
     alpha: float = 1.0,
     groups: Sequence[str] | None = None,
     between: tuple[str, str] | None = None,
@@ -168,14 +168,14 @@ def generate(
     v, z, r = embedding_arrays(emb)
     u = emb.uns[EMB_KEY]
     if n_cells < 0:
-        msg = f"--cells must be >= 0, got {n_cells}"
+        msg = f"n_cells must be >= 0, got {n_cells}"
         raise InputError(msg)
     loadings = genes = None
     if to_genes:
         if "loadings" not in u or np.asarray(u["loadings"]).shape[1] != z.shape[1]:
             msg = (
-                "--to-genes needs PCA loadings in the embedding; build the reference from "
-                "cells with varm['PCs'] and --use-rep X_pca"
+                "to_genes needs PCA loadings in the embedding; build the reference from "
+                "cells with varm['PCs'] and use_rep X_pca"
             )
             raise InputError(msg)
         loadings = np.asarray(u["loadings"], dtype=np.float64)
@@ -183,7 +183,7 @@ def generate(
     w, names, src, t = mixing_weights(
         emb,
         groupby=groupby,
-        n=n,
+        n_samples=n_samples,
         alpha=alpha,
         groups=groups,
         between=between,
@@ -339,5 +339,5 @@ def reembed_synthetic(synth: AnnData, z: np.ndarray, r: np.ndarray, *, jobs: int
         pts.append(np.ascontiguousarray(x[rows]))
         cw = synth.obs["weight"].to_numpy(np.float64)[rows]
         wts.append(cw / cw.sum())
-    t, _ = embed_arrays(z, r, pts, wts, solver="exact", jobs=jobs, show_progress=False)
+    t, _ = embed_arrays(z, r, pts, wts, solver="exact", jobs=jobs, progress=False)
     return ((t - z) * np.sqrt(r)[None, :, None]).reshape(len(pts), -1)

@@ -133,7 +133,7 @@ def distances(
     )
     if exact:
         if cells is None:
-            msg = "exact W2 needs the cells: pass --cells CELLS.h5ad"
+            msg = "exact W2 needs the cells: pass `cells` CELLS.h5ad"
             raise InputError(msg)
         clouds = _clouds_for(emb, cells, names)
         w2 = exact_w2_matrix(clouds, jobs=jobs)
@@ -145,15 +145,26 @@ def _clouds_for(emb, cells, names):
     u = emb.uns[EMB_KEY]
     if not isinstance(cells, (list, tuple)):
         cells = [cells]
-    s = collect_samples(
-        cells,
-        sample_key=u.get("sample_key") or None,
-        use_rep=u.get("use_rep") or None,
-        vars=list(u.get("vars", [])) or None,
-        weight_key=u.get("weight_key") or None,
-        samples=[str(i) for i in emb.obs_names],
-        names=names,
-    )
+    try:
+        s = collect_samples(
+            cells,
+            sample_key=u.get("sample_key") or None,
+            use_rep=u.get("use_rep") or None,
+            vars=list(u.get("vars", [])) or None,
+            weight_key=u.get("weight_key") or None,
+            samples=[str(i) for i in emb.obs_names],
+            names=names,
+        )
+    except InputError as exc:  # the samples are the embedding's, not a --samples option
+        msg = str(exc).replace("check `samples`", "pass the cells the embedding was made from")
+        raise InputError(msg) from None
+    d = embedding_arrays(emb)[1].shape[1]
+    if s.points and s.points[0].shape[1] != d:
+        msg = (
+            f"the cells have {s.points[0].shape[1]} dimensions but the embedding's reference "
+            f"has {d}; pass the cells (and representation) the embedding was made from"
+        )
+        raise InputError(msg)
     return list(zip(s.points, s.weights))
 
 
@@ -223,7 +234,7 @@ def barycenter(
     u = emb.uns[EMB_KEY]
     if groupby not in emb.obs:
         cols = ", ".join(map(str, emb.obs.columns[:10]))
-        msg = f"obs column '{groupby}' not found in the embedding (columns: {cols}); pass --groupby"
+        msg = f"obs column '{groupby}' not found in the embedding (columns: {cols}); pass `groupby`"
         raise InputError(msg)
     grp = emb.obs[groupby]
     if grp.isna().any():
@@ -232,7 +243,7 @@ def barycenter(
     grp = grp.astype(str).to_numpy()
     if weights is not None:
         if weights not in emb.obs:
-            msg = f"obs column '{weights}' not found in the embedding; pass --weights"
+            msg = f"obs column '{weights}' not found in the embedding; pass `weights`"
             raise InputError(msg)
         lam_all = pd.to_numeric(emb.obs[weights], errors="coerce").to_numpy(np.float64)
         if not np.isfinite(lam_all).all() or (lam_all < 0).any():
@@ -242,7 +253,7 @@ def barycenter(
         lam_all = np.ones(emb.n_obs)
     groups = list(dict.fromkeys(grp))
     if exact and cells is None:
-        msg = "--exact needs the cells: pass --cells CELLS.h5ad"
+        msg = "`exact` needs the cells: pass `cells` CELLS.h5ad"
         raise InputError(msg)
     clouds = _clouds_for(emb, cells, names) if exact else None
     rng = np.random.default_rng(seed)

@@ -64,7 +64,7 @@ def reference_from_arrays(
         msg = f"unknown reference method '{method}'; choose one of {', '.join(METHODS)}"
         raise InputError(msg)
     if size < 1:
-        msg = f"--size must be >= 1, got {size}"
+        msg = f"`size` must be >= 1, got {size}"
         raise InputError(msg)
     if weights is None:
         weights = [np.full(p.shape[0], 1.0 / p.shape[0]) for p in points]
@@ -73,7 +73,7 @@ def reference_from_arrays(
     if cells_per_sample is None:
         cells_per_sample = max(1, min(smallest, -(-MAX_POOLED // n_s)))
     if cells_per_sample < 1:
-        msg = f"--cells-per-sample must be >= 1, got {cells_per_sample}"
+        msg = f"cells_per_sample must be >= 1, got {cells_per_sample}"
         raise InputError(msg)
     rng = np.random.default_rng(seed)
     x, w, per_sample = _pool(points, weights, cells_per_sample, rng)
@@ -87,8 +87,8 @@ def reference_from_arrays(
     )
     if method in ("kmeans", "barycenter", "sample") and size > x.shape[0]:
         msg = (
-            f"--size {size} is larger than the {x.shape[0]} pooled cells; "
-            "lower --size or raise --cells-per-sample"
+            f"`size` {size} is larger than the {x.shape[0]} pooled cells; "
+            "lower `size` or raise cells_per_sample"
         )
         raise InputError(msg)
     if method == "sample":
@@ -144,7 +144,7 @@ def reference(
     size: int = 512,
     cells_per_sample: int | None = None,
     weight_key: str | None = None,
-    label_key: str | None = None,
+    celltype_key: str | None = None,
     seed: int = 0,
     max_iter: int = 20,
     jobs: int = 1,
@@ -164,9 +164,9 @@ def reference(
         See :func:`reference_from_arrays`.
     weight_key
         Optional obs column of non-negative cell weights.
-    label_key
+    celltype_key
         Optional obs column (e.g. cell type); the reference then records in
-        ``obs[label_key]`` the majority label of the pooled cells nearest each support point.
+        ``obs[celltype_key]`` the majority label of the pooled cells nearest each support point.
 
     Returns
     -------
@@ -201,8 +201,10 @@ def reference(
     d = z.shape[1]
     dims = dim_names(use_rep, vars, d)
     obs = pd.DataFrame({"weight": r}, index=[f"z{k}" for k in range(z.shape[0])])
-    if label_key is not None:
-        obs[label_key] = pd.Categorical(_nearest_labels(adatas, s, z, sample_key, label_key, names))
+    if celltype_key is not None:
+        obs[celltype_key] = pd.Categorical(
+            _nearest_labels(adatas, s, z, sample_key, celltype_key, names)
+        )
     params = {
         "reference_id": reference_id(z, r),
         "method": method,
@@ -225,7 +227,7 @@ def reference(
     return out
 
 
-def _nearest_labels(adatas, s, z, sample_key, label_key, names):
+def _nearest_labels(adatas, s, z, sample_key, celltype_key, names):
     """Majority label of the cells nearest to each support point (ties: first label)."""
     from collections import Counter
 
@@ -233,16 +235,16 @@ def _nearest_labels(adatas, s, z, sample_key, label_key, names):
 
     labs = []
     for a, name in zip(adatas, names or [f"input {i}" for i in range(len(adatas))]):
-        if label_key not in a.obs:
-            msg = f"obs column '{label_key}' not found in {name}; pass --label-key"
+        if celltype_key not in a.obs:
+            msg = f"obs column '{celltype_key}' not found in {name} (celltype_key)"
             raise InputError(msg)
     # the cells in sample order, as collect_samples grouped them
     for a in adatas:
         if sample_key is None:
-            labs.append(a.obs[label_key].astype(str).to_numpy())
+            labs.append(a.obs[celltype_key].astype(str).to_numpy())
             continue
         key = a.obs[sample_key].astype(str).to_numpy()
-        lab = a.obs[label_key].astype(str).to_numpy()
+        lab = a.obs[celltype_key].astype(str).to_numpy()
         for sid in s.ids:
             sel = key == sid
             if sel.any():

@@ -272,7 +272,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
-        msg = "--device cuda was asked for but CuPy or a CUDA device is not available; install otbio[gpu] or use --device cpu"
+        msg = "`device` cuda was asked for but CuPy or a CUDA device is not available; install otbio[gpu] or use `device` cpu"
         raise InputError(msg)
     if device not in ("cpu", "cuda", "numpy"):
         msg = f"unknown device '{device}'; choose cpu, cuda or auto"

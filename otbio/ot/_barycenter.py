@@ -102,6 +102,7 @@ def barycenter(
             out = emd(z, p, r, w)
         else:
             kw.setdefault("relative_epsilon", "mean")
+            kw.setdefault("epsilon_scaling", None)
             out = sinkhorn(z, p, r, w, epsilon=epsilon, warn=False, **kw)
         t = out.plan_dot(p) / r[:, None]
         return t, out.cost

@@ -14,9 +14,19 @@ import numpy as np
 from otbio._errors import ConvergenceWarning, InputError
 from otbio.ot import _kernels as K
 from otbio.ot._backend import get_backend
+from otbio.ot._defaults import DENSE_MAX_ENTRIES, SINKHORN_DEFAULTS, SinkhornDefaults
 from otbio.ot._geometry import CostName, PointCloud
 
-__all__ = ["Sinkhorn", "SinkhornOutput", "resolve_epsilon", "sinkhorn"]
+__all__ = [
+    "DENSE_MAX_ENTRIES",
+    "SINKHORN_DEFAULTS",
+    "Sinkhorn",
+    "SinkhornDefaults",
+    "SinkhornOutput",
+    "resolve_epsilon",
+    "sinkhorn",
+]
+
 
 log = logging.getLogger("otbio")
 
@@ -207,9 +217,9 @@ def _mean_cost(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 #: Largest n x m solved by the dense route on the CPU when ``dense`` is None (auto): the
 #: cost matrix and the kernel, two float64 n x m arrays, then take at most 64 MiB.
-DENSE_MAX_ENTRIES = 1 << 22
 #: Kernel entries visited between two progress checks of the dense route (about 0.1 s).
 DENSE_PROGRESS_ENTRIES = 50_000_000
+DENSE_TRACE_CHUNK = 100_000  # iterations per dense kernel call (bounds the trace buffer)
 
 
 @dataclass(frozen=True)
@@ -234,22 +244,28 @@ class Sinkhorn:
     Parameters
     ----------
     epsilon
-        Entropic regularisation; absolute, or relative to a cost scale with
-        ``relative_epsilon``.
+        Entropic regularisation; relative to a cost scale with ``relative_epsilon`` (the
+        default: 1% of the mean cost), absolute with ``relative_epsilon=None``.
     relative_epsilon
-        ``"mean"`` or ``"max"``: multiply ``epsilon`` by the mean or largest cost.
+        ``"mean"`` or ``"max"``: multiply ``epsilon`` by the mean or largest cost; None: absolute.
     reg_m
         KL weight of the marginal penalties (unbalanced OT); None for balanced.
     tol
         Stop when the marginal error (balanced) or the potential change (unbalanced)
         falls below it.
     max_iter
-        Iteration limit at the target epsilon.
+        Iteration limit in all, epsilon-scaling levels included (levels stop early rather
+        than use up the budget; at least one iteration runs at the target epsilon), so
+        ``SinkhornOutput.n_iter`` never exceeds it.
     check_every
         Iterations between convergence checks (each check is free: it reuses an update).
     epsilon_scaling
         Factor in (0, 1): start at the mean cost and multiply epsilon by it down to the
-        target, ``scaling_iter`` iterations per level, warm-starting each level.
+        target, ``scaling_iter`` iterations per level, warm-starting each level; None: off.
+        Ignored with ``init`` (a warm start is already close).
+
+    The defaults are :data:`SINKHORN_DEFAULTS`, shared with ``otbio transport`` and
+    ``otbio embed``.
     device
         ``"cpu"`` (Numba), ``"cuda"`` (CuPy), ``"auto"``.
     progress
@@ -277,13 +293,13 @@ class Sinkhorn:
     algorithms for unbalanced optimal transport problems.
     """
 
-    epsilon: float = 0.05
-    relative_epsilon: Literal["mean", "max"] | None = None
+    epsilon: float = SINKHORN_DEFAULTS.epsilon
+    relative_epsilon: Literal["mean", "max"] | None = SINKHORN_DEFAULTS.relative_epsilon
     reg_m: float | None = None
-    tol: float = 1e-6
-    max_iter: int = 1000
+    tol: float = SINKHORN_DEFAULTS.tol
+    max_iter: int = SINKHORN_DEFAULTS.max_iter
     check_every: int = 10
-    epsilon_scaling: float | None = None
+    epsilon_scaling: float | None = SINKHORN_DEFAULTS.epsilon_scaling
     scaling_iter: int = 10
     device: str = "cpu"
     warn: bool = True
@@ -350,11 +366,10 @@ class Sinkhorn:
         trace: list[float] = []
         n_iter = 0
         # epsilon scaling: geometric schedule from the mean cost down to the target
-        if self.epsilon_scaling is not None:
+        if self.epsilon_scaling is not None and init is None:
             e = max(geom.mean_cost(a, b), eps)
-            if init is None:
-                g = g_update(f, e)
-            while e > eps * (1 + 1e-9):
+            g = g_update(f, e)
+            while e > eps * (1 + 1e-9) and n_iter + self.scaling_iter < self.max_iter:
                 for _ in range(self.scaling_iter):
                     f = f_update(g, e)
                     g = g_update(f, e)
@@ -364,15 +379,16 @@ class Sinkhorn:
         elif init is None:
             g = g_update(f, eps)
 
+        budget = max(1, self.max_iter - n_iter)  # max_iter counts the scaling levels too
         converged = False
         err = np.inf
         t_report = time.perf_counter() + 2.0
-        for it in range(1, self.max_iter + 1):
+        for it in range(1, budget + 1):
             if self.progress and it % self.check_every == 1 and time.perf_counter() > t_report:
                 t_report = time.perf_counter() + 2.0
                 print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
             f_new = f_update(g, eps)
-            if it % self.check_every == 0 or it == self.max_iter:
+            if it % self.check_every == 0 or it == budget:
                 if self.reg_m is None:
                     row = xp.exp(loga + (f - f_new) / eps)
                     err = float(xp.abs(row - xp.exp(loga)).sum())
@@ -396,7 +412,7 @@ class Sinkhorn:
             f = f_new
             g = g_update(f, eps)
         else:
-            n_iter += self.max_iter
+            n_iter += budget
         self._warn(converged, err)
         f_np = be.to_numpy(f).astype(np.float64)
         g_np = be.to_numpy(g).astype(np.float64)
@@ -466,18 +482,19 @@ class Sinkhorn:
                 raise InputError(msg)
         kmat = np.empty((n, m))
         fr, gr, u, v = np.empty(n), np.empty(m), np.empty(n), np.empty(m)
-        trace = np.empty(self.max_iter // max(1, self.check_every) + 2)
+        # the trace grows by chunks: never sized by max_iter (a huge limit must not allocate)
+        trace_parts: list[np.ndarray] = []
+        trace = np.empty(DENSE_TRACE_CHUNK // max(1, self.check_every) + 2)
         counts = np.zeros(2, dtype=np.int64)  # kernel rebasings, exact half-updates
 
         def phi(e: float) -> float:
             return 1.0 if self.reg_m is None else self.reg_m / (self.reg_m + e)
 
         n_iter = 0
-        if self.epsilon_scaling is not None:
+        if self.epsilon_scaling is not None and init is None:
             e = max(_mean_cost(c, a, b), eps)
-            if init is None:
-                K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, e, phi(e), counts)
-            while e > eps * (1 + 1e-9):
+            K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, e, phi(e), counts)
+            while e > eps * (1 + 1e-9) and n_iter + self.scaling_iter < self.max_iter:
                 K._dense_rebase(c, f, g, 1.0 / e, kmat, fr, gr, u, v)
                 K.dense_sinkhorn(c, kmat, a, b, loga, logb, f, g, fr, gr, u, v, e, phi(e),
                                  1, self.scaling_iter, 0, 0, 0.0, trace, 0, counts)  # fmt: skip
@@ -488,18 +505,19 @@ class Sinkhorn:
             K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, eps, phi(eps), counts)
         else:
             K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
-        # with progress: chunks of about DENSE_PROGRESS_ENTRIES kernel entries per report
-        chunk = self.max_iter
-        if self.progress:
-            chunk = max(1, int(DENSE_PROGRESS_ENTRIES // (n * m)))
+        budget = max(1, self.max_iter - n_iter)  # max_iter counts the scaling levels too
+        # chunks of about DENSE_PROGRESS_ENTRIES kernel entries (~0.1 s): progress reports, and
+        # Python handles SIGTERM/SIGINT between two kernel calls; the trace never grows by max_iter
+        chunk = min(budget, DENSE_TRACE_CHUNK, max(1, DENSE_PROGRESS_ENTRIES // (n * m)))
         converged, err, nt, it = False, np.inf, 0, 0
         t_report = time.perf_counter() + 2.0
-        while it < self.max_iter and not converged:
-            it1 = min(self.max_iter, it + chunk)
+        while it < budget and not converged:
+            it1 = min(budget, it + chunk)
             converged, it_stop, err, nt = K.dense_sinkhorn(
                 c, kmat, a, b, loga, logb, f, g, fr, gr, u, v, eps, phi(eps), it + 1, it1,
-                self.max_iter, self.check_every, self.tol, trace, nt, counts,
+                budget, self.check_every, self.tol, trace, 0, counts,
             )  # fmt: skip
+            trace_parts.append(trace[:nt].copy())
             it = it_stop
             if self.progress and not converged and time.perf_counter() > t_report:
                 t_report = time.perf_counter() + 2.0
@@ -507,7 +525,7 @@ class Sinkhorn:
         if converged:
             n_iter += it - 1 if self.reg_m is None else it
         else:
-            n_iter += self.max_iter
+            n_iter += budget
         self._warn(converged, err, stacklevel=4)
         rows, costs = np.empty(n), np.empty(n)
         K.dense_plan_scaled(kmat, a, b, u, v, c, rows, costs)  # kmat becomes the plan
@@ -528,9 +546,14 @@ class Sinkhorn:
             converged=converged,
             marginal_error=err,
             cost=float(costs.sum()),
-            trace=trace[:nt].copy(),
+            trace=np.concatenate(trace_parts) if trace_parts else trace[:0].copy(),
             device="cpu",
-            _dense={"cost": c, "plan": _readonly(kmat)},
+            _dense={
+                "cost": c,
+                "plan": _readonly(kmat),
+                "rebasings": int(counts[0]),
+                "exact_half_updates": int(counts[1]),
+            },
         )
 
 

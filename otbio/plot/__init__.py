@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __all__: list[str] = []
 
-from otbio.plot._align import plot_alignment  # noqa: E402, F401
+from otbio.plot._align import alignment_figure  # noqa: E402, F401
 from otbio.plot._lot import lot_embedding_figure  # noqa: E402, F401
 from otbio.plot._lot_analysis import classifier_figure  # noqa: E402, F401
 from otbio.plot._register import registration_figure  # noqa: E402, F401

@@ -6,10 +6,10 @@ import numpy as np
 
 from otbio.plot._base import pyplot
 
-__all__ = ["plot_alignment"]
+__all__ = ["alignment_figure"]
 
 
-def plot_alignment(
+def alignment_figure(
     plan: np.ndarray,
     *,
     pairs: np.ndarray | None = None,

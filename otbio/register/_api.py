@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 __all__ = ["joint_features", "register", "spatial_coords"]
 
 
-def spatial_coords(adata: AnnData, spatial_key: str, what: str) -> np.ndarray:
+def spatial_coords(
+    adata: AnnData, spatial_key: str, what: str, param: str = "spatial_key"
+) -> np.ndarray:
     """``obsm[spatial_key]`` as a finite (n, 2|3) float array, or one-line InputError."""
     if spatial_key not in adata.obsm:
         keys = ", ".join(adata.obsm.keys()) or "none"
-        msg = f"obsm key '{spatial_key}' not found in the {what} (available: {keys}); pass --spatial-key"
+        msg = f"obsm key '{spatial_key}' not found in the {what} (available: {keys}); pass {param}"
         raise InputError(msg)
     pts = check_points(np.asarray(adata.obsm[spatial_key]), name=f"{what} coordinates")
     if pts.shape[0] < 3:
@@ -46,13 +48,16 @@ def joint_features(
 
     shared = source.var_names.intersection(target.var_names)
     if len(shared) == 0:
-        msg = "the slices share no genes (var_names); pass --use-rep with a shared representation or --no-expression"
+        msg = "the slices share no genes (var_names); pass use_rep with a shared representation or expression=False"
         raise InputError(msg)
     xs = source[:, shared].X
     xt = target[:, shared].X
     mat = sp.vstack([sp.csr_matrix(xs), sp.csr_matrix(xt)]).tocsr().astype(np.float64)
     if mat.data.size and not np.isfinite(mat.data).all():
-        msg = "expression counts contain NaN or infinite values; pass --use-rep or --no-expression"
+        msg = "expression counts contain NaN or infinite values; pass use_rep or expression=False"
+        raise InputError(msg)
+    if mat.data.size and (mat.data < 0).any():
+        msg = "expression counts contain negative values; pass use_rep or expression=False"
         raise InputError(msg)
     tot = np.asarray(mat.sum(1)).ravel()
     tot[tot <= 0] = 1.0
@@ -120,9 +125,10 @@ def register(
         and the :class:`RegistrationResult` (use ``result.transform`` for new cells).
     """
     y = spatial_coords(source, spatial_key, "source slice")
-    x = spatial_coords(target, target_spatial_key or spatial_key, "target slice")
+    x = spatial_coords(target, target_spatial_key or spatial_key, "target slice",
+                       "target_spatial_key" if target_spatial_key else "spatial_key")  # fmt: skip
     if x.shape[1] != y.shape[1]:
-        msg = f"source coordinates are {y.shape[1]}-D but target coordinates are {x.shape[1]}-D; pass matching --spatial-key"
+        msg = f"source coordinates are {y.shape[1]}-D but target coordinates are {x.shape[1]}-D; pass matching spatial_key"
         raise InputError(msg)
     fx = fy = None
     if expression:

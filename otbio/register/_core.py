@@ -78,22 +78,20 @@ class RegistrationResult:
     def matches(
         self,
         target: np.ndarray,
-        k: int = 5,
+        topk: int = 3,
         *,
         target_features: np.ndarray | None = None,
         source_features: np.ndarray | None = None,
         device: str = "cpu",
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Each source cell's ``k`` most probable target cells under the final E-step.
+        """Each source cell's ``topk`` most probable target cells under the final E-step.
 
-        Returns ``(idx (M, k), prob (M, k))`` with :math:`P_{mn}` as in the E-step (without
+        Returns ``(idx (M, topk), prob (M, topk))`` with :math:`P_{mn}` as in the E-step (without
         the outlier term), streamed by the engine: no M x N matrix.
         """
-        from otbio.ot._backend import get_backend
-        from otbio.ot._geometry import PointCloud
+        from otbio.ot import PointCloud, kernel_topk, logsumexp
 
         nrm = self._norm
-        be = get_backend(device)
         sig = nrm["sigma"]
         zx = [(np.asarray(target, dtype=np.float64) - nrm["mx"]) / nrm["sc"] / sig]
         zy = [(self.registered - nrm["mx"]) / nrm["sc"] / sig]
@@ -103,11 +101,10 @@ class RegistrationResult:
         zx = np.ascontiguousarray(np.concatenate(zx, 1))
         zy = np.ascontiguousarray(np.concatenate(zy, 1))
         m = zy.shape[0]
-        lse = be.to_numpy(be.lse(PointCloud(zx, zy), be.asarray(np.full(m, -np.log(m))), 2.0))
-        idx, val = be.topk(
-            PointCloud(zy, zx), be.asarray(np.full(m, -np.log(m))), be.asarray(-lse), 2.0, k
-        )
-        return be.to_numpy(idx), np.exp(be.to_numpy(val))
+        log_m = np.full(m, -np.log(m))
+        lse = logsumexp(PointCloud(zx, zy), log_m, 2.0, device=device)
+        idx, val = kernel_topk(PointCloud(zy, zx), log_m, -lse, 2.0, topk, device=device)
+        return idx, np.exp(val)
 
     def summary(self) -> dict:
         """Plain-Python record for ``uns['registration']``."""
@@ -267,10 +264,10 @@ def register_points(
             msg = f"--{name} must be positive, got {v}"
             raise InputError(msg)
     if not 0 <= omega < 1:
-        msg = f"--omega must be in [0, 1), got {omega}"
+        msg = f"`omega` must be in [0, 1), got {omega}"
         raise InputError(msg)
     if eta < 0:
-        msg = f"--eta must be non-negative, got {eta}"
+        msg = f"`eta` must be non-negative, got {eta}"
         raise InputError(msg)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -299,7 +296,7 @@ def register_points(
     ix = np.arange(x.shape[0])
     if downsample is not None and downsample < max(x.shape[0], y.shape[0]):
         if downsample < 3:
-            msg = f"--downsample must be at least 3, got {downsample}"
+            msg = f"`downsample` must be at least 3, got {downsample}"
             raise InputError(msg)
         iy = feature_sensitive_sample(yn, fyn, downsample, rng)
         ix = feature_sensitive_sample(xn, fxn, downsample, rng)
@@ -360,7 +357,7 @@ def register_points(
         nu = st.nu
         nhat = float(nu.sum())
         if not nhat > 1e-12:
-            msg = "no source cell matched any target cell; raise --gamma or lower --omega"
+            msg = "no source cell matched any target cell; raise `gamma` or lower `omega`"
             raise InputError(msg)
         ok = nu > 1e-300
         xh = np.where(ok[:, None], st.px / np.where(ok, nu, 1.0)[:, None], ycur)
@@ -387,7 +384,7 @@ def register_points(
             break
     if not converged:
         warnings.warn(
-            f"registration stopped at --max-iter {max_iter} before sigma settled; raise --max-iter",
+            f"registration stopped at max_iter {max_iter} before sigma settled; raise max_iter",
             ConvergenceWarning,
             stacklevel=2,
         )

@@ -87,17 +87,8 @@ def interpolate_displacement(
     Uses the engine's backend with the squared-Euclidean cost at ``eps = 2 beta^2``, so no
     (points x centres) matrix is stored.
     """
-    from otbio.ot._backend import get_backend
-    from otbio.ot._geometry import PointCloud
+    from otbio.ot import PointCloud, kernel_apply
 
-    be = get_backend(device)
     geom = PointCloud(np.ascontiguousarray(pts), np.ascontiguousarray(centres))
     n, m = geom.shape
-    out = be.apply(
-        geom,
-        be.asarray(np.zeros(n)),
-        be.asarray(np.zeros(m)),
-        2.0 * beta * beta,
-        be.asarray(np.ascontiguousarray(w)),
-    )
-    return be.to_numpy(out["dot"])
+    return kernel_apply(geom, np.zeros(n), np.zeros(m), 2.0 * beta * beta, w, device=device)["dot"]

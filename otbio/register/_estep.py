@@ -3,11 +3,12 @@
 With the scaled points :math:`z^x_n = [x_n/\\sigma, f^x_n/h]` and :math:`z^y_m = [y_m/\\sigma,
 f^y_m/h]`, the match kernel is :math:`K_{mn} = \\exp(-|z^x_n - z^y_m|^2 / 2)`, i.e. the engine's
 squared-Euclidean kernel at ``eps = 2``. Two streamed passes of the engine's backend
-(:func:`otbio.ot._backend.get_backend`, Numba on the CPU, CuPy with ``device="cuda"``) give
+(:func:`otbio.ot.logsumexp`, :func:`otbio.ot.kernel_apply`; Numba on the CPU, CuPy with
+``device="cuda"``) give
 
-- the column normaliser :math:`\\log\\big(\\sum_m \\tfrac1M K_{mn} + c_n\\big)` (``be.lse``);
+- the column normaliser :math:`\\log\\big(\\sum_m \\tfrac1M K_{mn} + c_n\\big)` (``logsumexp``);
 - :math:`\\nu_m = \\sum_n P_{mn}`, :math:`PX_m = \\sum_n P_{mn} x_n`,
-  :math:`PF_m = \\sum_n P_{mn} f^x_n` (``be.apply`` with ``V = [x, f^x]``);
+  :math:`PF_m = \\sum_n P_{mn} f^x_n` (``kernel_apply`` with ``V = [x, f^x]``);
 
 and :math:`\\hat f_n = \\sum_m P_{mn}` follows from the normaliser. Once sigma is small the
 neighbour-restricted variant (:func:`estep_local`) keeps only each target's nearest sources
@@ -53,15 +54,14 @@ def estep_dense(x, fx, y, fy, sigma, h, log_c, *, device="cpu") -> EStep:
         log_c: log outlier constant per target (N,), ``-inf`` when omega = 0.
         device: ``cpu`` (Numba) or ``cuda`` (CuPy).
     """
-    from otbio.ot._backend import get_backend
+    from otbio.ot import kernel_apply, logsumexp
 
-    be = get_backend(device)
     m = y.shape[0]
     zx = _scaled(x, fx, sigma, h)
     zy = _scaled(y, fy, sigma, h)
     geom_xy = PointCloud(zx, zy)  # rows: targets
     log_m = -np.log(m)
-    lse = be.to_numpy(be.lse(geom_xy, be.asarray(np.full(m, log_m)), 2.0))
+    lse = logsumexp(geom_xy, np.full(m, log_m), 2.0, device=device)
     log_den = np.logaddexp(lse, log_c)
     fn = np.exp(lse - log_den)
     fn[~np.isfinite(fn)] = 0.0
@@ -69,9 +69,8 @@ def estep_dense(x, fx, y, fy, sigma, h, log_c, *, device="cpu") -> EStep:
     beta[~np.isfinite(beta)] = -np.inf
     geom_yx = PointCloud(zy, zx)  # rows: sources
     v = x if fx is None or not fx.shape[1] else np.concatenate([x, fx], axis=1)
-    out = be.apply(geom_yx, be.asarray(np.full(m, log_m)), be.asarray(beta), 2.0, be.asarray(v))
-    dot = be.to_numpy(out["dot"])
-    nu = be.to_numpy(out["sum"])
+    out = kernel_apply(geom_yx, np.full(m, log_m), beta, 2.0, v, device=device)
+    dot, nu = out["dot"], out["sum"]
     d = x.shape[1]
     pf = dot[:, d:] if dot.shape[1] > d else np.zeros((m, 0))
     return EStep(nu=nu, px=dot[:, :d], pf=pf, fn=fn, n_pairs=m * x.shape[0])

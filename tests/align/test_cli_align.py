@@ -43,13 +43,13 @@ def test_motif_against_targets_writes_everything(data, tmp_path):
             data / "adk_closed.pdb",
             "-o",
             o["p"],
-            "--scores",
+            "--save-scores",
             o["s"],
-            "--plan",
+            "--save-plan",
             o["n"],
             "--plot",
             o["f"],
-            "--superpose",
+            "--save-superposed",
             o["x"],
         ]
     )
@@ -149,11 +149,11 @@ def test_input_errors(data, tmp_path, query, target, extra, match):
             *extra,
             "-o",
             outs[0],
-            "--scores",
+            "--save-scores",
             outs[1],
             "--plot",
             outs[2],
-            "--superpose",
+            "--save-superposed",
             outs[3],
         ]
     )
@@ -172,7 +172,7 @@ def test_search_directory_skips_unusable_files(data, tmp_path):
             f"{data}/chains/2a2lA.pdb.gz:A:60-80,100-115",
             "--targets",
             data / "chains",
-            "--scores",
+            "--save-scores",
             out,
         ]
     )

@@ -78,10 +78,10 @@ def test_awkward_file(data, tmp_path):
     assert st.resname[1] == "MET"
     assert st.icode[2] == "A" and st.resnum[2] == first + 2
     assert np.allclose(st.ca[3], ref.ca[3])  # first altloc kept
-    m2 = read_structure(p, model=2)
+    m2 = read_structure(p, pdb_model=2)
     assert np.allclose(m2.ca - st.ca, [1.0, 0.0, 0.0])
     with pytest.raises(InputError, match="model"):
-        read_structure(p, model=3)
+        read_structure(p, pdb_model=3)
     sel = read_structure(f"{p}:A:{first + 2}A-{first + 6}")
     assert len(sel) == 5 and sel.icode[0] == "A"
 

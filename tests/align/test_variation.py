@@ -89,7 +89,7 @@ def test_cli_says_why_when_no_pair_passes(data, tmp_path, monkeypatch):
     pairs, scores = tmp_path / "pairs.tsv", tmp_path / "scores.tsv"
     args = [f"{data}/adk_open.pdb::122-159", str(data / "1hvr.pdb")]
     args += [str(data / "adk_closed.pdb"), "--threshold", "1", "-o", str(pairs)]
-    r = CliRunner().invoke(cli, ["align", *args, "--scores", str(scores)])
+    r = CliRunner().invoke(cli, ["align", *args, "--save-scores", str(scores)])
     assert r.exit_code == 0, r.output
     assert "no residue pair above --threshold 1 with any of 2 targets" in r.stderr
     assert "best TM-score 0.9" in r.stderr and "adk_closed.pdb" in r.stderr

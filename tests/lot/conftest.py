@@ -25,4 +25,4 @@ def ref(cohort):
 
 @pytest.fixture(scope="session")
 def emb(cohort, ref):
-    return L.embed(cohort, ref, sample_key="donor", jobs=2, show_progress=False)
+    return L.embed(cohort, ref, sample_key="donor", jobs=2, progress=False)

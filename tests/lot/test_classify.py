@@ -35,7 +35,7 @@ def assert_input_error(r, *paths, match=None):
 def res(emb, cohort):
     return classify(
         emb,
-        label="condition",
+        groupby="condition",
         n_splits=5,
         n_repeats=2,
         seed=0,
@@ -120,7 +120,7 @@ def test_mean_baseline_is_the_sample_mean(emb, cohort):
 
 @pytest.mark.parametrize("model", ["svm", "lda", "logistic-l1"])
 def test_other_models(emb, model):
-    r = classify(emb, label="condition", model=model, n_splits=3, n_repeats=1, seed=1)
+    r = classify(emb, groupby="condition", classifier=model, n_splits=3, n_repeats=1, seed=1)
     assert r.metrics.set_index("features").loc["lot", "balanced_accuracy"] >= 0.9
     assert r.weights.shape[1:] == np.asarray(emb.uns["lot"]["reference"]).shape
 
@@ -130,7 +130,7 @@ def test_multiclass_ovr(emb):
     e.obs["group3"] = pd.Categorical(
         np.where(e.obs["condition"] == "control", (np.arange(e.n_obs) // 2) % 2, 2).astype(str)
     )
-    r = classify(e, label="group3", n_splits=3, n_repeats=1, seed=0)
+    r = classify(e, groupby="group3", n_splits=3, n_repeats=1, seed=0)
     assert r.classes == ["0", "1", "2"]
     assert r.weights.shape[0] == 3
     assert r.confusion.shape == (3, 3)
@@ -144,13 +144,13 @@ def test_cli_writes_tables_figure_and_model(files, cohort_path, tmp_path):
         [
             "classify",
             files / "emb.h5ad",
-            "--label",
+            "--groupby",
             "condition",
             "--cells",
             cohort_path,
             "--celltype-key",
             "bulk_labels",
-            "--repeats",
+            "--n-repeats",
             1,
             "--save-model",
             model,
@@ -175,7 +175,7 @@ def test_cli_writes_tables_figure_and_model(files, cohort_path, tmp_path):
     bundle = load_model(model)
     assert bundle["reference_id"] == L.reference_id(*L.embedding_arrays(joblib_emb(files))[1:])
     pred = tmp_path / "pred"
-    r = run(["classify", "--predict", files / "emb.h5ad", "--model", model, "-o", pred])
+    r = run(["classify", "--predict", files / "emb.h5ad", "--load-model", model, "-o", pred])
     assert r.exit_code == 0, r.output
     p = pd.read_csv(pred / "predictions.tsv", sep="\t")
     assert (p["predicted"] == p["label"]).mean() == 1.0
@@ -190,7 +190,7 @@ def joblib_emb(files):
 def test_predict_refuses_another_reference(res, cohort, tmp_path):
     other_ref = L.reference(cohort, sample_key="donor", use_rep="X_pca", size=32, seed=3)
     other = L.embed(
-        cohort, other_ref, sample_key="donor", samples=["donor01", "donor02"], show_progress=False
+        cohort, other_ref, sample_key="donor", samples=["donor01", "donor02"], progress=False
     )
     from otbio.lot._classify import model_bundle
 
@@ -200,7 +200,7 @@ def test_predict_refuses_another_reference(res, cohort, tmp_path):
     joblib.dump(model_bundle(res), model)
     write_h5ad(other, tmp_path / "other.h5ad")
     out = tmp_path / "pred"
-    r = run(["classify", "--predict", tmp_path / "other.h5ad", "--model", model, "-o", out])
+    r = run(["classify", "--predict", tmp_path / "other.h5ad", "--load-model", model, "-o", out])
     assert_input_error(r, out, match="reference")
 
 
@@ -210,7 +210,7 @@ def test_label_varying_within_a_sample(files, cohort_path, tmp_path):
         [
             "classify",
             files / "emb.h5ad",
-            "--label",
+            "--groupby",
             "bulk_labels",
             "--cells",
             cohort_path,
@@ -219,7 +219,7 @@ def test_label_varying_within_a_sample(files, cohort_path, tmp_path):
         ]
     )
     assert_input_error(r, out, match="varies within sample")
-    r = run(["classify", files / "emb.h5ad", "--label", "bulk_labels", "-o", out])
+    r = run(["classify", files / "emb.h5ad", "--groupby", "bulk_labels", "-o", out])
     assert_input_error(r, out, match="constant within each sample")
 
 
@@ -230,9 +230,9 @@ def test_class_with_fewer_samples_than_folds(files, tmp_path):
         [
             "classify",
             files / "emb.h5ad",
-            "--label",
+            "--groupby",
             "condition",
-            "--folds",
+            "--n-splits",
             13,
             "--save-model",
             model,
@@ -240,12 +240,12 @@ def test_class_with_fewer_samples_than_folds(files, tmp_path):
             out,
         ]
     )
-    assert_input_error(r, out, model, match="fewer than --folds 13")
+    assert_input_error(r, out, model, match="fewer than --n-splits = 13")
 
 
 def test_bad_model_file(files, tmp_path):
     bad = tmp_path / "m.joblib"
     bad.write_text("not a model")
     out = tmp_path / "pred"
-    r = run(["classify", "--predict", files / "emb.h5ad", "--model", bad, "-o", out])
+    r = run(["classify", "--predict", files / "emb.h5ad", "--load-model", bad, "-o", out])
     assert_input_error(r, out)

@@ -48,7 +48,7 @@ def small(tmp_path_factory, cohort):
             "kmeans",
             "--size",
             48,
-            "--label-key",
+            "--celltype-key",
             "bulk_labels",
             "-o",
             ref,
@@ -70,7 +70,7 @@ def small(tmp_path_factory, cohort):
             emb,
             "--plot",
             d / "emb.png",
-            "--color",
+            "--color-key",
             "condition",
         ]
     )
@@ -314,4 +314,5 @@ def test_concat_refuses_different_references(small):
     assert_input_error(
         run(["barycenter", first, "--groupby", "nope", "-o", out]), out, "'nope' not found"
     )
-    assert_input_error(run(["distances", first, "--exact", "-o", out]), out, "--cells")
+    out_tsv = d / "never_dist.tsv"
+    assert_input_error(run(["distances", first, "--exact", "-o", out_tsv]), out_tsv, "--cells")

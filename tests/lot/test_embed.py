@@ -77,7 +77,7 @@ def test_exact_equals_pot_on_large_samples(ref, cohort):
     the sparse column-generation solver, still equal to ot.emd + projection to 1e-8."""
     import otbio.ot as O
 
-    emb2 = L.embed(cohort, ref, sample_key="condition", jobs=2, show_progress=False)
+    emb2 = L.embed(cohort, ref, sample_key="condition", jobs=2, progress=False)
     s = L._format.collect_samples([cohort], sample_key="condition", use_rep="X_pca")
     z = np.asarray(ref.X, dtype=np.float64)
     r = ref.obs["weight"].to_numpy()
@@ -112,7 +112,7 @@ def test_translation_gives_translated_embedding(ref, cohort):
     r = ref.obs["weight"].to_numpy() / ref.obs["weight"].sum()
     x, w = s.points[3], s.weights[3]
     shift = np.linspace(-2.0, 3.0, x.shape[1])
-    t, _ = L.embed_arrays(z, r, [x, x + shift], [w, w], show_progress=False)
+    t, _ = L.embed_arrays(z, r, [x, x + shift], [w, w], progress=False)
     v0, v1 = (L.lot_vector(ti, z, r) for ti in t)
     expected = v0 + (np.sqrt(r)[:, None] * shift[None, :]).ravel()
     np.testing.assert_allclose(v1, expected, rtol=0, atol=1e-9)
@@ -156,13 +156,13 @@ def test_barycenter_resample_and_exact(emb, cohort):
         sub, groupby="condition", n_cells=50, exact=True, cells=cohort, max_iter=5, seed=1
     )
     np.testing.assert_array_equal(out.X, again.X)
-    with pytest.raises(InputError, match="--cells"):
+    with pytest.raises(InputError, match="pass `cells`"):
         L.barycenter(sub, groupby="condition", exact=True)
 
 
 def test_raw_map_roundtrip(ref, cohort, emb):
     raw = L.embed(
-        cohort, ref, sample_key="donor", samples=["donor05"], raw_map=True, show_progress=False
+        cohort, ref, sample_key="donor", samples=["donor05"], raw_map=True, progress=False
     )
     v, z, r = L.embedding_arrays(raw)
     np.testing.assert_allclose(v[0], emb[["donor05"]].X[0], atol=1e-12)
@@ -183,7 +183,7 @@ def test_sinkhorn_mode_approaches_exact(ref, cohort, emb):
             solver="sinkhorn",
             epsilon=eps,
             tol=1e-4,
-            show_progress=False,
+            progress=False,
         )
         assert e.obs["lot_converged"].all()
         assert e.uns["lot"]["solver"] == "sinkhorn" and (e.uns["lot"]["epsilon_abs"] > 0).all()
@@ -192,10 +192,8 @@ def test_sinkhorn_mode_approaches_exact(ref, cohort, emb):
 
 
 def test_concat_equals_one_embed(emb, cohort, ref):
-    a = L.embed(
-        cohort, ref, sample_key="donor", samples=["donor03", "donor01"], show_progress=False
-    )
-    b = L.embed(cohort, ref, sample_key="donor", samples=["donor10"], show_progress=False)
+    a = L.embed(cohort, ref, sample_key="donor", samples=["donor03", "donor01"], progress=False)
+    b = L.embed(cohort, ref, sample_key="donor", samples=["donor10"], progress=False)
     joined = L.concat([a, b])
     assert list(joined.obs_names) == ["donor03", "donor01", "donor10"]
     np.testing.assert_array_equal(joined.X, emb[["donor03", "donor01", "donor10"]].X)
@@ -208,7 +206,7 @@ def test_one_file_per_sample(cohort, ref, emb):
     parts = [cohort[cohort.obs["donor"] == d].copy() for d in ["donor02", "donor07"]]
     for p in parts:
         del p.obs["donor"]
-    e = L.embed(parts, ref, sample_key=None, names=["donor02", "donor07"], show_progress=False)
+    e = L.embed(parts, ref, sample_key=None, names=["donor02", "donor07"], progress=False)
     np.testing.assert_allclose(e.X, emb[["donor02", "donor07"]].X, atol=1e-12)
 
 
@@ -231,8 +229,8 @@ def test_vars_and_weights_equal_duplicated_cells(cohort):
     )
     ref = L.reference(b, sample_key="donor", vars=["g0", "g2", "g5"], size=20, seed=3)
     assert list(ref.var_names) == ["g0", "g2", "g5"]
-    ea = L.embed(a, ref, sample_key="donor", weight_key="w", show_progress=False)
-    eb = L.embed(b, ref, sample_key="donor", show_progress=False)
+    ea = L.embed(a, ref, sample_key="donor", weight_key="w", progress=False)
+    eb = L.embed(b, ref, sample_key="donor", progress=False)
     assert ea.X.shape == (2, 20 * 3) and ea.uns["lot"]["vars"] == ["g0", "g2", "g5"]
     np.testing.assert_allclose(ea.X, eb.X, atol=1e-10)
 
@@ -243,7 +241,7 @@ def test_zero_weight_reference_point_stays_put(solver):
     z = rng.normal(size=(6, 3))
     r = np.array([0.2, 0.2, 0.0, 0.2, 0.2, 0.2])
     x = rng.normal(size=(40, 3)) + 1.0
-    t, fits = L.embed_arrays(z, r, [x], solver=solver, epsilon=0.05, show_progress=False)
+    t, fits = L.embed_arrays(z, r, [x], solver=solver, epsilon=0.05, progress=False)
     assert np.isfinite(t).all() and fits[0].converged
     np.testing.assert_array_equal(t[0, 2], z[2])
     v = L.lot_vector(t[0], z, r)

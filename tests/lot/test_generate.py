@@ -19,14 +19,14 @@ def run(args):
 
 @pytest.fixture(scope="module")
 def synth(emb):
-    return generate(emb, groupby="condition", n=3, n_cells=2000, seed=0)
+    return generate(emb, groupby="condition", n_samples=3, n_cells=2000, seed=0)
 
 
 def test_reembedded_synthetic_samples_lie_within_their_group(synth, emb, ref):
     assert synth.n_obs == 2 * 3 * 2000
     assert set(synth.obs["source_group"]) == {"control", "shifted"}
     # embed the synthetic cells again with the embedding API, against the same reference
-    re = L.embed(synth, ref, sample_key="donor", show_progress=False)
+    re = L.embed(synth, ref, sample_key="donor", progress=False)
     v, _, _ = L.embedding_arrays(emb)
     v_re, _, _ = L.embedding_arrays(re)
     grp = emb.obs["condition"].astype(str).to_numpy()
@@ -76,8 +76,8 @@ def test_explicit_weights_and_genes(emb):
 def test_cli_generate_and_check(emb, tmp_path):
     write_h5ad(emb, tmp_path / "emb.h5ad")
     out, chk = tmp_path / "synth.h5ad", tmp_path / "check.tsv"
-    args = ["generate", tmp_path / "emb.h5ad", "--groupby", "condition", "--n", 2]
-    r = run([*args, "--cells", 500, "--check", chk, "-o", out])
+    args = ["generate", tmp_path / "emb.h5ad", "--groupby", "condition", "--n-samples", 2]
+    r = run([*args, "--n-cells", 500, "--save-check", chk, "-o", out])
     assert r.exit_code == 0, r.output
     s = read_h5ad(out)
     assert s.n_obs == 2 * 2 * 500
@@ -85,7 +85,7 @@ def test_cli_generate_and_check(emb, tmp_path):
     assert chk.read_text().startswith("synthetic_sample\tsource_group\tnearest_real")
     # same seed, same output
     out2 = tmp_path / "synth2.h5ad"
-    assert run([*args, "--cells", 500, "-o", out2]).exit_code == 0
+    assert run([*args, "--n-cells", 500, "-o", out2]).exit_code == 0
     np.testing.assert_array_equal(read_h5ad(out2).obsm["X_pca"], s.obsm["X_pca"])
 
 
@@ -102,7 +102,7 @@ def test_cli_generate_and_check(emb, tmp_path):
 def test_bad_input_one_line(emb, tmp_path, extra, match):
     write_h5ad(emb, tmp_path / "emb.h5ad")
     out, chk = tmp_path / "synth.h5ad", tmp_path / "check.tsv"
-    r = run(["generate", tmp_path / "emb.h5ad", *extra, "--check", chk, "-o", out])
+    r = run(["generate", tmp_path / "emb.h5ad", *extra, "--save-check", chk, "-o", out])
     assert r.exit_code == 2, r.output
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and match in lines[0], r.stderr

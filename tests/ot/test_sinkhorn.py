@@ -48,7 +48,18 @@ def test_balanced_matches_pot_sinkhorn_log(clouds, uniform, cost, metric):
     p_ref, log = ot.sinkhorn(
         a, b, m, eps, method="sinkhorn_log", stopThr=1e-15, numItermax=100000, log=True
     )
-    out = O.sinkhorn(x, y, a, b, cost=cost, epsilon=eps, tol=1e-13, max_iter=100000)
+    out = O.sinkhorn(
+        x,
+        y,
+        a,
+        b,
+        cost=cost,
+        epsilon=eps,
+        tol=1e-13,
+        max_iter=100000,
+        relative_epsilon=None,
+        epsilon_scaling=None,
+    )
     assert out.converged
     np.testing.assert_allclose(out.plan(), p_ref, rtol=1e-6, atol=1e-14)
     np.testing.assert_allclose(out.cost, float((p_ref * m).sum()), rtol=1e-6)
@@ -77,7 +88,18 @@ def test_unbalanced_matches_pot(clouds, reg_m):
     p_ref = ot.unbalanced.sinkhorn_unbalanced(
         a, b, m, eps, reg_m, method="sinkhorn", stopThr=1e-15, numItermax=200000
     )
-    out = O.sinkhorn(x, y, a, b, epsilon=eps, reg_m=reg_m, tol=1e-13, max_iter=100000)
+    out = O.sinkhorn(
+        x,
+        y,
+        a,
+        b,
+        epsilon=eps,
+        reg_m=reg_m,
+        tol=1e-13,
+        max_iter=100000,
+        relative_epsilon=None,
+        epsilon_scaling=None,
+    )
     assert out.converged
     np.testing.assert_allclose(out.plan(), p_ref, rtol=1e-6, atol=1e-14)
     np.testing.assert_allclose(out.cost, float((p_ref * m).sum()), rtol=1e-6)
@@ -85,7 +107,17 @@ def test_unbalanced_matches_pot(clouds, reg_m):
 
 def test_streamed_reductions_match_dense_plan(clouds):
     x, y, a, b = clouds
-    out = O.sinkhorn(x, y, a, b, epsilon=0.05, tol=1e-12, max_iter=100000)
+    out = O.sinkhorn(
+        x,
+        y,
+        a,
+        b,
+        epsilon=0.05,
+        tol=1e-12,
+        max_iter=100000,
+        relative_epsilon=None,
+        epsilon_scaling=None,
+    )
     p = out.plan()
     np.testing.assert_allclose(out.plan_dot(y), p @ y, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(out.plan_dot(x, axis=0), p.T @ x, rtol=1e-10, atol=1e-14)
@@ -126,10 +158,23 @@ def test_epsilon_scaling_and_warm_start_reach_the_same_solution():
     rng = np.random.default_rng(3)
     x = rng.random((200, 5))
     y = rng.random((150, 5))
-    plain = O.sinkhorn(x, y, epsilon=0.002, tol=1e-10, max_iter=100000)
-    scaled = O.sinkhorn(x, y, epsilon=0.002, tol=1e-10, max_iter=100000, epsilon_scaling=0.5)
+    plain = O.sinkhorn(
+        x, y, epsilon=0.002, tol=1e-10, max_iter=100000, relative_epsilon=None, epsilon_scaling=None
+    )
+    scaled = O.sinkhorn(
+        x, y, epsilon=0.002, tol=1e-10, max_iter=100000, epsilon_scaling=0.5, relative_epsilon=None
+    )
     np.testing.assert_allclose(scaled.plan(), plain.plan(), rtol=1e-6, atol=1e-12)
-    warm = O.sinkhorn(x, y, epsilon=0.002, tol=1e-10, max_iter=100000, init=(plain.f, plain.g))
+    warm = O.sinkhorn(
+        x,
+        y,
+        epsilon=0.002,
+        tol=1e-10,
+        max_iter=100000,
+        init=(plain.f, plain.g),
+        relative_epsilon=None,
+        epsilon_scaling=None,
+    )
     assert warm.n_iter <= 10
     assert scaled.n_iter < plain.n_iter
 
@@ -138,9 +183,14 @@ def test_float32_agrees_with_float64():
     rng = np.random.default_rng(4)
     x = rng.random((300, 10))
     y = rng.random((250, 10))
-    o64 = O.sinkhorn(x, y, epsilon=0.05, relative_epsilon="mean", tol=1e-6)
+    o64 = O.sinkhorn(x, y, epsilon=0.05, relative_epsilon="mean", tol=1e-6, epsilon_scaling=None)
     o32 = O.sinkhorn(
-        x.astype(np.float32), y.astype(np.float32), epsilon=0.05, relative_epsilon="mean", tol=1e-5
+        x.astype(np.float32),
+        y.astype(np.float32),
+        epsilon=0.05,
+        relative_epsilon="mean",
+        tol=1e-5,
+        epsilon_scaling=None,
     )
     assert o32.f.shape == (300,)
     np.testing.assert_allclose(o32.cost, o64.cost, rtol=1e-4)
@@ -173,7 +223,9 @@ def test_hinge_cost_both_sides():
     g = O.PointCloud(x, y, "hinge")
     np.testing.assert_allclose(g.cost_matrix(), ref)
     np.testing.assert_allclose(g.transpose().cost_matrix(), ref.T)
-    out = O.Sinkhorn(epsilon=0.5, tol=1e-12, max_iter=10000)(g)
+    out = O.Sinkhorn(
+        epsilon=0.5, tol=1e-12, max_iter=10000, relative_epsilon=None, epsilon_scaling=None
+    )(g)
     p_ref = ot.sinkhorn(
         np.full(12, 1 / 12), np.full(9, 1 / 9), ref, 0.5, method="sinkhorn_log", stopThr=1e-14
     )
@@ -184,11 +236,11 @@ def test_hinge_cost_both_sides():
 def test_bad_input_raises_input_error():
     x = np.random.default_rng(0).random((5, 2))
     with pytest.raises(InputError, match="dimension"):
-        O.sinkhorn(x, np.ones((4, 3)))
+        O.sinkhorn(x, np.ones((4, 3)), relative_epsilon=None, epsilon_scaling=None)
     with pytest.raises(InputError, match="epsilon"):
-        O.sinkhorn(x, x, epsilon=-1.0)
+        O.sinkhorn(x, x, epsilon=-1.0, relative_epsilon=None, epsilon_scaling=None)
     with pytest.raises(InputError, match="sum to zero"):
-        O.sinkhorn(x, x, np.zeros(5))
+        O.sinkhorn(x, x, np.zeros(5), relative_epsilon=None, epsilon_scaling=None)
     with pytest.raises(InputError, match="unknown cost"):
         O.PointCloud(x, x, "cosine")
 
@@ -197,5 +249,7 @@ def test_nonconvergence_is_a_warning_not_an_error():
     rng = np.random.default_rng(7)
     x = rng.random((50, 2))
     with pytest.warns(O._sinkhorn.ConvergenceWarning):
-        out = O.sinkhorn(x, x + 0.1, epsilon=1e-4, max_iter=3)
+        out = O.sinkhorn(
+            x, x + 0.1, epsilon=1e-4, max_iter=3, relative_epsilon=None, epsilon_scaling=None
+        )
     assert not out.converged and out.n_iter == 3

@@ -37,7 +37,7 @@ def test_register_real_slices_writes_everything(tmp_path):
             str(out),
             "--plot",
             str(fig),
-            "--matches",
+            "--save-matches",
             str(mt),
             "--evaluate",
         ]
@@ -79,7 +79,7 @@ def test_true_key_and_label_key(tmp_path, slice1, warped):
             "--evaluate",
             "--true-key",
             "truth",
-            "--label-key",
+            "--celltype-key",
             "half",
             "--color-key",
             "half",

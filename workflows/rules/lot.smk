@@ -107,7 +107,7 @@ def _reference_opts():
     if r["cells_per_sample"] is not None:
         opts += f" --cells-per-sample {int(r['cells_per_sample'])}"
     if CLASSIFY is not None and CLASSIFY.get("celltype_key"):
-        opts += f" --label-key {q(CLASSIFY['celltype_key'])}"
+        opts += f" --celltype-key {q(CLASSIFY['celltype_key'])}"
     return f"{opts} {r['extra']}".strip()
 
 
@@ -215,7 +215,7 @@ if CLASSIFY is not None:
             f"{LOG_DIR}/lot_classify.log",
         params:
             opts=lambda wc, input: (
-                f"--label {q(CLASSIFY['label'])}"
+                f"--groupby {q(CLASSIFY['label'])}"
                 + (
                     f" --cells {q(input.cells[0])} --celltype-key {q(CLASSIFY['celltype_key'])}"
                     if CLASSIFY.get("celltype_key")

@@ -53,7 +53,7 @@ rule search_chunk:
         runtime=res("search_chunk", "runtime"),
     shell:
         otbio_cmd()
-        + " -v align {params.query:q} {input:q} {params.extra} --scores {output:q} > {log:q} 2>&1"
+        + " -v align {params.query:q} {input:q} {params.extra} --save-scores {output:q} > {log:q} 2>&1"
 
 
 # merge: the header once, the rows sorted by the column named "score" (best first; ties by
