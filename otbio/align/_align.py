@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -177,35 +176,6 @@ class Alignment:
                 "plan": np.round(self.pair_values, 4),
             }
         )
-
-
-_MALLOC_TUNED = False
-
-
-def _tune_malloc() -> None:
-    """Keep 16 MiB of freed heap memory instead of returning it to the OS at every free.
-
-    An alignment allocates and frees many arrays of 10-200 kB; with glibc's default policy
-    the heap is trimmed after each and its pages are faulted in again by the next, which
-    made alignments of 150-residue chains 1.7x slower. Done once per process, on the first
-    :func:`align`, with glibc only, and not when the user set any ``MALLOC_*`` variable or
-    ``OTBIO_MALLOC_TUNING=0``.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    if os.environ.get("OTBIO_MALLOC_TUNING", "1") == "0" or any(
-        k.startswith("MALLOC_") for k in os.environ
-    ):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-2, 16 << 20)  # M_TOP_PAD
-    except (OSError, AttributeError):  # not glibc
-        pass
 
 
 def features_of(st: Structure) -> Features:
@@ -453,7 +423,6 @@ def align(
     """
     from otbio.ot import PointCloud, Sinkhorn
 
-    _tune_malloc()
     if (query_features is None) != (target_features is None):
         msg = "give embeddings for both the query and the target, or for neither"
         raise InputError(msg)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from otbio._errors import InputError
-from otbio._progress import progress
+from otbio._progress import progress as progress_bar
 from otbio.align._align import Alignment, align, features_of
 from otbio.align._features import Features
 from otbio.align._structure import Structure, read_structure
@@ -85,12 +85,17 @@ def _fork_context():
     return mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
 
 
+def _no_bar(items, **_):
+    return items
+
+
 def read_structures(
     specs: Sequence[str | os.PathLike],
     *,
     pdb_model: int = 1,
     jobs: int = 1,
     skip_bad: bool = False,
+    progress: bool = False,
 ) -> list[Structure]:
     """Read structures and compute their geometric features once, ``jobs`` at a time.
 
@@ -101,6 +106,7 @@ def read_structures(
     are left out with a warning instead of stopping the run (database search).
     """
     specs = [str(s) for s in specs]
+    bar = progress_bar if progress else _no_bar
     ctx = _fork_context()
     if jobs > 1 and len(specs) >= PROCESS_MIN_FILES and ctx is not None:
         from concurrent.futures import ProcessPoolExecutor
@@ -109,7 +115,7 @@ def read_structures(
         chunks = [specs[k::n_chunks] for k in range(n_chunks)]  # interleaved: even sizes
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             parts = list(
-                progress(
+                bar(
                     pool.map(_read_chunk, chunks, [pdb_model] * n_chunks),
                     total=n_chunks,
                     desc="reading",
@@ -130,12 +136,12 @@ def read_structures(
                 return exc
 
         if jobs <= 1 or len(specs) < 8:
-            found = [one(s) for s in progress(specs, total=len(specs), desc="reading")]
+            found = [one(s) for s in bar(specs, total=len(specs), desc="reading")]
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=jobs) as pool:
-                found = list(progress(pool.map(one, specs), total=len(specs), desc="reading"))
+                found = list(bar(pool.map(one, specs), total=len(specs), desc="reading"))
     kept = []
     for st in found:
         if isinstance(st, InputError):
@@ -182,7 +188,8 @@ def search(
     *,
     query_features: Features | None = None,
     target_features: Sequence[Features] | None = None,
-    jobs: int | None = None,
+    jobs: int = 1,
+    progress: bool = False,
     pdb_model: int = 1,
     **align_kw,
 ) -> list[Alignment]:
@@ -203,7 +210,9 @@ def search(
     query_features, target_features
         Embeddings for the query and for every target (both or neither).
     jobs
-        Worker processes; default: the global ``--jobs`` setting (the CPUs granted).
+        Worker processes (the command line passes the global ``--jobs``).
+    progress
+        Report the alignments done on stderr.
     pdb_model
         Model read from multi-model files given as paths (``FILE@N`` overrides it).
     **align_kw
@@ -215,7 +224,6 @@ def search(
         Sorted by decreasing TM-score (normalised by the query; NaN last), then by score.
     """
     global _SEARCH
-    from otbio._settings import settings
     from otbio.ot import DENSE_MAX_ENTRIES, resolve_device
 
     if (query_features is None) != (target_features is None):
@@ -224,7 +232,7 @@ def search(
     if target_features is not None and len(target_features) != len(targets):
         msg = f"{len(target_features)} target embeddings for {len(targets)} targets"
         raise InputError(msg)
-    n_jobs = settings.n_jobs if jobs is None else int(jobs)
+    n_jobs = max(1, int(jobs))
     if not isinstance(query, Structure):
         query = read_structure(query, pdb_model=pdb_model)
     targets = list(targets)
@@ -249,9 +257,10 @@ def search(
         _SEARCH = (query, list(targets), query_features, target_features, align_kw)
         try:
             with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
-                parts = list(
-                    progress(pool.map(_search_chunk, chunks), total=n_chunks, desc="aligning")
-                )
+                parts = pool.map(_search_chunk, chunks)
+                if progress:
+                    parts = progress_bar(parts, total=n_chunks, desc="aligning")
+                parts = list(parts)
         finally:
             _SEARCH = None
         results: list[Alignment | None] = [None] * len(targets)
@@ -260,7 +269,8 @@ def search(
                 results[k] = Alignment(query=query, target=targets[k], **fields)
     else:
         idx = range(len(targets))
-        it = progress(idx, total=len(targets), desc="aligning") if len(targets) > 1 else idx
+        show = progress and len(targets) > 1
+        it = progress_bar(idx, total=len(targets), desc="aligning") if show else idx
         results = [
             align(
                 query,

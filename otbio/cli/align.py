@@ -233,10 +233,16 @@ def align_command(
     if plasma_pf and features == "geometric":
         msg = "--plasma-pf needs embeddings; pass --features QUERY.npy and --target-features"
         raise InputError(msg)
+    from otbio._threading import tune_malloc
+
+    tune_malloc()  # process tuning belongs to the command line, not to the library
+    show = not settings.quiet
     q = read_structure(query, pdb_model=pdb_model)
-    targets = read_structures(specs, pdb_model=pdb_model, jobs=settings.n_jobs)
+    targets = read_structures(specs, pdb_model=pdb_model, jobs=settings.n_jobs, progress=show)
     # files of a --targets folder or list that cannot be used are skipped with a warning
-    targets += read_structures(listed, pdb_model=pdb_model, jobs=settings.n_jobs, skip_bad=True)
+    targets += read_structures(
+        listed, pdb_model=pdb_model, jobs=settings.n_jobs, skip_bad=True, progress=show
+    )
     qf = tf = None
     if features != "geometric":
         if not features.endswith(".npy"):
@@ -277,7 +283,15 @@ def align_command(
             )
         ]
     else:
-        results = search(q, targets, query_features=qf, target_features=tf, **kw)
+        results = search(
+            q,
+            targets,
+            query_features=qf,
+            target_features=tf,
+            jobs=settings.n_jobs,
+            progress=show,
+            **kw,
+        )
     table = score_table(results)
     best = results[0]
     if all(r.n_pairs == 0 for r in results):

@@ -237,6 +237,7 @@ def register_cmd(
             downsample=downsample,
             device=settings.device,
             seed=settings.seed,
+            progress=not settings.quiet,
         )
     if not res.converged:
         msg = (

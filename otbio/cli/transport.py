@@ -143,8 +143,6 @@ def transport(
     columns. Prints the transport cost and convergence; optional outputs save the
     potentials, the barycentric projection and the top matches.
     """
-    import pandas as pd
-
     from otbio import io
     from otbio._settings import settings
     from otbio.ot import PointCloud, Sinkhorn, emd
@@ -193,6 +191,8 @@ def transport(
             val = np.take_along_axis(p, idx, axis=1)
         else:
             idx, val = out.plan_topk(topk)
+        import pandas as pd  # only here: pandas alone costs about 1 s of start-up
+
         n = idx.shape[0]
         results["matches"] = pd.DataFrame(
             {

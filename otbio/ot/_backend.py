@@ -73,16 +73,19 @@ class CPUBackend:
             xoff = np.zeros(geom.x.shape[0], dtype=dt)
         return yt_s, h, xoff, code, dt.type(inv)
 
-    def lse(self, geom: PointCloud, beta, eps: float) -> np.ndarray:
+    def lse(self, geom: PointCloud, beta, eps: float, guess=None) -> np.ndarray:
+        """Row-wise log-sum-exp; ``guess`` (n,), owned by the caller, holds the shifts.
+
+        A Sinkhorn solve passes one buffer per side: the previous call's values are the
+        shifts of this one (iterates move little) and the kernel writes the new ones back; a
+        row whose shift is off is redone exactly inside the kernel. The geometry itself is
+        never written to with per-solve state, so one PointCloud can serve several threads.
+        """
         yt, h, xoff, code, scale = self._prep(geom, beta, eps)
         n, m = geom.shape
         out = np.empty(n, dtype=geom.dtype)
-        # the previous call's values are the shifts of this one (Sinkhorn iterates move
-        # little); a row whose shift is off is redone exactly inside the kernel
-        guess = geom._cache.get("lse_guess")
         if guess is None:
             guess = np.full(n, np.nan, dtype=geom.dtype)
-            geom._cache["lse_guess"] = guess
         tile = _tile(geom)
         lo, hi = (1e-5, 1e37) if geom.dtype == np.float32 else (1e-10, 1e300)
         K.lse_rows(geom.x, yt, h, xoff, code, scale, guess, out, _nblocks(), tile, lo, hi)
@@ -202,7 +205,7 @@ class ArrayBackend:
                 c += xp.maximum(-diff, 0.0)
         return c
 
-    def lse(self, geom: PointCloud, beta, eps: float):
+    def lse(self, geom: PointCloud, beta, eps: float, guess=None):  # noqa: ARG002
         xp = self.xp
         out = xp.empty(geom.shape[0], dtype=geom.dtype)
         beta = xp.asarray(beta)

@@ -357,11 +357,17 @@ class Sinkhorn:
         def phi(e: float) -> float:
             return 1.0 if self.reg_m is None else self.reg_m / (self.reg_m + e)
 
+        # log-sum-exp shifts carried from one half-update to the next, owned by this solve
+        kw_f = kw_g = {}
+        if be.name == "cpu":
+            kw_f = {"guess": np.full(n, np.nan, dtype=dt)}
+            kw_g = {"guess": np.full(m, np.nan, dtype=dt)}
+
         def f_update(g_, e):
-            return (-phi(e) * e) * be.lse(geom, g_ / e + logb, e)
+            return (-phi(e) * e) * be.lse(geom, g_ / e + logb, e, **kw_f)
 
         def g_update(f_, e):
-            return (-phi(e) * e) * be.lse(gt, f_ / e + loga, e)
+            return (-phi(e) * e) * be.lse(gt, f_ / e + loga, e, **kw_g)
 
         trace: list[float] = []
         n_iter = 0

@@ -95,6 +95,7 @@ def register(
     device: str = "cpu",
     seed: int = 0,
     key_added: str = "spatial_registered",
+    progress: bool = False,
 ) -> tuple[AnnData, RegistrationResult]:
     """Register the source slice onto the target slice (BCPD with an expression term, DET).
 
@@ -113,6 +114,7 @@ def register(
             on the shared genes.
         expression: False registers on coordinates only (pure BCPD).
         key_added: ``obsm`` key of the registered coordinates.
+        progress: report progress on stderr (the command line passes ``not --quiet``).
 
     Returns:
         ``(adata, result)``: a copy of ``source`` with
@@ -156,6 +158,7 @@ def register(
         downsample=downsample,
         device=device,
         seed=seed,
+        progress=progress,
     )
     out = source.copy()
     out.obsm[key_added] = res.registered

@@ -19,7 +19,6 @@ import numpy as np
 
 from otbio._errors import ConvergenceWarning, InputError
 from otbio._progress import logger as log
-from otbio._settings import settings
 from otbio.register._deform import DeformSolver, interpolate_displacement
 from otbio.register._downsample import feature_sensitive_sample
 from otbio.register._estep import estep_dense, estep_local
@@ -167,8 +166,6 @@ def _log_outlier(xn, fxn, sigma, e, zeta, omega, log_vol, fmu, fvar):
 
 
 def _band(it, sigma, n_pairs, t0, kind):
-    if settings.quiet:
-        return
     sys.stderr.write(
         f"register: iteration {it}, sigma {sigma:.4g}, {kind} E-step ({n_pairs} pairs), "
         f"{time.perf_counter() - t0:.1f} s\n"
@@ -197,6 +194,7 @@ def register_points(
     device: str = "cpu",
     seed: int = 0,
     band: int = 25,
+    progress: bool = False,
 ) -> RegistrationResult:
     """Register source points ``y`` (with features ``fy``) onto target ``x`` (features ``fx``).
 
@@ -237,7 +235,8 @@ def register_points(
             target and M N > 4e6).
         device: ``cpu`` or ``cuda`` for the dense E-step.
         seed: seeds landmark sampling and Nystrom columns.
-        band: report progress on stderr every ``band`` iterations.
+        band: with ``progress``, report on stderr every ``band`` iterations.
+        progress: report the iteration, sigma and E-step kind on stderr (long runs).
 
     Returns:
         :class:`RegistrationResult`.
@@ -377,7 +376,7 @@ def register_points(
         change = abs(new_sigma - sigma) / max(sigma, 1e-300)
         sigma = new_sigma
         trace.append(sigma)
-        if band and (it % band == 0 or it == 1):
+        if progress and band and (it % band == 0 or it == 1):
             _band(it, sigma * sc, st.n_pairs, t0, kind)
         if it >= min_iter and change < tol:
             converged = True

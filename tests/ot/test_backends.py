@@ -96,8 +96,9 @@ def test_lse_shift_fallback_handles_bad_guesses():
     be = get_backend("cpu")
     beta = rng.normal(size=30)
     first = be.lse(g, beta, 0.01)  # cold: exact maxima
-    g._cache["lse_guess"][:] = np.array([1e6, -1e6, 0.0, np.nan] * 10)
-    np.testing.assert_allclose(be.lse(g, beta, 0.01), first, rtol=1e-14)
+    bad = np.array([1e6, -1e6, 0.0, np.nan] * 10)
+    np.testing.assert_allclose(be.lse(g, beta, 0.01, guess=bad), first, rtol=1e-14)
+    assert "lse_guess" not in g._cache  # no per-solve state on the (frozen) geometry
 
 
 def _run(code: str, env=None) -> str:
@@ -112,38 +113,20 @@ def _run(code: str, env=None) -> str:
     return res.stdout
 
 
-def test_blas_not_slowed_after_parallel_kernel():
-    """Numba's threading layer must not fight OpenBLAS (workqueue, not OpenMP)."""
+def test_threading_layer_is_workqueue_after_a_parallel_kernel():
+    """Numba's threading layer must not fight OpenBLAS: workqueue, not OpenMP (the timing
+    effect itself is measured by benchmarks/blas_after_kernel.py, not here)."""
     out = _run(
         """
-        import time, numpy as np
+        import numpy as np
         import otbio.ot as O
         from otbio._threading import threading_layer_name
-        rng = np.random.default_rng(0)
-        A = rng.random((2000, 2000)); v = rng.random(2000)
-        def t_matvec():
-            best = []
-            for _ in range(7):
-                t = time.perf_counter()
-                for _ in range(20):
-                    A @ v
-                best.append(time.perf_counter() - t)
-            return min(best)
-        x = rng.random((3000, 10))
-        ratios = []
-        for _ in range(3):  # a noisy machine can slow one measurement; OpenMP slowed all 2x
-            before = t_matvec()
-            O.sinkhorn(x, x[::-1], epsilon=0.1, relative_epsilon="mean", max_iter=20,
-                       warn=False, epsilon_scaling=None)
-            ratios.append(t_matvec() / before)
-            if ratios[-1] < 1.3:
-                break
-        print(threading_layer_name(), min(ratios))
+        x = np.random.default_rng(0).random((3000, 10))
+        O.sinkhorn(x, x[::-1], max_iter=20, warn=False, dense=False)
+        print(threading_layer_name())
         """
     )
-    layer, ratio = out.split()
-    assert layer == "workqueue"
-    assert float(ratio) < 1.3
+    assert out.split() == ["workqueue"]
 
 
 def test_second_process_loads_cached_parallel_kernels(tmp_path):

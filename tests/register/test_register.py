@@ -211,15 +211,12 @@ def test_outlier_weight_keeps_partial_overlap_registration(slice1, warped):
     assert 1 - R.rmse(res.registered, truth) / R.rmse(slice1.obsm["spatial"], truth) >= 0.9
 
 
-def test_full_resolution_nystrom_and_local_estep(capsys, monkeypatch):
+def test_full_resolution_nystrom_and_local_estep(capsys):
     """2,100 cells, no downsampling: Nystrom deformation (M > 1500) and the
     nearest-neighbour E-step once sigma is small (M N > 4e6) inside the EM loop."""
-    from otbio._settings import settings
-
-    monkeypatch.setattr(settings, "quiet", False)
     y, f = R.synthetic_tissue(2100, 8, seed=3)
     x = R.known_warp(y, seed=4, amp=0.04, length=1.0)
-    res = R.register_points(x, y, f, f, band=1, seed=0)
+    res = R.register_points(x, y, f, f, band=1, seed=0, progress=True)
     err = capsys.readouterr().err
     assert "local E-step" in err and "dense E-step" in err
     assert 1 - R.rmse(res.registered, x) / R.rmse(y, x) >= 0.95
