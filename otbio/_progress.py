@@ -1,4 +1,8 @@
-"""Progress on stderr that hides itself when stderr is not a terminal or with --quiet."""
+"""Progress on stderr: a bar on a terminal, a line about every 10% in a log file.
+
+Library code calls :func:`progress` only when its caller passed ``progress=True``; it never
+reads the command line's settings (the CLI passes ``progress=not --quiet``).
+"""
 
 from __future__ import annotations
 
@@ -8,27 +12,26 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from otbio._settings import settings
-
 __all__ = ["logger", "progress"]
 
 logger = logging.getLogger("otbio")
 T = TypeVar("T")
 
 
-def progress(items: Iterable[T], *, total: int | None = None, desc: str = "") -> Iterator[T]:
+def progress(
+    items: Iterable[T], *, total: int | None = None, desc: str = "", show: bool = True
+) -> Iterator[T]:
     """Yield ``items`` and report progress on stderr.
 
     A terminal gets a one-line bar redrawn in place; a log file (stderr not a terminal) gets
     a plain line at about every 10% so that batch logs show that work is moving. Nothing is
-    shown with ``--quiet``.
+    shown with ``show=False`` (the items are still yielded).
     """
     if total is None:
         try:
             total = len(items)  # type: ignore[arg-type]
         except TypeError:
             total = None
-    show = not settings.quiet
     tty = sys.stderr.isatty()
     step = max(1, (total or 10) // 10)
     t0 = time.perf_counter()

@@ -137,3 +137,37 @@ def test_options_follow_the_grammar(name):
         is_int = isinstance(p.type, click.types.IntParamType)
         if is_int and opt in ("--cells", "--n", "--folds", "--repeats", "--top"):
             pytest.fail(f"{name} {opt}: a count must be spelled --n-<things>")
+
+
+def _imports_settings(path: Path) -> list[str]:
+    """The lines of ``path`` that import ``otbio._settings`` (any spelling) or name its state."""
+    import ast
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            if any(a.name == "otbio._settings" for a in node.names):
+                hits.append(f"{path}:{node.lineno}")
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if mod == "otbio._settings" or node.level and mod == "_settings":
+                hits.append(f"{path}:{node.lineno}")
+            elif mod == "otbio" and any(a.name == "_settings" for a in node.names):
+                hits.append(f"{path}:{node.lineno}")
+        elif isinstance(node, ast.Constant) and node.value == "otbio._settings":
+            hits.append(f"{path}:{node.lineno}")  # importlib.import_module("otbio._settings")
+    return hits
+
+
+def test_library_never_reads_the_cli_settings():
+    """Only the command line (otbio/cli) may import otbio._settings: library code takes
+    seed, jobs, progress and device as parameters (docs/conventions.md)."""
+    pkg = Path(__file__).resolve().parents[1] / "otbio"
+    allowed = {pkg / "_settings.py"}
+    files = [p for p in pkg.rglob("*.py") if "cli" not in p.relative_to(pkg).parts[:1]]
+    assert len(files) > 20  # the walk found the package
+    bad = [h for p in files if p not in allowed for h in _imports_settings(p)]
+    assert not bad, f"library modules import otbio._settings: {bad}"
+    # the check itself sees the CLI's imports
+    assert _imports_settings(pkg / "cli" / "__init__.py")

@@ -452,6 +452,13 @@ def distances_cmd(embedding, exact, cells, output) -> None:
     _check_out(output)
     emb = read_h5ad(embedding)
     cell_ads, names = _read_all(cells) if cells else (None, None)
-    df = distances(emb, exact=exact, cells=cell_ads, jobs=settings.n_jobs, names=names)
+    df = distances(
+        emb,
+        exact=exact,
+        cells=cell_ads,
+        jobs=settings.n_jobs,
+        names=names,
+        progress=not settings.quiet,
+    )
     write_table(df, output)
     _say(f"{len(df)} pairs of {emb.n_obs} samples -> {output}")

@@ -77,7 +77,7 @@ def embed_arrays(
     jobs: int = 1,
     device: str = "cpu",
     warm_start: bool = False,
-    progress: bool = True,
+    progress: bool = False,
 ) -> tuple[np.ndarray, list[SampleFit]]:
     """LOT maps of many samples against one reference: ``T`` of shape (n_samples, k, d).
 
@@ -197,7 +197,7 @@ def embed(
     jobs: int = 1,
     device: str = "cpu",
     names: Sequence[str] | None = None,
-    progress: bool = True,
+    progress: bool = False,
 ) -> AnnData:
     """Embed every sample of the cells into LOT space against the reference ``ref``.
 

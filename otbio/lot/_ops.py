@@ -112,6 +112,7 @@ def distances(
     cells: AnnData | Sequence[AnnData] | None = None,
     jobs: int = 1,
     names: Sequence[str] | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Pairwise LOT distances :math:`\\|v_i - v_j\\|` between the samples of ``emb``.
 
@@ -120,7 +121,7 @@ def distances(
     number of samples: for small cohorts, to show the approximation error).
 
     Returns a DataFrame with ``sample_a``, ``sample_b``, ``lot`` (and ``exact_w2``), one row
-    per unordered pair.
+    per unordered pair. ``progress`` reports the exact pairs on stderr.
     """
     import pandas as pd
 
@@ -136,7 +137,7 @@ def distances(
             msg = "exact W2 needs the cells: pass `cells` CELLS.h5ad"
             raise InputError(msg)
         clouds = _clouds_for(emb, cells, names)
-        w2 = exact_w2_matrix(clouds, jobs=jobs)
+        w2 = exact_w2_matrix(clouds, jobs=jobs, progress=progress)
         df["exact_w2"] = w2[ia, ib]
     return df
 
@@ -168,10 +169,13 @@ def _clouds_for(emb, cells, names):
     return list(zip(s.points, s.weights))
 
 
-def exact_w2_matrix(clouds, *, jobs: int = 1) -> np.ndarray:
-    """Exact :math:`W_2` between every pair of ``(points, weights)`` clouds (``ot.emd``)."""
+def exact_w2_matrix(clouds, *, jobs: int = 1, progress: bool = False) -> np.ndarray:
+    """Exact :math:`W_2` between every pair of ``(points, weights)`` clouds (``ot.emd``).
+
+    ``progress`` reports the pairs done on stderr.
+    """
     import otbio.ot as O
-    from otbio._progress import progress
+    from otbio._progress import progress as progress_bar
 
     n = len(clouds)
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
@@ -183,7 +187,7 @@ def exact_w2_matrix(clouds, *, jobs: int = 1) -> np.ndarray:
 
     step = max(1, jobs) * 4
     chunks = [pairs[s : s + step] for s in range(0, len(pairs), step)]
-    for ch in progress(chunks, total=len(chunks), desc="exact W2"):
+    for ch in progress_bar(chunks, total=len(chunks), desc="exact W2", show=progress):
         for (i, j), c in zip(ch, O.map_batch(one, ch, jobs=jobs, threads=True)):
             out[i, j] = out[j, i] = np.sqrt(max(c, 0.0))
     return out

@@ -238,108 +238,6 @@ def _scaling(sk, prk, eps, phi):
     return p, sc, abs(lu) > _LOG_U_MAX
 
 
-@njit(fastmath=FASTMATH, cache=True, nogil=True)
-def dense_sinkhorn(
-    C, K, a, b, loga, logb, f, g, fr, gr, u, v, eps, phi, it0, it1, max_iter, check_every, tol,
-    trace, ntrace, counts,
-):  # fmt: skip
-    """Iterations ``it0..it1`` of the dense route: :func:`_dense_loop_balanced` when
-    ``phi == 1``, else :func:`_dense_loop` (see there for the arguments and the result)."""
-    if phi == 1.0:
-        return _dense_loop_balanced(C, K, a, b, loga, logb, f, g, fr, gr, u, v, eps, it0, it1,
-                                    max_iter, check_every, tol, trace, ntrace, counts)  # fmt: skip
-    return _dense_loop(C, K, a, b, loga, logb, f, g, fr, gr, u, v, eps, phi, it0, it1, max_iter,
-                       check_every, tol, trace, ntrace, counts)  # fmt: skip
-
-
-@njit(fastmath=FASTMATH, cache=True, nogil=True)
-def _dense_loop(
-    C, K, a, b, loga, logb, f, g, fr, gr, u, v, eps, phi, it0, it1, max_iter, check_every, tol,
-    trace, ntrace, counts,
-):  # fmt: skip
-    """Iterations ``it0..it1`` (1-based, inclusive) of log-domain Sinkhorn on a dense cost.
-
-    Same iterates and stopping rule as the online loop of :class:`otbio.ot.Sinkhorn`
-    (``f`` from ``g``, a check every ``check_every`` iterations and at ``max_iter``; no check
-    when ``check_every`` is 0), computed as matrix-vector products with the kernel
-    ``K_ij = exp((fr_i + gr_j - C_ij) / eps)`` at reference potentials ``(fr, gr)`` and
-    scaling factors ``u = exp((f - fr) / eps)``, ``v = exp((g - gr) / eps)`` (Schmitzer's
-    log-stabilisation). ``f`` and ``g`` always hold the current potentials. When a factor
-    drifts out of range the kernel is rebased on the current potentials; when a sum
-    under- or overflows, that half-update is redone exactly in the log domain first.
-    ``phi = reg_m / (reg_m + eps)`` (1 when balanced). ``trace[ntrace:]`` receives the
-    errors of the checks; ``counts[0]`` and ``counts[1]`` count the rebasings and the exact
-    half-updates.
-
-    Returns ``(converged, it, err, ntrace)``: ``converged`` at iteration ``it`` (balanced:
-    ``f`` is left at the iterate that passed the check), else ``it = it1``.
-    """
-    n, m = C.shape
-    inv = 1.0 / eps
-    balanced = phi == 1.0
-    fnew = np.empty(n)
-    gnew = np.empty(m)
-    unew = np.empty(n)
-    vnew = np.empty(m)
-    tmp = np.empty(n + m)
-    ws = np.empty(m)
-    colsum = np.empty(m)
-    lse = np.empty(max(n, m))
-    err = np.inf
-    for it in range(it0, it1 + 1):
-        # rows: f from g, and in the same pass over K the column sums for g from the new f
-        st = _dense_fused(K, a, b, v, fr, eps, phi, fnew, unew, ws, colsum)
-        if st == 2:
-            counts[1] += 1
-            _dense_lse_rows(C, g, logb, inv, lse)
-            for i in range(n):
-                fnew[i] = -phi * eps * lse[i]
-        check = check_every > 0 and (it % check_every == 0 or it == max_iter)
-        if check and balanced:
-            err = 0.0
-            for i in range(n):
-                err += abs(np.exp(loga[i] + (f[i] - fnew[i]) * inv) - a[i])
-            if err < tol:
-                return True, it, err, ntrace
-            trace[ntrace] = err
-            ntrace += 1
-        if check and not balanced:
-            err = 0.0
-            for i in range(n):
-                err = max(err, abs(fnew[i] - f[i]))
-        for i in range(n):
-            f[i] = fnew[i]
-            u[i] = unew[i]
-        # columns: g from f
-        if st == 2:  # K was unusable for the rows: rebase, then the usual half-update
-            counts[0] += 1
-            _dense_rebase(C, f, g, inv, K, fr, gr, u, v)
-            st_c = _dense_half(K, a, u, gr, eps, phi, False, gnew, vnew, tmp)
-        else:
-            st_c = _dense_from_sums(colsum, gr, eps, phi, gnew, vnew)
-        if st_c == 2:
-            counts[1] += 1
-            _dense_lse_cols(C, f, loga, inv, lse)
-            for j in range(m):
-                gnew[j] = -phi * eps * lse[j]
-        if check and not balanced:
-            for j in range(m):
-                err = max(err, abs(gnew[j] - g[j]))
-            err *= inv
-        for j in range(m):
-            g[j] = gnew[j]
-            v[j] = vnew[j]
-        if st != 0 or st_c != 0:
-            counts[0] += 1
-            _dense_rebase(C, f, g, inv, K, fr, gr, u, v)
-        if check and not balanced:
-            trace[ntrace] = err
-            ntrace += 1
-            if err < tol:
-                return True, it, err, ntrace
-    return False, it1, err, ntrace
-
-
 _U_MAX = np.exp(_LOG_U_MAX)
 _U_MIN = np.exp(-_LOG_U_MAX)
 
@@ -418,92 +316,140 @@ def _materialise(pr, s, eps, out):
 
 
 @njit(fastmath=FASTMATH, cache=True, nogil=True)
-def _dense_loop_balanced(
-    C, K, a, b, loga, logb, f, g, fr, gr, u, v, eps, it0, it1, max_iter, check_every, tol, trace,
-    ntrace, counts,
-):  # fmt: skip
-    """:func:`_dense_loop` for balanced OT, without a logarithm per row and column.
+def _balanced_from_sums(sums, out_s):
+    """:func:`_dense_from_sums` for balanced OT: only the factors ``1 / S`` (no logs)."""
+    status = 0
+    for k in range(sums.shape[0]):
+        sk = sums[k]
+        if not (sk > _S_LO and sk < _S_HI):
+            return 2
+        sc = 1.0 / sk
+        out_s[k] = sc
+        if sc > _U_MAX or sc < _U_MIN:
+            status = 1
+    return status
 
-    Between rebasings only the factors ``u = 1 / S`` and ``v = 1 / T`` change; ``f`` and
-    ``g`` are computed from them (``fr + eps log u``) when needed: before a rebasing or an
-    exact half-update, and on return. The check compares ``a u / u_new`` with ``a``, which is
-    ``exp(log a + (f - f_new) / eps)``.
+
+@njit(fastmath=FASTMATH, cache=True, nogil=True)
+def dense_sinkhorn(
+    C, K, a, b, loga, logb, f, g, fr, gr, u, v, eps, phi, it0, it1, max_iter, check_every, tol,
+    trace, ntrace, counts,
+):  # fmt: skip
+    """Iterations ``it0..it1`` (1-based, inclusive) of log-domain Sinkhorn on a dense cost.
+
+    Same iterates and stopping rule as the online loop of :class:`otbio.ot.Sinkhorn`
+    (``f`` from ``g``, a check every ``check_every`` iterations and at ``max_iter``; no check
+    when ``check_every`` is 0), computed as matrix-vector products with the kernel
+    ``K_ij = exp((fr_i + gr_j - C_ij) / eps)`` at reference potentials ``(fr, gr)`` and
+    scaling factors ``u = exp((f - fr) / eps)``, ``v = exp((g - gr) / eps)`` (Schmitzer's
+    log-stabilisation). When a factor drifts out of range the kernel is rebased on the
+    current potentials; when a sum under- or overflows, that half-update is redone exactly
+    in the log domain first. ``phi = reg_m / (reg_m + eps)`` (1 when balanced). ``trace[ntrace:]``
+    receives the errors of the checks; ``counts[0]`` and ``counts[1]`` count the rebasings
+    and the exact half-updates. Call with keyword arguments.
+
+    Balanced (``phi == 1``): between rebasings only the factors ``u = 1 / S`` and
+    ``v = 1 / T`` change (no logarithm per row and column); ``f`` and ``g`` are computed from
+    them (``fr + eps log u``) when needed: before a rebasing or an exact half-update, and on
+    return. The check compares ``a u / u_new`` with ``a`` (``exp(log a + (f - f_new) / eps)``)
+    before the column half. Unbalanced: ``f`` and ``g`` are updated every iteration and the
+    check is the largest change of a potential over ``eps`` after both halves.
+
+    Returns ``(converged, it, err, ntrace)``: ``converged`` at iteration ``it`` (balanced:
+    ``f`` is left at the iterate that passed the check), else ``it = it1``; ``f`` and ``g``
+    hold the current potentials on return.
     """
     n, m = C.shape
     inv = 1.0 / eps
-    unew = np.empty(n)
-    vnew = np.empty(m)
+    balanced = phi == 1.0
     fnew = np.empty(n)
     gnew = np.empty(m)
+    unew = np.empty(n)
+    vnew = np.empty(m)
+    tmp = np.empty(n + m)
     ws = np.empty(m)
     colsum = np.empty(m)
-    tmp = np.empty(n + m)
     lse = np.empty(max(n, m))
     err = np.inf
     for it in range(it0, it1 + 1):
         check = check_every > 0 and (it % check_every == 0 or it == max_iter)
-        st = _dense_fused_balanced(K, a, b, v, unew, ws, colsum)
+        # rows: f from g, and in the same pass over K the column sums for g from the new f
+        if balanced:
+            st = _dense_fused_balanced(K, a, b, v, unew, ws, colsum)
+        else:
+            st = _dense_fused(K, a, b, v, fr, eps, phi, fnew, unew, ws, colsum)
         if st == 2:  # row sums out of range: this half exactly, from the current g
             counts[1] += 1
-            _materialise(fr, u, eps, f)
-            _materialise(gr, v, eps, g)
+            if balanced:
+                _materialise(fr, u, eps, f)
+                _materialise(gr, v, eps, g)
             _dense_lse_rows(C, g, logb, inv, lse)
             for i in range(n):
-                fnew[i] = -eps * lse[i]
-            if check:
-                err = 0.0
+                fnew[i] = -phi * eps * lse[i]
+        if check and balanced:
+            err = 0.0
+            if st == 2:
                 for i in range(n):
                     err += abs(np.exp(loga[i] + (f[i] - fnew[i]) * inv) - a[i])
-                if err < tol:
-                    return True, it, err, ntrace
-                trace[ntrace] = err
-                ntrace += 1
-            for i in range(n):
-                f[i] = fnew[i]
-            counts[0] += 1
-            _dense_rebase(C, f, g, inv, K, fr, gr, u, v)
-            st_c = _dense_half(K, a, u, gr, eps, 1.0, False, gnew, vnew, tmp)
-        else:
-            if check:
-                err = 0.0
+            else:
                 for i in range(n):
                     err += abs(a[i] * (u[i] / unew[i]) - a[i])
-                if err < tol:
+            if err < tol:
+                if st != 2:
                     _materialise(fr, u, eps, f)
                     _materialise(gr, v, eps, g)
-                    return True, it, err, ntrace
-                trace[ntrace] = err
-                ntrace += 1
+                return True, it, err, ntrace
+            trace[ntrace] = err
+            ntrace += 1
+        if check and not balanced:
+            err = 0.0
             for i in range(n):
-                u[i] = unew[i]
-            st_c = 0
-            for j in range(m):
-                sj = colsum[j]
-                if not (sj > _S_LO and sj < _S_HI):
-                    st_c = 2
-                    break
-                vj = 1.0 / sj
-                vnew[j] = vj
-                if vj > _U_MAX or vj < _U_MIN:
-                    st_c = 1
+                err = max(err, abs(fnew[i] - f[i]))
+        for i in range(n):
+            u[i] = unew[i]
+        if st == 2 or not balanced:
+            for i in range(n):
+                f[i] = fnew[i]
+        # columns: g from f
+        if st == 2:  # K was unusable for the rows: rebase, then the usual half-update
+            counts[0] += 1
+            _dense_rebase(C, f, g, inv, K, fr, gr, u, v)
+            st_c = _dense_half(K, a, u, gr, eps, phi, False, gnew, vnew, tmp)
+        elif balanced:
+            st_c = _balanced_from_sums(colsum, vnew)
+        else:
+            st_c = _dense_from_sums(colsum, gr, eps, phi, gnew, vnew)
         if st_c == 2:  # column sums out of range: this half exactly, from the new f
             counts[1] += 1
-            _materialise(fr, u, eps, f)
+            if balanced:
+                _materialise(fr, u, eps, f)
             _dense_lse_cols(C, f, loga, inv, lse)
             for j in range(m):
-                g[j] = -eps * lse[j]
+                gnew[j] = -phi * eps * lse[j]
+        if check and not balanced:
+            for j in range(m):
+                err = max(err, abs(gnew[j] - g[j]))
+            err *= inv
+        if st_c == 2 or not balanced:
+            for j in range(m):
+                g[j] = gnew[j]
+        if st_c != 2:
+            for j in range(m):
+                v[j] = vnew[j]
+        if st_c != 0 or st == 1 or (st == 2 and not balanced):
             counts[0] += 1
+            if balanced and st_c != 2:
+                _materialise(fr, u, eps, f)
+                _materialise(gr, v, eps, g)
             _dense_rebase(C, f, g, inv, K, fr, gr, u, v)
-            continue
-        for j in range(m):
-            v[j] = vnew[j]
-        if st == 1 or st_c == 1:
-            counts[0] += 1
-            _materialise(fr, u, eps, f)
-            _materialise(gr, v, eps, g)
-            _dense_rebase(C, f, g, inv, K, fr, gr, u, v)
-    _materialise(fr, u, eps, f)
-    _materialise(gr, v, eps, g)
+        if check and not balanced:
+            trace[ntrace] = err
+            ntrace += 1
+            if err < tol:
+                return True, it, err, ntrace
+    if balanced:
+        _materialise(fr, u, eps, f)
+        _materialise(gr, v, eps, g)
     return False, it1, err, ntrace
 
 

@@ -492,6 +492,9 @@ class Sinkhorn:
         trace_parts: list[np.ndarray] = []
         trace = np.empty(DENSE_TRACE_CHUNK // max(1, self.check_every) + 2)
         counts = np.zeros(2, dtype=np.int64)  # kernel rebasings, exact half-updates
+        # the arrays every call of the dense loop works on (in place), by keyword
+        arrays = dict(C=c, K=kmat, a=a, b=b, loga=loga, logb=logb, f=f, g=g, fr=fr, gr=gr,
+                      u=u, v=v, trace=trace, counts=counts)  # fmt: skip
 
         def phi(e: float) -> float:
             return 1.0 if self.reg_m is None else self.reg_m / (self.reg_m + e)
@@ -502,8 +505,8 @@ class Sinkhorn:
             K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, e, phi(e), counts)
             while e > eps * (1 + 1e-9) and n_iter + self.scaling_iter < self.max_iter:
                 K._dense_rebase(c, f, g, 1.0 / e, kmat, fr, gr, u, v)
-                K.dense_sinkhorn(c, kmat, a, b, loga, logb, f, g, fr, gr, u, v, e, phi(e),
-                                 1, self.scaling_iter, 0, 0, 0.0, trace, 0, counts)  # fmt: skip
+                K.dense_sinkhorn(**arrays, eps=e, phi=phi(e), it0=1, it1=self.scaling_iter,
+                                 max_iter=0, check_every=0, tol=0.0, ntrace=0)  # fmt: skip
                 n_iter += self.scaling_iter
                 e = max(eps, e * self.epsilon_scaling)
             K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
@@ -520,8 +523,8 @@ class Sinkhorn:
         while it < budget and not converged:
             it1 = min(budget, it + chunk)
             converged, it_stop, err, nt = K.dense_sinkhorn(
-                c, kmat, a, b, loga, logb, f, g, fr, gr, u, v, eps, phi(eps), it + 1, it1,
-                budget, self.check_every, self.tol, trace, 0, counts,
+                **arrays, eps=eps, phi=phi(eps), it0=it + 1, it1=it1, max_iter=budget,
+                check_every=self.check_every, tol=self.tol, ntrace=0,
             )  # fmt: skip
             trace_parts.append(trace[:nt].copy())
             it = it_stop
