@@ -211,7 +211,6 @@ def align_command(
     from pathlib import Path
 
     import numpy as np
-    import pandas as pd
 
     from otbio._errors import InputError
     from otbio._settings import settings
@@ -326,6 +325,8 @@ def align_command(
     from otbio.io import save_figure, write_npy, write_table
 
     if output:
+        import pandas as pd  # after the solves: not on the path to the first kernel
+
         pairs = pd.concat([r.pairs_table() for r in results], ignore_index=True)
         write_table(pairs, output)
     if save_scores:
