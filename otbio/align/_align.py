@@ -16,6 +16,12 @@ from otbio.align._features import (
     pair_features,
     sequence_onehot,
 )
+from otbio.align._seeds import (
+    extend_superposition,
+    fragment_seeds,
+    nearest_tm,
+    sequence_segments,
+)
 from otbio.align._structure import Structure
 from otbio.align._superpose import tm_superpose
 
@@ -38,6 +44,22 @@ DIAGONAL_K = 10
 #: secondary structure reach cosines of 0.3-0.5, true matches 0.8-0.9. The score rescales
 #: the cosine as (cos - c0) / (1 - c0); c0 = 0 for embeddings (PLASMA's score exactly).
 COSINE_CHANCE = 0.5
+
+#: Seeded superpositions (see otbio.align._seeds): fragment pairs tried, and how many of the
+#: best superpositions get a full OT round on the distances after superposition.
+DEFAULT_SEEDS = 32
+#: OT rounds from the chosen superposition (the second starts from the first's pairs).
+SEED_OT_ROUNDS = 2
+#: L1 distance (A) between superposed CA atoms beyond which a query residue is left
+#: unmatched in the seeded OT round (cost of the dustbin; about 6 A Euclidean).
+DUSTBIN_L1 = 10.0
+#: Weight of the sequence neighbours' distances (i -+ 1 to j -+ 1) in that round's cost.
+NEIGHBOUR_WEIGHT = 1.0
+#: Stage-1 TM-score (query-normalised) from which the seeded search is skipped: the local
+#: features already found a same-structure superposition.
+SEED_SKIP_TM = 0.8
+#: Below this first-round TM-score the refinement rounds are skipped when seeds run.
+SEED_REFINE_TM = 0.4
 
 MassMode = Literal["partial", "balanced", "unbalanced"]
 
@@ -68,7 +90,13 @@ class Alignment:
         Best mean of ``K`` consecutive diagonal plan entries (continuity of the alignment).
     rmsd, tm_score
         RMSD (A) of the Kabsch superposition of the paired CA atoms and the TM-score over
-        those pairs, normalised by the query length; NaN with fewer than 3 pairs.
+        those pairs, normalised by the query length. With fewer than 3 pairs the RMSD is NaN
+        and the TM-score is that of the best superposition found (nearest partners, each
+        target residue counted once), so an empty answer still says how close it came.
+    tm_score_target
+        The TM-score of the pairs normalised by the target length (d0 of the target).
+    seq_identity
+        Fraction of the pairs whose residues have the same amino acid (NaN without pairs).
     coverage
         Fraction of query residues that have a pair.
     rotation, translation
@@ -95,20 +123,30 @@ class Alignment:
     n_iter: int
     converged: bool
     params: dict = field(default_factory=dict)
+    tm_score_target: float = np.nan
+    seq_identity: float = np.nan
 
     @property
     def n_pairs(self) -> int:
         return int(self.pairs.shape[0])
 
     def summary(self) -> dict:
-        """One row of the score table."""
+        """One row of the score table: TM-align's and Foldseek's columns (TM-score by the
+        query and by the target, aligned length, RMSD, sequence identity) and PLASMA's score."""
+
+        def r(x, k):
+            return round(float(x), k) if np.isfinite(x) else np.nan
+
         return {
             "query": self.query.name,
             "target": self.target.name,
+            "tm_score": r(self.tm_score, 4),
+            "tm_score_target": r(self.tm_score_target, 4),
+            "aligned_length": self.n_pairs,
+            "rmsd": r(self.rmsd, 3),
+            "seq_identity": r(self.seq_identity, 4),
             "score": round(self.score, 4),
             "pairs": self.n_pairs,
-            "rmsd": round(self.rmsd, 3) if np.isfinite(self.rmsd) else np.nan,
-            "tm_score": round(self.tm_score, 4) if np.isfinite(self.tm_score) else np.nan,
             "coverage": round(self.coverage, 4),
             "cosine": round(self.cosine, 4),
             "diagonal": round(self.diagonal, 4),
@@ -295,6 +333,7 @@ def align(
     tol: float = 1e-2,
     refine: int | None = None,
     refine_weight: float = 3.0,
+    seeds: int | None = None,
     device: str = "cpu",
 ) -> Alignment:
     """Align a query (motif, domain or chain) onto a target with an entropic OT plan.
@@ -355,6 +394,18 @@ def align(
         ``w`` times the L1 distance between superposed CA atoms, and solve again; a round is
         kept only if it raises the TM-score. It sharpens the plan in helices and sheets,
         whose local geometry repeats, and stays order-free.
+    seeds
+        Fragment pairs tried as seeded superpositions (default 32, or 0 with
+        ``plasma_pf`` or a ``mass`` other than ``"partial"``; 0 turns them off). Beyond PLASMA, as TM-align and Foldseek seed:
+        windows of 12 query residues are matched to target windows by their internal CA
+        distances (any order, so swapped segments and circular permutations are found),
+        superposed (Kabsch) and extended to the whole query by TM-weighted Kabsch
+        iterations (:mod:`otbio.align._seeds`); from the best superpositions one more
+        Sinkhorn round runs on the distances after superposition (a query residue more
+        than about 6 A from every target residue goes to a dustbin and stays unpaired),
+        and the result with the best TM-score is kept. This is what keeps motifs found
+        under 1-1.5 A of coordinate noise or a conformational change; it is skipped when
+        the first rounds already reach a TM-score of 0.8.
     device
         ``"cpu"`` or ``"cuda"``.
 
@@ -427,20 +478,30 @@ def align(
         rot, tr = np.eye(3), np.zeros(3)
         if len(pairs) >= 3:
             rmsd, tm, rot, tr = tm_superpose(query.ca[pairs[:, 0]], target.ca[pairs[:, 1]], nq)
-        cos = _cosine(plan, zq, zc, colsum)
-        diag = _diagonal(plan, DIAGONAL_K)
-        score = float(np.clip(max(cos - chance, 0.0) / (1.0 - chance) * diag, 0.0, 1.0))
         return dict(
-            plan=plan, pairs=pairs, rmsd=rmsd, tm=tm, rot=rot, tr=tr, out=out,
-            cos=cos, diag=diag, score=score,
+            plan=plan, pairs=pairs, rmsd=rmsd, tm=tm, rot=rot, tr=tr, out=out, colsum=colsum,
         )  # fmt: skip
+
+    def scored(res):
+        """PLASMA's score of a solve (computed only for the plan that is kept)."""
+        if "score" not in res:
+            cos = _cosine(res["plan"], zq, zc, res["colsum"])
+            diag = _diagonal(res["plan"], DIAGONAL_K)
+            res["cos"], res["diag"] = cos, diag
+            res["score"] = float(np.clip(max(cos - chance, 0.0) / (1.0 - chance) * diag, 0.0, 1.0))
+        return res
 
     chance = 0.0 if fq.kind == "embedding" else COSINE_CHANCE
     base, a, b = geometry(hq, hc)
     best = solve(base, a, b)
     n_iter = best["out"].n_iter
     refined = 0
-    for _ in range(refine):
+    if seeds is None:
+        seeds = 0 if plasma_pf or mass != "partial" else DEFAULT_SEEDS
+    stage1_tm = best["tm"] if np.isfinite(best["tm"]) else -1.0
+    use_seeds = seeds > 0 and stage1_tm < SEED_SKIP_TM
+    # the seeded round supersedes the refinement rounds from a chance-level first round
+    for _ in range(0 if use_seeds and stage1_tm < SEED_REFINE_TM else refine):
         if not np.isfinite(best["tm"]):
             break  # fewer than 3 pairs: nothing to superpose on
         # coordinates after superposition, entered as (x, -x): the hinge over them is
@@ -464,17 +525,57 @@ def align(
             break
         best = cand
         refined += 1
+    seeded = 0
+    seed_tm = np.nan
+    if use_seeds:
+        segq = sequence_segments(query.resnum, query.chain)
+        segc = sequence_segments(target.resnum, target.chain)
+        cands = fragment_seeds(query.ca, target.ca, segq, segc, n_seeds=seeds)
+        if np.isfinite(best["tm"]):  # the first round's superposition competes
+            cands.append(extend_superposition(query.ca, target.ca, best["rot"], best["tr"]))
+        if cands:
+            seed_tm, rot0, tr0 = max(cands, key=lambda c: c[0])
+            cand = None
+            for _round in range(SEED_OT_ROUNDS):  # OT on the distances, then from its pairs
+                nxt = solve(
+                    _distance_geometry(
+                        query.ca @ rot0.T + tr0, target.ca, segq, segc, refine_weight
+                    ),
+                    *_dustbin_weights(nq, nc),
+                    init=None if cand is None else (cand["out"].f, cand["out"].g),
+                )
+                n_iter += nxt["out"].n_iter
+                if not np.isfinite(nxt["tm"]) or (cand is not None and nxt["tm"] <= cand["tm"]):
+                    break
+                cand = nxt
+                rot0, tr0 = cand["rot"], cand["tr"]
+            if cand is not None and (not np.isfinite(best["tm"]) or cand["tm"] > best["tm"]):
+                best = cand
+                seeded = 1
     plan, pairs, out = best["plan"], best["pairs"], best["out"]
     rmsd, tm, rot, tr = best["rmsd"], best["tm"], best["rot"], best["tr"]
     values = plan[pairs[:, 0], pairs[:, 1]] if len(pairs) else np.zeros(0)
+    scored(best)
     cos, diag, score = best["cos"], best["diag"], best["score"]
+    tm_t = ident = np.nan
+    if len(pairs) >= 3:
+        _, tm_t, _, _ = tm_superpose(query.ca[pairs[:, 0]], target.ca[pairs[:, 1]], nc)
+    if len(pairs):
+        ident = float(np.mean(query.resname[pairs[:, 0]] == target.resname[pairs[:, 1]]))
+    if not np.isfinite(tm) and np.isfinite(seed_tm):
+        # no pairs to superpose: how close the best superposition came (query d0)
+        tm = nearest_tm(query.ca, target.ca, rot0, tr0)
     log.info(
-        "align %s -> %s: score %.3f, %d pairs, %d iterations",
+        "align %s -> %s: TM-score %.3f, score %.3f, %d pairs, %d iterations, "
+        "%d refinement round(s), seeded superposition %s",
         query.name,
         target.name,
+        tm if np.isfinite(tm) else float("nan"),
         score,
         len(pairs),
         n_iter,
+        refined,
+        "kept" if seeded else "not kept",
     )
     return Alignment(
         query=query,
@@ -502,5 +603,92 @@ def align(
             "features": fq.kind,
             "refine": refine,
             "refined": refined,
+            "seeds": seeds,
+            "seeded": bool(seeded),
+            "seed_tm": float(seed_tm),
         },
+        tm_score_target=float(tm_t),
+        seq_identity=ident,
     )
+
+
+def _distance_geometry(xq, xc, segq, segc, weight: float):
+    """Hinge geometry whose cost is ``weight`` times the L1 distance between the superposed
+    CA atoms of residue i and j plus those of their sequence neighbours (i -+ 1 with
+    j -+ 1, weight ``NEIGHBOUR_WEIGHT``; a missing neighbour costs nothing), with a
+    query-side slack point (cost 0 to everything) and a target-side dustbin (cost
+    ``weight * DUSTBIN_L1`` from every query residue): see :func:`_dustbin_weights`.
+    Partial transport with dummy points (Chapel et al. 2020). The neighbour terms average
+    the coordinate noise over three residues; the alignment stays order-free (only
+    consecutive residues are compared, the segments may lie anywhere)."""
+    from otbio.ot import PointCloud
+
+    big = weight * DUSTBIN_L1 * (1.0 + 2.0 * NEIGHBOUR_WEIGHT)
+    pq, pc = _distance_points(
+        np.ascontiguousarray(xq, dtype=np.float64),
+        np.ascontiguousarray(xc, dtype=np.float64),
+        np.ascontiguousarray(segq, dtype=np.int64),
+        np.ascontiguousarray(segc, dtype=np.int64),
+        float(weight),
+        float(weight * NEIGHBOUR_WEIGHT),
+        float(big),
+    )
+    return PointCloud(pq, pc, cost="hinge")
+
+
+@njit(cache=True, nogil=True)
+def _fill_points(x, seg, w, v, out, missing):
+    """Rows ``[w x_i, -w x_i, v x_{i-1}, -v x_{i-1}, v x_{i+1}, -v x_{i+1}]`` of ``out``
+    (``missing`` where the neighbour is absent: chain ends and breaks)."""
+    n = x.shape[0]
+    for i in range(n):
+        for k in range(3):
+            out[i, k] = w * x[i, k]
+            out[i, 3 + k] = -w * x[i, k]
+            if i > 0 and seg[i - 1] == seg[i]:
+                out[i, 6 + k] = v * x[i - 1, k]
+                out[i, 9 + k] = -v * x[i - 1, k]
+            else:
+                out[i, 6 + k] = missing
+                out[i, 9 + k] = missing
+            if i + 1 < n and seg[i + 1] == seg[i]:
+                out[i, 12 + k] = v * x[i + 1, k]
+                out[i, 15 + k] = -v * x[i + 1, k]
+            else:
+                out[i, 12 + k] = missing
+                out[i, 15 + k] = missing
+
+
+@njit(cache=True, nogil=True)
+def _distance_points(xq, xc, segq, segc, w, v, big):
+    """The points of :func:`_distance_geometry` (float32): 18 coordinate columns and the
+    dustbin column; a missing query neighbour is set below every value and a missing
+    target neighbour above (so it costs nothing), the slack row below everything, the
+    dustbin row above everything but its last column."""
+    nq, nc = xq.shape[0], xc.shape[0]
+    m = max(w, v) * (max(np.abs(xq).max(), np.abs(xc).max()) + 1.0)
+    lo, hi = -m - 1.0, m + 1.0
+    pq = np.empty((nq + 1, 19), dtype=np.float32)
+    pc = np.empty((nc + 1, 19), dtype=np.float32)
+    _fill_points(xq, segq, w, v, pq, lo)
+    _fill_points(xc, segc, w, v, pc, hi)
+    for i in range(nq):
+        pq[i, 18] = big
+    for i in range(nc):
+        pc[i, 18] = big
+    for k in range(18):
+        pq[nq, k] = lo  # slack: below every target value, cost 0 everywhere
+        pc[nc, k] = hi  # dustbin: only the last column costs, ``big``
+    pq[nq, 18] = 0.0
+    pc[nc, 18] = 0.0
+    return pq, pc
+
+
+def _dustbin_weights(nq: int, nc: int):
+    """Masses of :func:`_distance_geometry`: residues 1, the slack ``nc``, the dustbin ``nq``
+    (both sides then hold ``nq + nc``)."""
+    a = np.ones(nq + 1)
+    a[nq] = nc
+    b = np.ones(nc + 1)
+    b[nc] = nq
+    return a, b

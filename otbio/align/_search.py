@@ -90,7 +90,7 @@ def _no_bar(items, **_):
 
 
 def read_structures(
-    specs: Sequence[str],
+    specs: Sequence[str | os.PathLike],
     *,
     pdb_model: int = 1,
     jobs: int = 1,
@@ -105,7 +105,7 @@ def read_structures(
     ``skip_bad``, files that cannot be used (unreadable, no or too few protein residues)
     are left out with a warning instead of stopping the run (database search).
     """
-    specs = list(specs)
+    specs = [str(s) for s in specs]
     bar = progress_bar if progress else _no_bar
     ctx = _fork_context()
     if jobs > 1 and len(specs) >= PROCESS_MIN_FILES and ctx is not None:
@@ -183,19 +183,21 @@ def _search_chunk(idx: Sequence[int]) -> list[tuple[int, dict]]:
 
 
 def search(
-    query: Structure,
-    targets: Sequence[Structure],
+    query: Structure | str | os.PathLike,
+    targets: Sequence[Structure | str | os.PathLike],
     *,
     query_features: Features | None = None,
     target_features: Sequence[Features] | None = None,
     jobs: int = 1,
     progress: bool = False,
+    pdb_model: int = 1,
     **align_kw,
 ) -> list[Alignment]:
-    """Align one query onto every target and rank the results by score (best first).
+    """Align one query onto every target and rank the results by TM-score (best first).
 
-    Structures should be read beforehand with :func:`read_structures`, which parses each
-    file once. On the CPU, when every query-target problem is small enough for the
+    The query and the targets are :class:`Structure` objects or file specs (paths,
+    ``FILE:CHAIN:RANGES``, ``FILE@MODEL``), which are read here with :func:`read_structures`
+    (each file parsed once, ``jobs`` at a time, model ``pdb_model`` unless the spec names one). On the CPU, when every query-target problem is small enough for the
     engine's serial dense Sinkhorn route (up to a few thousand residues each), the targets
     are split over ``jobs`` forked worker processes (with at least ``PROCESS_MIN_TARGETS``
     targets); otherwise the alignments run one after another, each using every core
@@ -204,20 +206,22 @@ def search(
     Parameters
     ----------
     query, targets
-        Structures.
+        Structures or file specs (mixed freely).
     query_features, target_features
         Embeddings for the query and for every target (both or neither).
     jobs
         Worker processes (the command line passes the global ``--jobs``).
     progress
         Report the alignments done on stderr.
+    pdb_model
+        Model read from multi-model files given as paths (``FILE@N`` overrides it).
     **align_kw
         Options of :func:`align`.
 
     Returns
     -------
     list of Alignment
-        Sorted by decreasing score, then by TM-score.
+        Sorted by decreasing TM-score (normalised by the query; NaN last), then by score.
     """
     global _SEARCH
     from otbio.ot import DENSE_MAX_ENTRIES, resolve_device
@@ -229,6 +233,14 @@ def search(
         msg = f"{len(target_features)} target embeddings for {len(targets)} targets"
         raise InputError(msg)
     n_jobs = max(1, int(jobs))
+    if not isinstance(query, Structure):
+        query = read_structure(query, pdb_model=pdb_model)
+    targets = list(targets)
+    specs = [k for k, t in enumerate(targets) if not isinstance(t, Structure)]
+    if specs:
+        read = read_structures([targets[k] for k in specs], pdb_model=pdb_model, jobs=n_jobs)
+        for k, st in zip(specs, read, strict=True):
+            targets[k] = st
     if query_features is None:
         features_of(query)  # once, before the workers start
 
@@ -271,7 +283,7 @@ def search(
         ]
     order = sorted(
         range(len(results)),
-        key=lambda i: (-results[i].score, -np.nan_to_num(results[i].tm_score, nan=-1.0), i),
+        key=lambda i: (-np.nan_to_num(results[i].tm_score, nan=-1.0), -results[i].score, i),
     )
     return [results[i] for i in order]
 

@@ -46,6 +46,7 @@ ONE_LETTER: dict[str, str] = {
 #: Fewest protein residues a structure may have (the features look 4 residues either way).
 MIN_RESIDUES = 5
 
+_MODEL = re.compile(r"^(.+?)@(\d+)((?::.*)?)$")
 _RANGE = re.compile(r"^\s*(-?\d+)([A-Za-z]?)\s*(?:-\s*(-?\d+)([A-Za-z]?))?\s*$")
 
 
@@ -148,6 +149,19 @@ def _parse_ranges(text: str, spec: str) -> list[tuple[int, str, int, str]]:
             raise InputError(msg)
         ranges.append((int(s), si.upper(), int(e), ei.upper()))
     return ranges
+
+
+def split_model(spec: str) -> tuple[str, int | None]:
+    """Split a per-structure model number off a spec: ``FILE@2[:CHAIN[:RANGES]]`` ->
+    (``FILE[:CHAIN[:RANGES]]``, 2); (spec, None) when there is none (or the whole spec is
+    an existing file whose name contains ``@``)."""
+    spec = str(spec)
+    if os.path.exists(spec):
+        return spec, None
+    m = _MODEL.match(spec)
+    if m is None or not os.path.exists(m.group(1)):
+        return spec, None
+    return m.group(1) + m.group(3), int(m.group(2))
 
 
 def parse_selection(spec: str) -> tuple[str, str | None, list | None]:
@@ -354,9 +368,12 @@ def read_structure(spec: str | os.PathLike, *, pdb_model: int = 1) -> Structure:
     ----------
     spec
         ``FILE``, ``FILE:CHAIN`` or ``FILE:CHAIN:10-55,80-95`` (several ranges make a
-        discontiguous motif; an empty chain or ``*`` means every chain).
+        discontiguous motif; an empty chain or ``*`` means every chain). ``FILE@3``
+        (``FILE@3:A:10-55``) reads model 3 of that file, whatever ``pdb_model`` says: so a
+        motif of model 1 can be aligned onto every model of an NMR ensemble.
     pdb_model
-        Model to read, 1-based (the first model of NMR or trajectory files by default).
+        Model to read, 1-based (the first model of NMR or trajectory files by default),
+        unless the spec names one.
 
     Returns
     -------
@@ -373,7 +390,10 @@ def read_structure(spec: str | os.PathLike, *, pdb_model: int = 1) -> Structure:
     import gemmi
 
     spec = str(spec)
-    path, chain, ranges = parse_selection(spec)
+    sel, spec_model = split_model(spec)
+    if spec_model is not None:
+        pdb_model = spec_model
+    path, chain, ranges = parse_selection(sel)
     p = Path(path)
     if os.path.isdir(path):
         msg = f"expected a structure file, got a directory: {p}"
@@ -388,7 +408,10 @@ def read_structure(spec: str | os.PathLike, *, pdb_model: int = 1) -> Structure:
         msg = f"{p} contains no atoms; is it a PDB or mmCIF file?"
         raise InputError(msg)
     if not 1 <= pdb_model <= len(st):
-        msg = f"{p} has {len(st)} model(s); pdb_model must lie between 1 and {len(st)}"
+        msg = (
+            f"{p} has {len(st)} model(s); the model (pdb_model or FILE@N) must lie between "
+            f"1 and {len(st)}, got {pdb_model}"
+        )
         raise InputError(msg)
     mdl = st[pdb_model - 1]
     found = _residues_flat(st, pdb_model - 1, chain)
@@ -434,6 +457,6 @@ def read_structure(spec: str | os.PathLike, *, pdb_model: int = 1) -> Structure:
         icode=icodes,
         resname=names,
         ca=cas,
-        selection=spec[len(path) :].lstrip(":"),
+        selection=sel[len(path) :].lstrip(":"),
         model=pdb_model,
     )

@@ -46,8 +46,9 @@ log = logging.getLogger("otbio")
     "--save-scores",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Score table (TSV), one row per target ranked by score: score, pairs, RMSD, "
-    "TM-score, coverage. Without -o and --save-scores the table goes to stdout.",
+    help="Score table (TSV), one row per target ranked by TM-score: tm_score (normalised by "
+    "the query), tm_score_target, aligned_length, rmsd, seq_identity, PLASMA's score, "
+    "coverage. Without -o and --save-scores the table goes to stdout.",
     show_default=True,
 )
 @click.option(
@@ -120,6 +121,15 @@ log = logging.getLogger("otbio")
     show_default=True,
 )
 @click.option(
+    "--seeds",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Fragment pairs tried as seeded superpositions (fragment -> Kabsch -> TM-weighted "
+    "extension -> one OT round on the distances after superposition); default 32, 0 with "
+    "--plasma-pf or --mass other than partial. 0 turns them off (local features only).",
+    show_default=True,
+)
+@click.option(
     "--max-iter",
     type=click.IntRange(min=1),
     default=None,
@@ -131,7 +141,8 @@ log = logging.getLogger("otbio")
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Model to read from multi-model (NMR, trajectory) files, 1-based.",
+    help="Model to read from multi-model (NMR, trajectory) files, 1-based, for every "
+    "structure; FILE@N picks model N of one structure (e.g. nmr.pdb@1:A:10-40 nmr.pdb@2).",
 )
 @click.option(
     "--save-plan",
@@ -170,6 +181,7 @@ def align_command(
     mass: str,
     reg_m: float,
     refine: int | None,
+    seeds: int | None,
     max_iter: int | None,
     pdb_model: int,
     save_plan: str | None,
@@ -180,8 +192,13 @@ def align_command(
 
     QUERY and TARGET are PDB or mmCIF files (gzip too), with optional selections
     FILE:CHAIN or FILE:CHAIN:10-55,80-95 (several ranges make a discontiguous motif; an
-    empty CHAIN, FILE::10-55, means every chain). The residue-level plan is PLASMA's
-    (Wang et al., ICLR 2026) on features computed from the coordinates, or on embeddings.
+    empty CHAIN, FILE::10-55, means every chain) and FILE@N for model N of that file.
+    The residue-level plan is PLASMA's (Wang et al., ICLR 2026) on features computed
+    from the coordinates, or on embeddings; seeded superpositions (fragment pairs ->
+    Kabsch, as TM-align seeds) and Sinkhorn rounds on the distances after superposition
+    keep it right under 1-1.5 A of coordinate noise or a conformational change. Targets
+    are ranked by TM-score (by the query); the table also gives the TM-score by the
+    target, aligned length, RMSD, sequence identity and PLASMA's score.
 
     Search: with --targets DIR the global --jobs reads and featurises the structures in
     parallel worker processes (each file once) and splits the alignments over as many
@@ -250,6 +267,7 @@ def align_command(
         mass=mass,
         reg_m=reg_m,
         refine=refine,
+        seeds=seeds,
         max_iter=max_iter,
         device=settings.device,
     )
@@ -275,6 +293,15 @@ def align_command(
         )
     table = score_table(results)
     best = results[0]
+    if all(r.n_pairs == 0 for r in results):
+        tm = best.tm_score
+        log.warning(
+            "no residue pair above --threshold %g with %s; best TM-score %s (%s)",
+            threshold,
+            "the target" if len(results) == 1 else f"any of {len(results)} targets",
+            f"{tm:.2f}" if np.isfinite(tm) else "n/a (no superposition)",
+            best.target.name,
+        )
     # everything is computed and checked before the first file is written
     fig = None
     if plot_path:
