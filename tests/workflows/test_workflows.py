@@ -575,8 +575,8 @@ def test_search_real_run_equals_one_align(tmp_path):
     merged = pd.read_csv(tmp_path / "results" / "search" / "lid" / "scores.tsv", sep="\t")
     whole = pd.read_csv(single, sep="\t")
     assert len(merged) == 6 and list(merged["rank"]) == list(range(1, 7))
-    # ranked like otbio align: by score, ties by TM-score
-    key = list(zip(merged["score"], merged["tm_score"].fillna(-1.0)))
+    # ranked like otbio align: by TM-score, ties by the PLASMA score
+    key = list(zip(merged["tm_score"].fillna(-1.0), merged["score"]))
     assert key == sorted(key, reverse=True)
     # every target's row is what one otbio align over all targets gives
     by_target = merged.drop(columns="rank").set_index("target").sort_index()

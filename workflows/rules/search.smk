@@ -56,8 +56,8 @@ rule search_chunk:
         + " -v align {params.query:q} {input:q} {params.extra} --save-scores {output:q} > {log:q} 2>&1"
 
 
-# merge: the header once, the rows sorted by the column named "score" (best first; ties by
-# "tm_score", as otbio align ranks), and the column "rank" renumbered 1..n over all rows
+# merge: the header once, the rows sorted by the column "tm_score" (best first; ties by the
+# PLASMA "score"), as otbio align ranks, and the column "rank" renumbered 1..n over all rows
 _MERGE = r"""
 (
 set -e
@@ -68,7 +68,7 @@ rank=$(head -n 1 {input[0]:q} | tr '\t' '\n' | grep -n -x rank | cut -d: -f1 || 
 tm=$(head -n 1 {input[0]:q} | tr '\t' '\n' | grep -n -x tm_score | cut -d: -f1 || true)
 if [ -z "$col" ]; then echo "no 'score' column in {input[0]}" >&2; exit 1; fi
 ties=""
-if [ -n "$tm" ]; then ties="-k$tm,${{tm}}gr"; fi
+if [ -n "$tm" ]; then ties="-k$col,${{col}}gr"; col=$tm; fi
 head -n 1 {input[0]:q} > "$tmp"
 for f in {input:q}; do tail -n +2 "$f"; done \
   | sort -t "$tab" -s -k"$col","$col"gr $ties \
