@@ -290,7 +290,7 @@ def lot_run(tmp_path_factory):
     cfg = load_config("lot")
     assert cfg["lot"]["shard_size"] == 6  # 4 shards of the 24 donors
     if _have_commands("classify"):
-        cfg["lot"]["classify"]["extra"] = "--n-repeats 2"  # keep the test short
+        cfg["lot"]["classify"]["extra"] = "--n-repeats 2 --n-permutations 19"  # keep it short
     else:
         cfg["lot"]["classify"] = None
     shard_dir = work / "results" / "lot" / "shards"
