@@ -111,7 +111,21 @@ class OneVsRest:
         return self.classes_[self.decision_function(x).argmax(1)]
 
 
-class ShrunkenCentroid:
+class _Linear:
+    """Decision and prediction from ``coef_``, ``intercept_`` and ``classes_`` (binary: one column)."""
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        s = np.asarray(x, dtype=np.float64) @ self.coef_.T + self.intercept_
+        return s[:, 0] if s.shape[1] == 1 else s
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        s = self.decision_function(x)
+        if s.ndim == 1:
+            return self.classes_[(s > 0).astype(int)]
+        return self.classes_[s.argmax(1)]
+
+
+class ShrunkenCentroid(_Linear):
     """Nearest shrunken centroids (PAM; Tibshirani, Hastie, Narasimhan and Chu, PNAS 2002).
 
     Class centroids are standardised by the pooled within-class sd plus its median
@@ -161,18 +175,8 @@ class ShrunkenCentroid:
             self.coef_, self.intercept_ = wk, bk
         return self
 
-    def decision_function(self, x: np.ndarray) -> np.ndarray:
-        s = np.asarray(x, dtype=np.float64) @ self.coef_.T + self.intercept_
-        return s[:, 0] if s.shape[1] == 1 else s
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        s = self.decision_function(x)
-        if s.ndim == 1:
-            return self.classes_[(s > 0).astype(int)]
-        return self.classes_[s.argmax(1)]
-
-
-class SpanLDA:
+class SpanLDA(_Linear):
     """Shrinkage LDA (Ledoit-Wolf) in the span of the training samples.
 
     With k*d features and tens of samples a full (p, p) covariance is neither needed nor
@@ -196,16 +200,6 @@ class SpanLDA:
         self.coef_ = self.lda_.coef_ @ comps
         self.intercept_ = self.lda_.intercept_ - self.coef_ @ mean
         return self
-
-    def decision_function(self, x: np.ndarray) -> np.ndarray:
-        s = np.asarray(x, dtype=np.float64) @ self.coef_.T + self.intercept_
-        return s[:, 0] if s.shape[1] == 1 else s
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        s = self.decision_function(x)
-        if s.ndim == 1:
-            return self.classes_[(s > 0).astype(int)]
-        return self.classes_[s.argmax(1)]
 
 
 class Scaled:
