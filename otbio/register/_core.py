@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -147,6 +147,17 @@ class _Ctx:
     fvar: np.ndarray | None
     sigma_min: float
     use_f: bool
+
+    def subset(self, ix: np.ndarray, iy: np.ndarray) -> _Ctx:
+        """The same run restricted to source cells ``ix`` and target cells ``iy``."""
+
+        def take(a, idx):
+            return None if a is None else np.ascontiguousarray(a[idx])
+
+        return replace(
+            self, xw=take(self.xw, ix), fxw=take(self.fxw, ix), y0=take(self.y0, iy),
+            fy0=take(self.fy0, iy),
+        )  # fmt: skip
 
 
 @dataclass
@@ -310,22 +321,8 @@ def _select_smoothness(ctx, st0, lambda_, beta, rng, *, device):
     perm = rng.permutation(len(ix))
     hold, train = np.sort(ix[perm[:nh]]), np.sort(ix[perm[nh:]])
 
-    def take(a, idx):
-        return None if a is None else np.ascontiguousarray(a[idx])
-
-    sub = _Ctx(
-        xw=take(ctx.xw, train),
-        fxw=take(ctx.fxw, train),
-        y0=take(ctx.y0, iy),
-        fy0=take(ctx.fy0, iy),
-        zeta=ctx.zeta,
-        omega=ctx.omega,
-        log_vol=ctx.log_vol,
-        fmu=ctx.fmu,
-        fvar=ctx.fvar,
-        sigma_min=ctx.sigma_min,
-        use_f=ctx.use_f,
-    )
+    sub = ctx.subset(train, iy)
+    held = ctx.subset(hold, iy)
     if beta is None:
         grid = [(2.0 if lambda_ is None else lambda_, b) for b in _BETA_GRID]
     else:
@@ -350,7 +347,7 @@ def _select_smoothness(ctx, st0, lambda_, beta, rng, *, device):
             t0=0.0,
             sc=1.0,
         )
-        scores.append(_heldout_loglik(sub, st, take(ctx.xw, hold), take(ctx.fxw, hold)) / nh)
+        scores.append(_heldout_loglik(sub, st, held.xw, held.fxw) / nh)
     k = int(np.argmax(scores))
     record = {
         "candidates_lambda": np.array([g[0] for g in grid]),
@@ -375,19 +372,7 @@ def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=
     if m > size or n > size:
         iy = np.sort(rng.choice(m, min(m, size), replace=False))
         ix = np.sort(rng.choice(n, min(n, size), replace=False))
-        sub = _Ctx(
-            xw=ctx.xw[ix],
-            fxw=None if ctx.fxw is None else ctx.fxw[ix],
-            y0=ctx.y0[iy],
-            fy0=None if ctx.fy0 is None else ctx.fy0[iy],
-            zeta=ctx.zeta,
-            omega=ctx.omega,
-            log_vol=ctx.log_vol,
-            fmu=ctx.fmu,
-            fvar=ctx.fvar,
-            sigma_min=ctx.sigma_min,
-            use_f=ctx.use_f,
-        )
+        sub = ctx.subset(ix, iy)
     d = ctx.y0.shape[1]
     fit_mode = "rigid" if mode == "rigid" else "similarity"
     best = None
