@@ -149,8 +149,8 @@ def sweep(args) -> list[str]:
                         x = np.asarray(tgt.obsm["spatial"])
                         key = (amp, rot)
                         truth_knn.setdefault(key, []).append(R.knn_preservation(y, truth))
-                        out, _ = R.register(src, tgt, seed=seed, progress=False)
-                        m = _metrics(y, out.obsm["spatial_registered"], truth)
+                        fit = R.register(src, tgt, seed=seed, progress=False)
+                        m = _metrics(y, fit.registered, truth)
                         res.setdefault((*key, "otbio defaults"), []).append(m)
                         if args.bcpd:
                             fy, fx = R.joint_features(src, tgt, seed=seed)
@@ -285,8 +285,7 @@ def real_pairs(args) -> list[str]:
             x = np.asarray(tgt.obsm["spatial"], dtype=float)
             pair = f"{Path(args.slices[i]).stem[-1]}->{Path(args.slices[i + 1]).stem[-1]}"
             regs = {"unregistered": y}
-            out, _ = R.register(src, tgt, seed=0, progress=False)
-            regs["otbio defaults"] = out.obsm["spatial_registered"]
+            regs["otbio defaults"] = R.register(src, tgt, seed=0, progress=False).registered
             if args.bcpd:
                 fy, fx = R.joint_features(src, tgt)
                 regs["DET/BCPD defaults"], _ = _bcpd(args.bcpd, tmp, x, y, fx, fy, [])

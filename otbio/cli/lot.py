@@ -163,7 +163,7 @@ def reference_cmd(
     _say(
         f"reference {p['reference_id']}: {ref.n_obs} points in {ref.n_vars} dimensions "
         f"from {p['n_samples']} samples"
-        + (f", stratified by {p['stratified_by']}" if p.get("stratified_by") else "")
+        + (f", stratified by {celltype_key}" if p["params"].get("stratify") else "")
         + f" -> {output}",
     )
 

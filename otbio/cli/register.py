@@ -17,7 +17,13 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     "--output",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Registered source slice (.h5ad) with obsm['spatial_registered'], obsm['displacement'] and uns['registration'].",
+    help="Registered source slice (.h5ad) with obsm['spatial_registered'], obsm['displacement'] and uns['registration'] (other names with --key-added).",
+)
+@click.option(
+    "--key-added",
+    default="spatial_registered",
+    show_default=True,
+    help="obsm key of the registered coordinates; any other name than the default also names the displacement (obsm[KEY_displacement]) and the record (uns[KEY]), so that one slice can hold several registrations.",
 )
 @click.option(
     "--spatial-key",
@@ -164,6 +170,7 @@ def register_cmd(
     source: str,
     target: str,
     output: str,
+    key_added: str,
     spatial_key: str,
     target_spatial_key: str | None,
     use_rep: str | None,
@@ -193,7 +200,8 @@ def register_cmd(
 
     Bayesian Coherent Point Drift (Hirose, TPAMI 2021) whose match kernel also compares
     expression (Domain Elastic Transform, Hirose and Rodola, arXiv:2603.21235). Writes the
-    source slice with obsm['spatial_registered'], obsm['displacement'], uns['registration'].
+    source slice with obsm['spatial_registered'], obsm['displacement'], uns['registration']
+    (parameters in uns['registration']['params']).
     """
     import warnings
     from pathlib import Path
@@ -204,7 +212,7 @@ def register_cmd(
     from otbio import io
     from otbio._errors import ConvergenceWarning, InputError, OtbioError
     from otbio._settings import settings
-    from otbio.register import register, score, spatial_coords
+    from otbio.register import register, registration_keys, score, spatial_coords
 
     if rigid and affine:
         raise click.UsageError("give at most one of --rigid-only and --affine")
@@ -223,9 +231,13 @@ def register_cmd(
             msg = f"obsm key '{true_key}' not found in the source slice; pass --true-key"
             raise InputError(msg)
         truth = io.check_points(np.asarray(src.obsm[true_key]), name="true positions")
+    # the coordinates before registration (key_added may name spatial_key and replace them)
+    y = spatial_coords(src, spatial_key, "source slice")
+    x = spatial_coords(tgt, target_spatial_key or spatial_key, "target slice")
+    uns_key = registration_keys(key_added)[1]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        out, res = register(
+        res = register(  # writes into src: the slice is not copied
             src,
             tgt,
             spatial_key=spatial_key,
@@ -245,6 +257,7 @@ def register_cmd(
             n_starts=n_starts,
             device=settings.device,
             seed=settings.seed,
+            key_added=key_added,
             progress=not settings.quiet,
         )
     if not res.converged:
@@ -255,8 +268,6 @@ def register_cmd(
         if on_nonconvergence == "error":
             raise OtbioError(msg)
         warnings.warn(msg, ConvergenceWarning, stacklevel=1)  # one line, silent under --quiet
-    y = spatial_coords(src, spatial_key, "source slice")
-    x = spatial_coords(tgt, target_spatial_key or spatial_key, "target slice")
     if truth is not None and truth.shape != y.shape:
         msg = f"obsm['{true_key}'] has shape {truth.shape}, coordinates have {y.shape}"
         raise InputError(msg)
@@ -270,7 +281,7 @@ def register_cmd(
             source_labels=None if celltype_key is None else src.obs[celltype_key].to_numpy(),
             target_labels=None if celltype_key is None else tgt.obs[celltype_key].to_numpy(),
         )
-        out.uns["registration"]["metrics"] = metrics
+        src.uns[uns_key]["metrics"] = metrics
         table = pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())})
     match_df = None
     if save_matches is not None:
@@ -305,12 +316,12 @@ def register_cmd(
             source_name=Path(source).stem,
             target_name=Path(target).stem,
             unit=str(src.uns.get("spatial_unit", "coordinate units")),
-            metrics=out.uns["registration"].get("metrics"),
+            metrics=src.uns[uns_key].get("metrics"),
             title=f"{Path(source).stem} onto {Path(target).stem}: {mode} registration, "
             f"{res.n_iter} iterations",
         )
     # everything computed: write outputs
-    io.write_h5ad(out, output)
+    io.write_h5ad(src, output)
     if match_df is not None:
         io.write_table(match_df, save_matches)
     if fig is not None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from otbio._errors import InputError
-from otbio.lot._format import EMB_KEY, collect_samples, reference_id
+from otbio.lot._format import collect_samples, embedding_entry, reference_id
 from otbio.lot._ops import embedding_arrays
 
 if TYPE_CHECKING:
@@ -270,7 +270,7 @@ def sample_cells(
 
     Checks that ``groupby`` (when found in the cells) is constant within every sample.
     """
-    u = emb.uns[EMB_KEY]
+    u = embedding_entry(emb)["params"]
     sample_key = u.get("sample_key") or None
     adatas = list(cells) if isinstance(cells, (list, tuple)) else [cells]
     names = list(names) if names is not None else [f"cells {i}" for i in range(len(adatas))]
@@ -688,7 +688,7 @@ def classify(
     import pandas as pd
 
     v, z, r = embedding_arrays(emb)
-    u = emb.uns[EMB_KEY]
+    u = embedding_entry(emb)
     k, d = z.shape
     if C is not None and not (C > 0 and np.isfinite(C)):
         msg = f"C must be positive, got {C}"

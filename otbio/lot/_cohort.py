@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from otbio._contract import clean_params
+
 if TYPE_CHECKING:
     from anndata import AnnData
 
@@ -88,12 +90,16 @@ def pbmc_cohort(
     out.uns["cohort"] = {
         "source": "scanpy.datasets.pbmc68k_reduced",
         "builder": "otbio.lot.pbmc_cohort",
-        "n_samples": n_samples,
-        "min_cells": min_cells,
-        "max_cells": max_cells,
-        "shifted_type": shifted_type,
-        "shifted_share": shifted_share,
-        "seed": seed,
+        "params": clean_params(
+            {
+                "n_samples": n_samples,
+                "min_cells": min_cells,
+                "max_cells": max_cells,
+                "shifted_type": shifted_type,
+                "shifted_share": shifted_share,
+                "seed": seed,
+            }
+        ),
     }
     return out
 
@@ -126,7 +132,8 @@ def state_shift_cohort(
     -------
     AnnData like :func:`pbmc_cohort` (``obsm['X_pca']`` float32, ``obsm['X_umap']``,
     ``varm['PCs']``; ``obs``: ``donor``, ``condition``, ``bulk_labels``, ``cell_index``,
-    ``shifted`` (bool, the cell was moved)) with ``uns['cohort']`` holding the arguments and
+    ``shifted`` (bool, the cell was moved)) with ``uns['cohort']`` holding the arguments
+    (under ``params``) and
     ``direction_vector`` (unit, 50-d) and ``shift_pca`` (the translation, PCA units).
     ``source``: another AnnData with ``obs['bulk_labels']`` and ``obsm['X_pca']`` to draw
     from instead of pbmc68k_reduced (the default loads it once per call).
@@ -196,14 +203,18 @@ def state_shift_cohort(
     out.uns["cohort"] = {
         "source": "scanpy.datasets.pbmc68k_reduced",
         "builder": "otbio.lot.state_shift_cohort",
-        "n_samples": n_samples,
-        "n_cells": [lo, hi],
-        "shifted_type": shifted_type,
-        "shift": float(shift),
-        "direction": int(direction),
-        "concentration": float(concentration),
-        "seed": seed,
         "direction_vector": u,
         "shift_pca": delta,
+        "params": clean_params(
+            {
+                "n_samples": n_samples,
+                "n_cells": [lo, hi],
+                "shifted_type": shifted_type,
+                "shift": float(shift),
+                "direction": int(direction),
+                "concentration": float(concentration),
+                "seed": seed,
+            }
+        ),
     }
     return out

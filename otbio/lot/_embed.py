@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from otbio._contract import clean_params
 from otbio._errors import InputError
 from otbio.lot._format import (
     EMB_KEY,
@@ -226,17 +227,18 @@ def embed(
     Returns
     -------
     The embedding AnnData documented in :mod:`otbio.lot` (``X`` (n_samples, k*d), sample-level
-    ``obs``, ``uns['lot']``).
+    ``obs``, ``uns['lot']`` with the parameters under ``uns['lot']['params']``).
     """
     import anndata as ad
     import pandas as pd
 
     from otbio import __version__
 
-    z, r, params = reference_arrays(ref)
+    z, r, ref_entry = reference_arrays(ref)
+    ref_params = ref_entry["params"]
     if use_rep is None and not vars:
-        use_rep = params.get("use_rep") or None
-        vars = list(params.get("vars", [])) or None
+        use_rep = ref_params.get("use_rep") or None
+        vars = list(ref_params.get("vars", [])) or None
     if not isinstance(adatas, (list, tuple)):
         adatas = [adatas]
     s = collect_samples(
@@ -254,7 +256,7 @@ def embed(
     log.info(
         "embedding %d samples against reference %s (%d x %d) with %s%s",
         len(s.ids),
-        params.get("reference_id", "?"),
+        ref_entry.get("reference_id", "?"),
         z.shape[0],
         z.shape[1],
         solver,
@@ -301,25 +303,31 @@ def embed(
             n_bad,
             len(s.ids),
         )
-    ref_params = {kk: vv for kk, vv in params.items() if kk not in ("loadings", "genes", "samples")}
+    sink = solver == "sinkhorn"
     uns = {
         "reference": z,
         "reference_weights": r,
-        "reference_id": str(params.get("reference_id", "")),
-        "reference_params": ref_params,
+        "reference_id": str(ref_entry.get("reference_id", "")),
+        "reference_params": clean_params(ref_params),
         "dims": list(dims),
-        "use_rep": use_rep or "",
-        "vars": [str(v) for v in (vars or [])],
-        "sample_key": sample_key or "",
-        "weight_key": weight_key or "",
-        "solver": solver,
-        "epsilon": float(epsilon) if solver == "sinkhorn" else 0.0,
-        "relative_epsilon": (relative_epsilon or "") if solver == "sinkhorn" else "",
-        "tol": float(tol) if solver == "sinkhorn" else 0.0,
         "epsilon_abs": np.array([f.epsilon for f in fits], dtype=np.float64),
-        "raw_map": bool(raw_map),
         "convergence": _convergence(s.ids, fits),
         "otbio_version": __version__,
+        "params": clean_params(
+            {
+                "use_rep": use_rep,
+                "vars": [str(v) for v in vars] if vars else None,
+                "sample_key": sample_key,
+                "weight_key": weight_key,
+                "solver": solver,
+                "epsilon": float(epsilon) if sink else None,
+                "relative_epsilon": relative_epsilon if sink else None,
+                "epsilon_scaling": epsilon_scaling if sink else None,
+                "tol": float(tol) if sink else None,
+                "max_iter": int(max_iter) if sink else None,
+                "raw_map": bool(raw_map),
+            }
+        ),
     }
     labels = {
         str(c): ref.obs[c].astype(str).to_numpy().astype(object)
@@ -328,9 +336,9 @@ def embed(
     }
     if labels:
         uns["reference_labels"] = labels
-    if "loadings" in params:
-        uns["loadings"] = np.asarray(params["loadings"])
-        uns["genes"] = list(params["genes"])
+    if "loadings" in ref_entry:
+        uns["loadings"] = np.asarray(ref_entry["loadings"])
+        uns["genes"] = list(ref_entry["genes"])
     out = ad.AnnData(X=x, obs=obs, var=var)
     out.uns[EMB_KEY] = uns
     return out

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from otbio._contract import with_params
 from otbio._errors import InputError
 
 if TYPE_CHECKING:
@@ -19,19 +20,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("otbio")
 
 __all__ = [
+    "BARY_KEY",
     "EMB_KEY",
     "REF_KEY",
     "Samples",
     "check_same_reference",
     "collect_samples",
     "dim_names",
+    "embedding_entry",
     "reference_arrays",
+    "reference_entry",
     "reference_id",
 ]
 
 REF_KEY = "lot_reference"
 EMB_KEY = "lot"
 BARY_KEY = "lot_barycenter"
+
+# parameters that files written before the AnnData contract kept flat in uns[key]
+_REF_LEGACY = ("method", "size", "use_rep", "vars", "sample_key", "seed", "stratified_by",
+               "min_points")  # fmt: skip
+_EMB_LEGACY = ("use_rep", "vars", "sample_key", "weight_key", "solver", "epsilon",
+               "relative_epsilon", "tol", "raw_map")  # fmt: skip
+_EMPTY_MEANT_NONE = ("use_rep", "vars", "sample_key", "weight_key", "relative_epsilon",
+                     "stratified_by")  # fmt: skip
 
 
 def reference_id(z: np.ndarray, r: np.ndarray) -> str:
@@ -62,8 +74,38 @@ def reference_arrays(ref: AnnData) -> tuple[np.ndarray, np.ndarray, dict]:
     z = check_points(np.asarray(ref.X), name="reference support points")
     r = check_weights(ref.obs["weight"].to_numpy(), z.shape[0], name="reference weights")
     r = r / r.sum()
-    params = dict(ref.uns[REF_KEY])
-    return z, r, params
+    return z, r, reference_entry(ref.uns[REF_KEY])
+
+
+def reference_entry(entry: Mapping) -> dict:
+    """``uns['lot_reference']`` in the current layout (flat files of earlier versions too)."""
+    e = with_params(entry, _REF_LEGACY, empty=_EMPTY_MEANT_NONE)
+    p = e["params"]
+    if "stratified_by" in p:  # earlier files: the cell-type column of a stratified reference
+        p["celltype_key"] = str(p.pop("stratified_by"))
+        p["stratify"] = True
+    if p.get("min_points") == 0 and not p.get("stratify"):
+        p.pop("min_points")
+    return e
+
+
+def embedding_entry(emb: AnnData, *, name: str = "the embedding") -> dict:
+    """``uns['lot']`` of an embedding in the current layout: the results (``reference``,
+    ``reference_weights``, ``reference_id``, ``dims``, ``convergence``, ...) at the top and
+    the parameters of :func:`otbio.lot.embed` under ``params``. Embeddings written before
+    the AnnData contract (parameters flat in ``uns['lot']``) are read too."""
+    if EMB_KEY not in emb.uns or "reference" not in emb.uns[EMB_KEY]:
+        msg = f"{name} has no uns['{EMB_KEY}']; make it with `otbio embed`"
+        raise InputError(msg)
+    e = with_params(emb.uns[EMB_KEY], _EMB_LEGACY, empty=_EMPTY_MEANT_NONE)
+    p = e["params"]
+    if p.get("solver", "exact") == "exact":  # earlier files wrote 0 / "" for these
+        for k in ("epsilon", "relative_epsilon", "tol", "epsilon_scaling", "max_iter"):
+            p.pop(k, None)
+    rp = e.get("reference_params")
+    if isinstance(rp, Mapping) and "reference_id" in rp:  # earlier: the reference's flat entry
+        e["reference_params"] = reference_entry(rp)["params"]
+    return e
 
 
 def check_same_reference(ids: Sequence[str], names: Sequence[str] | None = None) -> str:

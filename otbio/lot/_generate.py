@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from otbio._contract import clean_params
 from otbio._errors import InputError
 from otbio.lot._embed import embed_arrays, to_cloud
-from otbio.lot._format import EMB_KEY, reference_id
+from otbio.lot._format import embedding_entry, reference_id
 from otbio.lot._ops import distance_matrix, embedding_arrays
 
 if TYPE_CHECKING:
@@ -153,21 +154,26 @@ def generate(
     Returns
     -------
     AnnData of cells: ``X`` float64 (cells, d) in the representation's coordinates (also in
-    ``obsm[use_rep]``); with ``to_genes`` ``X`` is ``coords @ loadings.T`` over the genes
+    ``obsm[use_rep]`` when the embedding used an obsm representation); with ``to_genes``
+    (the coordinates then in ``obsm[use_rep]``, ``X_pca``) ``X`` is ``coords @ loadings.T`` over the genes
     (RECONSTRUCTED from the PCA loadings, centred: no gene means are stored), over the
     genes with finite loadings only (genes left out of the PCA have NaN rows in
     ``varm['PCs']``, cannot be reconstructed and are absent), ``var['reconstructed'] = True``. ``obs``: ``synthetic_sample``, ``source_group``, the
     embedding's sample key and ``groupby`` (so the output can be embedded again),
     ``ref_point`` (reference point of origin), ``weight`` (cell mass within its sample).
     ``uns['lot_generate']``: ``mode``, ``weights`` (n_synthetic, n_samples), ``samples``
-    (real ids, columns of weights), ``synthetic``, ``source_group``, ``t``, ``alpha``,
-    ``seed``, ``n_cells``, ``groupby``, ``reference_id``, ``use_rep``, ``reconstructed``.
+    (real ids, columns of weights), ``synthetic``, ``source_group``, ``t``,
+    ``reference_id``, ``dims``, ``rep_key`` (the obsm key of the coordinates, ``""`` when
+    only in ``X``), ``reconstructed``, and ``params`` (``groupby``, ``n_samples``, ``alpha``,
+    ``groups``, ``between``, ``steps``, ``n_cells``, ``to_genes``, ``seed``, ``use_rep``:
+    those of the mode used).
     """
     import anndata as ad
     import pandas as pd
 
     v, z, r = embedding_arrays(emb)
-    u = emb.uns[EMB_KEY]
+    u = embedding_entry(emb)
+    up = u["params"]
     if n_cells < 0:
         msg = f"n_cells must be >= 0, got {n_cells}"
         raise InputError(msg)
@@ -223,7 +229,7 @@ def generate(
     coords = np.concatenate(xs)
     obs_df = pd.concat(obs, ignore_index=True)
     obs_df.index = [f"s{i}" for i in range(len(obs_df))]
-    sample_key = u.get("sample_key") or ""
+    sample_key = up.get("sample_key") or ""
     if sample_key and sample_key not in obs_df:
         obs_df[sample_key] = obs_df["synthetic_sample"]
     if groupby and groupby not in obs_df:
@@ -239,11 +245,12 @@ def generate(
         )
     else:
         out = ad.AnnData(X=coords, obs=obs_df, var=pd.DataFrame(index=pd.Index(dims, dtype=str)))
-    use_rep = u.get("use_rep") or ""
-    if use_rep and use_rep != "X":
-        out.obsm[use_rep] = coords.copy()
-    elif loadings is not None:
-        out.obsm["X_lot_rep"] = coords.copy()
+    use_rep = up.get("use_rep") or ""
+    # the coordinates in the representation: in X, and in obsm[use_rep] (X_pca for a PCA
+    # read back to genes) whenever the representation is an obsm key
+    rep_key = use_rep if use_rep and use_rep != "X" else ("X_pca" if loadings is not None else "")
+    if rep_key:
+        out.obsm[rep_key] = coords.copy()
     out.uns[GEN_KEY] = {
         "mode": mode,
         "weights": w,
@@ -251,18 +258,28 @@ def generate(
         "synthetic": names,
         "source_group": src,
         "t": t,
-        "alpha": float(alpha),
-        "seed": int(seed),
-        "n_cells": int(n_cells),
-        "groupby": groupby or "",
         "reference_id": reference_id(z, r),
-        "use_rep": use_rep,
         "dims": dims,
+        "rep_key": rep_key,
         "reconstructed": bool(loadings is not None),
         "X": (
             "genes RECONSTRUCTED as coords @ PCs.T (centred; not measured expression)"
             if loadings is not None
             else "coordinates in the embedding's representation"
+        ),
+        "params": clean_params(
+            {
+                "groupby": groupby,
+                "n_samples": int(n_samples) if mode == "dirichlet" else None,
+                "alpha": float(alpha) if mode == "dirichlet" else None,
+                "groups": [str(g) for g in groups] if groups is not None else None,
+                "between": [str(g) for g in between] if between is not None else None,
+                "steps": int(steps) if mode == "between" else None,
+                "n_cells": int(n_cells),
+                "to_genes": bool(to_genes),
+                "seed": int(seed),
+                "use_rep": use_rep or None,
+            }
         ),
     }
     return out
@@ -333,7 +350,8 @@ def check_synthetic(
 def reembed_synthetic(synth: AnnData, z: np.ndarray, r: np.ndarray, *, jobs: int = 1) -> np.ndarray:
     """LOT vectors (n_synthetic, k*d) of the synthetic cells, embedded again exactly."""
     g = synth.uns[GEN_KEY]
-    rep = g.get("use_rep") or ""
+    # rep_key: where generate put the coordinates; earlier files: use_rep, or X_lot_rep
+    rep = g.get("rep_key", g.get("use_rep", "")) or ""
     if rep and rep in synth.obsm:
         x = np.asarray(synth.obsm[rep], dtype=np.float64)
     elif "X_lot_rep" in synth.obsm:

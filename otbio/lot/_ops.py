@@ -8,9 +8,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from otbio._contract import clean_params
 from otbio._errors import InputError
 from otbio.lot._embed import to_cloud
-from otbio.lot._format import BARY_KEY, EMB_KEY, check_same_reference, collect_samples
+from otbio.lot._format import (
+    BARY_KEY,
+    EMB_KEY,
+    check_same_reference,
+    collect_samples,
+    embedding_entry,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,17 +30,14 @@ log = logging.getLogger("otbio")
 
 def embedding_arrays(emb: AnnData, *, name: str = "the embedding") -> tuple[np.ndarray, ...]:
     """``(V (n, k*d), z (k, d), r (k,))`` of an embedding AnnData, checked."""
-    if EMB_KEY not in emb.uns or "reference" not in emb.uns[EMB_KEY]:
-        msg = f"{name} has no uns['{EMB_KEY}']; make it with `otbio embed`"
-        raise InputError(msg)
-    u = emb.uns[EMB_KEY]
+    u = embedding_entry(emb, name=name)
     z = np.asarray(u["reference"], dtype=np.float64)
     r = np.asarray(u["reference_weights"], dtype=np.float64)
     v = np.asarray(emb.X.toarray() if hasattr(emb.X, "toarray") else emb.X, dtype=np.float64)
     if v.ndim != 2 or v.shape[1] != z.size:
         msg = f"{name}: X has {v.shape[1]} columns but the reference has k*d = {z.size}"
         raise InputError(msg)
-    if bool(u.get("raw_map", False)):  # stored T itself: convert to v
+    if bool(u["params"].get("raw_map", False)):  # stored T itself: convert to v
         v = (v.reshape(-1, *z.shape) - z) * np.sqrt(r)[None, :, None]
         v = v.reshape(emb.n_obs, -1)
     return v, z, r
@@ -43,7 +47,8 @@ def concat(embs: Sequence[AnnData], *, names: Sequence[str] | None = None) -> An
     """Join embedding shards made against the same reference (same ``reference_id``).
 
     Rows keep the order of the shards; ``uns['lot']`` is the first shard's with the
-    per-sample arrays (``convergence``, ``epsilon_abs``) joined. Raises InputError for
+    per-sample arrays (``convergence``, ``epsilon_abs``) joined (in the current layout, with
+    the parameters under ``uns['lot']['params']``, also for shards written before it). Raises InputError for
     shards from different references or solvers, or a sample found in two shards.
     """
     import anndata as ad
@@ -53,16 +58,11 @@ def concat(embs: Sequence[AnnData], *, names: Sequence[str] | None = None) -> An
     if not embs:
         msg = "no embeddings to join"
         raise InputError(msg)
-    ids = []
-    for e, name in zip(embs, names):
-        if EMB_KEY not in e.uns or "reference_id" not in e.uns[EMB_KEY]:
-            msg = f"{name} has no uns['{EMB_KEY}']; make it with `otbio embed`"
-            raise InputError(msg)
-        ids.append(str(e.uns[EMB_KEY]["reference_id"]))
-    check_same_reference(ids, names)
-    u0 = embs[0].uns[EMB_KEY]
-    for e, name in zip(embs[1:], names[1:]):
-        u = e.uns[EMB_KEY]
+    entries = [embedding_entry(e, name=name) for e, name in zip(embs, names)]
+    check_same_reference([str(u.get("reference_id", "")) for u in entries], names)
+    u0 = entries[0]
+    p0 = u0["params"]
+    for u, name in zip(entries[1:], names[1:]):
         same = np.array_equal(
             np.asarray(u["reference"]), np.asarray(u0["reference"])
         ) and np.array_equal(
@@ -71,9 +71,10 @@ def concat(embs: Sequence[AnnData], *, names: Sequence[str] | None = None) -> An
         if not same:
             msg = f"{name} stores another reference than {names[0]}; re-embed it"
             raise InputError(msg)
-        for key in ("solver", "epsilon", "relative_epsilon", "raw_map", "use_rep"):
-            a, b = u0.get(key), u.get(key)
-            if np.asarray(a != b).any():
+        p = u["params"]
+        for key in ("solver", "epsilon", "relative_epsilon", "raw_map", "use_rep", "vars"):
+            a, b = p0.get(key), p.get(key)
+            if not _same_value(a, b):
                 msg = f"{name} was embedded with {key}={b!r}, {names[0]} with {a!r}"
                 raise InputError(msg)
     all_ids = [str(i) for e in embs for i in e.obs_names]
@@ -87,14 +88,22 @@ def concat(embs: Sequence[AnnData], *, names: Sequence[str] | None = None) -> An
         raise InputError(msg)
     out = ad.concat(embs, axis=0, join="outer", merge="same")
     out.var = embs[0].var.copy()
-    uns = {k: v for k, v in u0.items()}
-    uns["epsilon_abs"] = np.concatenate([np.asarray(e.uns[EMB_KEY]["epsilon_abs"]) for e in embs])
+    uns = dict(u0)
+    uns["epsilon_abs"] = np.concatenate([np.asarray(u["epsilon_abs"]) for u in entries])
     conv = {}
     for key in u0["convergence"]:
-        conv[key] = np.concatenate([np.asarray(e.uns[EMB_KEY]["convergence"][key]) for e in embs])
+        conv[key] = np.concatenate([np.asarray(u["convergence"][key]) for u in entries])
     uns["convergence"] = conv
     out.uns = {EMB_KEY: uns}
     return out
+
+
+def _same_value(a, b) -> bool:
+    """Equal parameters (None, scalars, strings or lists) as read back from h5ad."""
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool((a == b).all())
 
 
 def distance_matrix(v: np.ndarray) -> np.ndarray:
@@ -143,7 +152,7 @@ def distances(
 
 
 def _clouds_for(emb, cells, names):
-    u = emb.uns[EMB_KEY]
+    u = embedding_entry(emb)["params"]
     if not isinstance(cells, (list, tuple)):
         cells = [cells]
     try:
@@ -235,7 +244,8 @@ def barycenter(
     import pandas as pd
 
     v, z, r = embedding_arrays(emb)
-    u = emb.uns[EMB_KEY]
+    u = embedding_entry(emb)
+    use_rep = u["params"].get("use_rep")
     if groupby not in emb.obs:
         cols = ", ".join(map(str, emb.obs.columns[:10]))
         msg = f"obs column '{groupby}' not found in the embedding (columns: {cols}); pass `groupby`"
@@ -316,16 +326,22 @@ def barycenter(
     obs["method"] = pd.Categorical(obs["method"])
     dims = list(u.get("dims", [])) or [f"dim{j}" for j in range(z.shape[1])]
     out_ad = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=dims))
-    if u.get("use_rep"):
-        out_ad.obsm[str(u["use_rep"])] = x.copy()
+    if use_rep and use_rep != "X":
+        out_ad.obsm[str(use_rep)] = x.copy()
     out_ad.uns[BARY_KEY] = {
-        "groupby": groupby,
         "reference_id": str(u.get("reference_id", "")),
         "groups": groups,
         "n_samples": np.array([n_per[g] for g in groups], dtype=np.int64),
-        "weights": weights or "",
-        "n_cells": int(n_cells or 0),
-        "exact": bool(exact),
+        "params": clean_params(
+            {
+                "groupby": groupby,
+                "weights": weights,
+                "n_cells": n_cells,
+                "exact": bool(exact),
+                "seed": int(seed),
+                "max_iter": int(max_iter) if exact else None,
+            }
+        ),
     }
     if exact:
         out_ad.uns[BARY_KEY]["w2_lot_to_exact"] = np.array([gaps[g] for g in groups])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from otbio._contract import clean_params
 from otbio._errors import InputError
 from otbio.lot._format import REF_KEY, collect_samples, dim_names, reference_id
 
@@ -249,7 +250,8 @@ def reference(
     Returns
     -------
     The reference AnnData documented in :mod:`otbio.lot`: ``X`` support (k, d),
-    ``obs['weight']``, ``uns['lot_reference']`` with the parameters that made it.
+    ``obs['weight']``, ``uns['lot_reference']`` (the reference id, the samples pooled, PCA
+    loadings) with the parameters that made it under ``uns['lot_reference']['params']``.
     """
     import anndata as ad
     import pandas as pd
@@ -289,27 +291,35 @@ def reference(
     obs = pd.DataFrame({"weight": r}, index=[f"z{k}" for k in range(z.shape[0])])
     if celltype_key is not None:
         obs[celltype_key] = pd.Categorical(_nearest_labels(labs, s, z))
-    params = {
+    entry = {
         "reference_id": reference_id(z, r),
-        "method": method,
-        "size": int(z.shape[0]),
-        "use_rep": use_rep or "",
-        "vars": [str(v) for v in (vars or [])],
-        "sample_key": sample_key or "",
-        "seed": int(seed),
-        "stratified_by": celltype_key if stratify else "",
-        "min_points": int(min_points) if stratify else 0,
         "n_samples": len(s.ids),
         "cells_per_sample": cps,
         "samples": list(s.ids),
         "otbio_version": __version__,
+        "params": clean_params(
+            {
+                "method": method,
+                "size": int(size),
+                "cells_per_sample": cells_per_sample,
+                "use_rep": use_rep,
+                "vars": [str(v) for v in vars] if vars else None,
+                "sample_key": sample_key,
+                "weight_key": weight_key,
+                "celltype_key": celltype_key,
+                "stratify": bool(stratify),
+                "min_points": int(min_points) if stratify else None,
+                "seed": int(seed),
+                "max_iter": int(max_iter),
+            }
+        ),
     }
     if s.loadings is not None:
-        params["loadings"] = s.loadings
-        params["genes"] = s.genes
+        entry["loadings"] = s.loadings
+        entry["genes"] = s.genes
     out = ad.AnnData(X=z, obs=obs, var=pd.DataFrame(index=dims))
-    out.uns[REF_KEY] = params
-    log.info("reference %s: %d points in %d dimensions", params["reference_id"], z.shape[0], d)
+    out.uns[REF_KEY] = entry
+    log.info("reference %s: %d points in %d dimensions", entry["reference_id"], z.shape[0], d)
     return out
 
 

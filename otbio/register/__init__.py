@@ -8,8 +8,8 @@ BCPD with an expression term, the Domain Elastic Transform (DET):
   high-dimensional scientific data", arXiv:2603.21235, 2026.
 
 ``otbio.register(source, target, ...)`` (this module is callable) is
-:func:`otbio.register.register`: AnnData in, ``(registered AnnData, RegistrationResult)``
-out. :func:`register_points` is the array-level fit; ``result.transform(points)`` applies a
+:func:`otbio.register.register`: it writes the registered coordinates into ``source``
+(``copy=True`` for a new AnnData) and returns the ``RegistrationResult``. :func:`register_points` is the array-level fit; ``result.transform(points)`` applies a
 fitted map to new cells; :func:`score` and its parts measure the result.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import types
 
-from otbio.register._api import joint_features, register, spatial_coords
+from otbio.register._api import joint_features, register, registration_keys, spatial_coords
 from otbio.register._core import RegistrationResult, register_points
 from otbio.register._deform import interpolate_displacement
 from otbio.register._downsample import feature_sensitive_sample
@@ -45,6 +45,7 @@ __all__ = [
     "label_transfer_accuracy",
     "register",
     "register_points",
+    "registration_keys",
     "rmse",
     "score",
     "smooth_warp",

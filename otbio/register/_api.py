@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from otbio._contract import annotate, clean_params
 from otbio._errors import InputError
 from otbio._progress import logger as log
 from otbio.io import check_points, get_rep
@@ -14,7 +15,9 @@ from otbio.register._core import Mode, RegistrationResult, register_points
 if TYPE_CHECKING:
     from anndata import AnnData
 
-__all__ = ["joint_features", "register", "spatial_coords"]
+__all__ = ["KEY_ADDED", "joint_features", "register", "registration_keys", "spatial_coords"]
+
+KEY_ADDED = "spatial_registered"
 
 
 def spatial_coords(
@@ -95,9 +98,10 @@ def register(
     n_starts: int = 8,
     device: str = "cpu",
     seed: int = 0,
-    key_added: str = "spatial_registered",
+    key_added: str = KEY_ADDED,
+    copy: bool = False,
     progress: bool = False,
-) -> tuple[AnnData, RegistrationResult]:
+) -> RegistrationResult | tuple[AnnData, RegistrationResult]:
     """Register the source slice onto the target slice (BCPD with an expression term, DET).
 
     The map :math:`T(y) = sR(y + v(y)) + t` is fitted by the variational EM of BCPD
@@ -115,19 +119,28 @@ def register(
             on the shared genes.
         expression: False registers on coordinates only (pure BCPD).
         n_starts: initial rotations tried by the rigid/similarity search (1: identity only).
-        key_added: ``obsm`` key of the registered coordinates.
+        key_added: where the result goes (see :func:`registration_keys`): ``obsm[key_added]``
+            the registered coordinates; with the default ``spatial_registered`` the
+            displacement is ``obsm['displacement']`` and the record ``uns['registration']``,
+            otherwise ``obsm[key_added + '_displacement']`` and ``uns[key_added]``.
+        copy: False (default) writes into ``source`` and returns the result; True leaves
+            ``source`` untouched and returns ``(new AnnData, result)``.
         progress: report progress on stderr (the command line passes ``not --quiet``).
 
+    Writes into ``source`` (or its copy):
+
+    - ``obsm[key_added]`` (n, D): registered coordinates of every source cell;
+    - the displacement (n, D): registered minus original coordinates;
+    - the record: scale, rotation, translation, sigma, n_iter, converged, trace, mode,
+      n_landmarks and ``params`` (every parameter, with the choices made from the data).
+
     Returns:
-        ``(adata, result)``: a copy of ``source`` with
-
-        - ``obsm[key_added]`` (n, D): registered coordinates of every source cell;
-        - ``obsm['displacement']`` (n, D): registered minus original coordinates;
-        - ``uns['registration']``: scale, rotation, translation, sigma, n_iter, converged,
-          trace, mode, n_landmarks and ``params``;
-
-        and the :class:`RegistrationResult` (use ``result.transform`` for new cells).
+        The :class:`RegistrationResult` (use ``result.transform`` for new cells); with
+        ``copy=True``, ``(adata, result)``.
     """
+    if not str(key_added).strip():
+        msg = "key_added must name an obsm key"
+        raise InputError(msg)
     y = spatial_coords(source, spatial_key, "source slice")
     x = spatial_coords(target, target_spatial_key or spatial_key, "target slice",
                        "target_spatial_key" if target_spatial_key else "spatial_key")  # fmt: skip
@@ -163,19 +176,30 @@ def register(
         seed=seed,
         progress=progress,
     )
-    out = source.copy()
+    out = annotate(source, copy)
+    disp_key, uns_key = registration_keys(key_added)
     out.obsm[key_added] = res.registered
-    out.obsm["displacement"] = res.displacement
+    out.obsm[disp_key] = res.displacement
     summ = res.summary()
     summ["params"].update(
         {
             "spatial_key": spatial_key,
             "target_spatial_key": target_spatial_key or spatial_key,
-            "use_rep": use_rep or "",
+            "use_rep": use_rep,
             "n_pcs": n_pcs,
             "key_added": key_added,
         }
     )
-    out.uns["registration"] = summ
-    log.info("added obsm['%s'], obsm['displacement'], uns['registration']", key_added)
-    return out, res
+    summ["params"] = clean_params(summ["params"])
+    out.uns[uns_key] = summ
+    log.info("added obsm['%s'], obsm['%s'], uns['%s']", key_added, disp_key, uns_key)
+    return (out, res) if copy else res
+
+
+def registration_keys(key_added: str = KEY_ADDED) -> tuple[str, str]:
+    """``(displacement obsm key, uns key)`` that :func:`register` derives from ``key_added``:
+    ``('displacement', 'registration')`` for the default ``spatial_registered`` (the names
+    of earlier versions), ``(key_added + '_displacement', key_added)`` otherwise."""
+    if key_added == KEY_ADDED:
+        return "displacement", "registration"
+    return f"{key_added}_displacement", key_added

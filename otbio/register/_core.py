@@ -70,6 +70,14 @@ class RegistrationResult:
     feature_scales: np.ndarray
     _norm: dict = field(repr=False)
 
+    def __iter__(self):
+        # `adata, result = otbio.register(...)` of earlier versions: say what changed
+        msg = (
+            "otbio.register() now writes into `source` (copy=False) and returns the "
+            "RegistrationResult; pass copy=True to get (adata, result)"
+        )
+        raise TypeError(msg)
+
     def transform(self, points: np.ndarray, *, device: str = "cpu") -> np.ndarray:
         """Apply the fitted map to new source-frame points (n, D); returns (n, D)."""
         p = np.asarray(points, dtype=np.float64)

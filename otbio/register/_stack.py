@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from otbio._contract import clean_params
 from otbio._errors import InputError
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def stack_sections(
     -------
     AnnData with ``obs['section']`` (categorical, in order), ``obs['z']``,
     ``obsm['spatial_3d']`` = ``[x, y, z]``, ``obsm['spatial']`` the in-frame 2-D coordinates,
-    and ``uns['stack']`` (names, z, keys).
+    and ``uns['stack']['params']`` (spatial_keys, z, names, join).
     """
     import anndata as ad
     import pandas as pd
@@ -88,8 +89,13 @@ def stack_sections(
     out.obsm["spatial"] = xy
     out.obsm["spatial_3d"] = np.column_stack([xy, zz])
     out.uns["stack"] = {
-        "names": list(names),
-        "z": np.asarray(z, dtype=float),
-        "spatial_keys": list(spatial_keys),
+        "params": clean_params(
+            {
+                "spatial_keys": [str(k) for k in spatial_keys],
+                "z": [float(v) for v in z],
+                "names": [str(n) for n in names],
+                "join": join,
+            }
+        )
     }
     return out

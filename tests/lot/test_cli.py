@@ -176,7 +176,7 @@ def test_other_reference_methods(small, method):
     )
     assert r.exit_code == 0, r.output
     ref = ad.read_h5ad(out)
-    assert ref.X.shape == (32, 50) and ref.uns["lot_reference"]["method"] == method
+    assert ref.X.shape == (32, 50) and ref.uns["lot_reference"]["params"]["method"] == method
 
 
 def _bad_cells(small, name, edit):

@@ -45,7 +45,8 @@ def test_reference_format(ref, cohort):
     np.testing.assert_allclose(ref.obs["weight"].sum(), 1.0)
     assert (ref.obs["weight"] > 0).all()
     assert p["reference_id"] == L.reference_id(ref.X, ref.obs["weight"].to_numpy())
-    assert p["method"] == "kmeans" and p["use_rep"] == "X_pca" and p["n_samples"] == 24
+    assert p["params"]["method"] == "kmeans" and p["params"]["use_rep"] == "X_pca"
+    assert p["n_samples"] == 24
     # only the genes with finite PCA loadings (309 of 765; the others are outside the PCA)
     ok = np.isfinite(np.asarray(cohort.varm["PCs"])).all(1)
     assert p["loadings"].shape == (int(ok.sum()), 50) and np.isfinite(p["loadings"]).all()
@@ -71,7 +72,7 @@ def test_exact_equals_pot(emb, ref, cohort):
     assert list(emb.obs.columns[:2]) == ["condition", "n_cells"]
     u = emb.uns["lot"]
     assert u["reference_id"] == ref.uns["lot_reference"]["reference_id"]
-    assert u["solver"] == "exact" and u["reference"].shape == (128, 50)
+    assert u["params"]["solver"] == "exact" and u["reference"].shape == (128, 50)
     assert list(u["convergence"]["sample"]) == list(emb.obs_names)
 
 
@@ -189,7 +190,8 @@ def test_sinkhorn_mode_approaches_exact(ref, cohort, emb):
             progress=False,
         )
         assert e.obs["lot_converged"].all()
-        assert e.uns["lot"]["solver"] == "sinkhorn" and (e.uns["lot"]["epsilon_abs"] > 0).all()
+        assert e.uns["lot"]["params"]["solver"] == "sinkhorn"
+        assert (e.uns["lot"]["epsilon_abs"] > 0).all()
         errs.append(np.linalg.norm(e.X - exact) / np.linalg.norm(exact))
     assert errs[1] < errs[0] < 0.6, errs
 
@@ -234,7 +236,7 @@ def test_vars_and_weights_equal_duplicated_cells(cohort):
     assert list(ref.var_names) == ["g0", "g2", "g5"]
     ea = L.embed(a, ref, sample_key="donor", weight_key="w", progress=False)
     eb = L.embed(b, ref, sample_key="donor", progress=False)
-    assert ea.X.shape == (2, 20 * 3) and ea.uns["lot"]["vars"] == ["g0", "g2", "g5"]
+    assert ea.X.shape == (2, 20 * 3) and ea.uns["lot"]["params"]["vars"] == ["g0", "g2", "g5"]
     np.testing.assert_allclose(ea.X, eb.X, atol=1e-10)
 
 

@@ -135,12 +135,13 @@ def test_stratified_reference_gives_every_type_points(src):
     kw = dict(sample_key="donor", use_rep="X_pca", size=48, seed=0)
     ref = L.reference(a, **kw, celltype_key="bulk_labels", stratify=True)
     p = ref.uns["lot_reference"]
-    assert p["stratified_by"] == "bulk_labels" and ref.n_obs == 48
+    assert p["params"]["stratify"] and p["params"]["celltype_key"] == "bulk_labels"
+    assert ref.n_obs == 48
     np.testing.assert_allclose(ref.obs["weight"].sum(), 1.0)
     # every type is named by >= min_points support points (k-means inside each type) ...
     counts = ref.obs["bulk_labels"].astype(str).value_counts()
     types = sorted(set(a.obs["bulk_labels"].astype(str)))
-    assert all(counts.get(t, 0) >= p["min_points"] for t in types), counts
+    assert all(counts.get(t, 0) >= p["params"]["min_points"] for t in types), counts
     # ... where a plain k-means reference of the same size leaves small types short
     plain = L.reference(a, **kw)
     plain_counts = (
@@ -149,5 +150,5 @@ def test_stratified_reference_gives_every_type_points(src):
         .astype(str)
         .value_counts()
     )
-    assert plain.uns["lot_reference"]["stratified_by"] == ""
-    assert min(plain_counts.get(t, 0) for t in types) < p["min_points"], plain_counts
+    assert not plain.uns["lot_reference"]["params"]["stratify"]
+    assert min(plain_counts.get(t, 0) for t in types) < p["params"]["min_points"], plain_counts

@@ -49,6 +49,9 @@ def test_register_onto_target_frame_and_stack(tmp_path, monkeypatch, test_data):
     np.testing.assert_allclose(st.obsm["spatial_3d"][:n2, :2], tgt.obsm["frame"])
     np.testing.assert_allclose(st.obsm["spatial_3d"][n2:, :2], framed)
     np.testing.assert_array_equal(st.obsm["spatial_3d"][:, 2], [0.0] * n2 + [5.0] * n1)
+    p = st.uns["stack"]["params"]
+    assert list(p["spatial_keys"]) == ["frame", "spatial_registered"] and p["join"] == "outer"
+    assert list(p["z"]) == [0.0, 5.0] and list(p["names"]) == ["s2", "s1"]
 
 
 def test_stack_bad_input(tmp_path, monkeypatch, test_data):
