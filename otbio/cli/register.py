@@ -233,7 +233,8 @@ def register_cmd(
         truth = io.check_points(np.asarray(src.obsm[true_key]), name="true positions")
     # the coordinates before registration (key_added may name spatial_key and replace them)
     y = spatial_coords(src, spatial_key, "source slice")
-    x = spatial_coords(tgt, target_spatial_key or spatial_key, "target slice")
+    x = spatial_coords(tgt, target_spatial_key or spatial_key, "target slice",
+                       "target_spatial_key" if target_spatial_key else "spatial_key")  # fmt: skip
     uns_key = registration_keys(key_added)[1]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)

@@ -40,17 +40,18 @@ Reference AnnData (written by ``otbio reference``, read by ``--reference``)
   (e.g. ``X_pca_0`` ... ``X_pca_49``).
 - ``obs[celltype_key]`` (only with ``--celltype-key``): the majority label of the pooled cells
   nearest to each support point (a categorical), to name reference points.
-- ``uns['lot_reference']`` (dict): ``reference_id`` (str, see below), ``method``
-  (kmeans|barycenter|sample|gaussian), ``size`` (int k), ``use_rep`` (str, ``""`` when
-  vars are used), ``vars`` (list of str, empty when use_rep is used), ``sample_key`` (str),
-  ``seed`` (int), ``n_samples`` (int), ``cells_per_sample`` (int, cells drawn from every
-  sample to pool), ``samples`` (list of str), ``otbio_version``; and when the input had
-  ``varm['PCs']`` and ``use_rep='X_pca'``: ``loadings`` float (n_genes, d) and ``genes``
-  (list of str), so that a direction in PCA space can be read as genes
-  (``loadings @ direction``); only genes with finite loadings (scanpy writes NaN rows for
-  genes outside the PCA, which cannot be read back).
-  ``stratified_by`` (str, the cell-type column of ``stratify``, ``""`` if none) and
-  ``min_points`` (int).
+- ``uns['lot_reference']`` (dict): ``reference_id`` (str, see below), ``n_samples`` (int),
+  ``cells_per_sample`` (int, cells drawn from every sample to pool), ``samples`` (list of
+  str), ``otbio_version``; when the input had ``varm['PCs']`` and ``use_rep='X_pca'``:
+  ``loadings`` float (n_genes, d) and ``genes`` (list of str), so that a direction in PCA
+  space can be read as genes (``loadings @ direction``); only genes with finite loadings
+  (scanpy writes NaN rows for genes outside the PCA, which cannot be read back).
+  ``params`` (dict, the AnnData contract of docs/conventions.md): ``method``
+  (kmeans|barycenter|sample|gaussian), ``size`` (int, as asked), ``use_rep`` or ``vars``,
+  ``sample_key``, ``weight_key``, ``celltype_key``, ``stratify`` (bool), ``min_points``
+  (when stratified), ``cells_per_sample`` (when given), ``seed``, ``max_iter``; a
+  parameter left at None is absent. Files written before the contract kept these flat in
+  ``uns['lot_reference']`` (``stratified_by`` for the stratifying column); they are still read.
 
 Embedding AnnData (written by ``otbio embed`` / ``otbio concat``)
 -----------------------------------------------------------------
@@ -65,18 +66,21 @@ Embedding AnnData (written by ``otbio embed`` / ``otbio concat``)
 - ``var_names``: ``"z{k}:{dim}"``; ``var['ref_point']`` (int k), ``var['dim']`` (str).
 - ``uns['lot']`` (dict):
   ``reference`` float64 (k, d) support, ``reference_weights`` float64 (k,),
-  ``reference_id`` (str), ``reference_params`` (the reference's ``uns['lot_reference']``
-  minus arrays), ``dims`` (list of d str), ``use_rep`` (str, ``""`` if vars),
-  ``vars`` (list of str), ``sample_key`` (str), ``weight_key`` (str, ``""`` = uniform),
-  ``solver`` (``"exact"`` | ``"sinkhorn"``), ``epsilon`` (float, as given; 0.0 for exact),
-  ``relative_epsilon`` (str, ``"mean"`` or ``""``), ``tol`` (float; 0.0 for exact),
+  ``reference_id`` (str), ``reference_params`` (the reference's
+  ``uns['lot_reference']['params']``), ``dims`` (list of d str),
   ``epsilon_abs`` float (n_samples,)
-  (absolute epsilon used per sample; zeros for exact), ``raw_map`` (bool),
+  (absolute epsilon used per sample; zeros for exact),
   ``convergence`` (dict of arrays in obs order: ``sample`` str, ``converged`` bool,
   ``n_iter`` int, ``marginal_error`` float, ``cost`` float), ``otbio_version``;
   ``loadings`` / ``genes`` copied from the reference when present;
   ``reference_labels`` (dict column -> str array (k,)) copied from the reference's label
-  columns (``--celltype-key``) when present.
+  columns (``--celltype-key``) when present; and ``params``: ``use_rep`` (or ``vars``),
+  ``sample_key``, ``weight_key`` (absent = uniform), ``solver`` (``"exact"`` |
+  ``"sinkhorn"``), ``raw_map`` (bool), and for sinkhorn ``epsilon`` (as given),
+  ``relative_epsilon``, ``epsilon_scaling``, ``tol``, ``max_iter``.
+  Embeddings written before the contract kept the parameters flat in ``uns['lot']``; every
+  reader (:func:`concat`, :func:`barycenter`, :func:`distances`, :func:`classify`,
+  :func:`generate`) accepts them, and :func:`concat` writes the current layout.
   After subsetting rows, the ``obs`` columns ``lot_*`` stay aligned; ``uns`` arrays do not.
 
 Reference fingerprint: ``reference_id`` is the first 16 hex digits of the SHA-256 of the
@@ -87,9 +91,10 @@ Barycenter AnnData (``otbio barycenter``): one row per support point (or resampl
 and group; ``X`` float64 (rows, d) in the representation's coordinates (also in
 ``obsm[use_rep]`` when the embedding used ``use_rep``), ``var_names`` = dims,
 ``obs['group']`` (str), ``obs['weight']`` (mass within its group, sums to 1 per group),
-``obs['method']`` (``"lot"`` or ``"exact"``), ``uns['lot_barycenter']`` (groupby,
-reference_id, groups, n_samples per group, weights, n_cells, exact; with ``--exact`` also
-``w2_lot_to_exact``, the W2 distance between the LOT and the exact barycenter per group).
+``obs['method']`` (``"lot"`` or ``"exact"``), ``uns['lot_barycenter']`` (reference_id,
+groups, n_samples per group; with ``--exact`` also ``w2_lot_to_exact``, the W2 distance
+between the LOT and the exact barycenter per group; ``params``: groupby, weights, n_cells,
+exact, seed, max_iter).
 
 Distances table (``otbio distances``): TSV with columns ``sample_a``, ``sample_b``,
 ``lot`` (and ``exact_w2`` with ``--exact``), one row per unordered pair.
