@@ -36,8 +36,10 @@ def _state(a):
 def test_default_writes_in_place_and_returns_the_result():
     src, tgt, truth = _pair()
     before_t = _state(tgt)
+    spatial, feat = src.obsm["spatial"], src.obsm["feat"]
     res = otbio.register(src, tgt, use_rep="feat", seed=0)
     assert isinstance(res, R.RegistrationResult)
+    assert src.obsm["spatial"] is spatial and src.obsm["feat"] is feat  # nothing copied
     assert {"spatial_registered", "displacement"} <= set(src.obsm)
     np.testing.assert_array_equal(src.obsm["spatial_registered"], res.registered)
     np.testing.assert_allclose(
