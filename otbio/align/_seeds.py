@@ -39,7 +39,7 @@ MAX_QUERY_WINDOWS = 32
 SCREEN_RESIDUES = 40
 #: Most query residues used to extend the best seeds (the extension ranks them: on too
 #: sparse a subsample, a seed offset by one repeat of a repetitive fold can win).
-EXTEND_RESIDUES = 160
+EXTEND_RESIDUES = 80
 #: Extension rounds of every seed before the best are chosen (0: the fragment superposition
 #: itself is scored; as good at 1.5 A of noise and faster).
 SCREEN_ITER = 0
