@@ -50,16 +50,14 @@ COSINE_CHANCE = 0.5
 DEFAULT_SEEDS = 32
 #: OT rounds from the chosen superposition (the second starts from the first's pairs).
 SEED_OT_ROUNDS = 2
+#: Coverage of the query below which a seeded alignment of a related structure (TM-score
+#: >= REFINE_MIN_TM) is compared with the local-feature round (domains that moved).
+LOCAL_COVERAGE = 0.9
 #: L1 distance (A) between superposed CA atoms beyond which a query residue is left
 #: unmatched in the seeded OT round (cost of the dustbin; about 6 A Euclidean).
 DUSTBIN_L1 = 10.0
 #: Weight of the sequence neighbours' distances (i -+ 1 to j -+ 1) in that round's cost.
 NEIGHBOUR_WEIGHT = 1.0
-#: Stage-1 TM-score (query-normalised) from which the seeded search is skipped: the local
-#: features already found a same-structure superposition.
-SEED_SKIP_TM = 0.8
-#: Below this first-round TM-score the refinement rounds are skipped when seeds run.
-SEED_REFINE_TM = 0.4
 
 MassMode = Literal["partial", "balanced", "unbalanced"]
 
@@ -388,24 +386,29 @@ def align(
         The plan is thresholded at 0.5, so a few percent of marginal error does not change
         the pairs; ``Alignment.converged`` says whether ``tol`` was reached.
     refine, refine_weight
-        Rounds of geometric refinement (default 1, or 0 with ``plasma_pf``; beyond PLASMA,
-        0 turns it off): superpose the query on the target with the pairs found (TM-score weighted Kabsch), add the CA
-        coordinates to both sides' features as ``(w x, -w x)`` so that the hinge cost gains
-        ``w`` times the L1 distance between superposed CA atoms, and solve again; a round is
-        kept only if it raises the TM-score. It sharpens the plan in helices and sheets,
-        whose local geometry repeats, and stays order-free.
+        Rounds of geometric refinement of the local-feature round (default 1, or 0 with
+        ``plasma_pf``; beyond PLASMA, 0 turns it off): superpose the query on the target
+        with the pairs found (TM-score weighted Kabsch), add the CA coordinates to both
+        sides' features as ``(w x, -w x)`` so that the hinge cost gains ``w`` times the L1
+        distance between superposed CA atoms, and solve again; a round is kept only if it
+        raises the TM-score. It sharpens the plan in helices and sheets, whose local
+        geometry repeats, and stays order-free. ``refine_weight`` also weighs the distances
+        of the seeded rounds.
     seeds
         Fragment pairs tried as seeded superpositions (default 32, or 0 with
-        ``plasma_pf`` or a ``mass`` other than ``"partial"``; 0 turns them off). Beyond PLASMA, as TM-align and Foldseek seed:
-        windows of 12 query residues are matched to target windows by their internal CA
-        distances (any order, so swapped segments and circular permutations are found),
-        superposed (Kabsch) and extended to the whole query by TM-weighted Kabsch
-        iterations (:mod:`otbio.align._seeds`); from the best superpositions one more
-        Sinkhorn round runs on the distances after superposition (a query residue more
-        than about 6 A from every target residue goes to a dustbin and stays unpaired),
-        and the result with the best TM-score is kept. This is what keeps motifs found
-        under 1-1.5 A of coordinate noise or a conformational change; it is skipped when
-        the first rounds already reach a TM-score of 0.8.
+        ``plasma_pf`` or a ``mass`` other than ``"partial"``; 0 turns them off). Beyond
+        PLASMA, as TM-align and Foldseek seed: windows of 12 query residues are matched to
+        target windows by their internal CA distances (any order, so swapped segments and
+        circular permutations are found), superposed (Kabsch) and the best extended to the
+        whole query by TM-weighted Kabsch iterations (:mod:`otbio.align._seeds`); from the
+        best superposition up to two Sinkhorn rounds run on the distances after
+        superposition (a query residue more than about 6 A from every target residue goes
+        to a dustbin and stays unpaired). This is what keeps motifs found under 1-1.5 A of
+        coordinate noise or a conformational change. The round on the local features
+        (PLASMA's, with ``refine``) runs when seeds are off, when no 12-residue window
+        fits the query (its superposition then seeds the distance rounds), or when the
+        seeded answer is of a related structure (TM-score >= 0.5) but pairs less than 90%
+        of the query (domains that moved); the answer with the best TM-score is kept.
     device
         ``"cpu"`` or ``"cuda"``.
 
@@ -478,8 +481,10 @@ def align(
         rot, tr = np.eye(3), np.zeros(3)
         if len(pairs) >= 3:
             rmsd, tm, rot, tr = tm_superpose(query.ca[pairs[:, 0]], target.ca[pairs[:, 1]], nq)
+        cover = (1 + np.count_nonzero(np.diff(pairs[:, 0]))) / nq if len(pairs) else 0.0
         return dict(
             plan=plan, pairs=pairs, rmsd=rmsd, tm=tm, rot=rot, tr=tr, out=out, colsum=colsum,
+            coverage=cover,
         )  # fmt: skip
 
     def scored(res):
@@ -492,66 +497,72 @@ def align(
         return res
 
     chance = 0.0 if fq.kind == "embedding" else COSINE_CHANCE
-    base, a, b = geometry(hq, hc)
-    best = solve(base, a, b)
-    n_iter = best["out"].n_iter
-    refined = 0
     if seeds is None:
         seeds = 0 if plasma_pf or mass != "partial" else DEFAULT_SEEDS
-    stage1_tm = best["tm"] if np.isfinite(best["tm"]) else -1.0
-    use_seeds = seeds > 0 and stage1_tm < SEED_SKIP_TM
-    # the seeded round supersedes the refinement rounds from a chance-level first round
-    for _ in range(0 if use_seeds and stage1_tm < SEED_REFINE_TM else refine):
-        if not np.isfinite(best["tm"]):
-            break  # fewer than 3 pairs: nothing to superpose on
-        # coordinates after superposition, entered as (x, -x): the hinge over them is
-        # refine_weight times the L1 distance between the CA atoms (A)
-        xq = refine_weight * (query.ca @ best["rot"].T + best["tr"])
-        xc = refine_weight * target.ca
-        prev = best["out"]
-        # the hinge is a sum over columns: the cost of [hq, xq, -xq] vs [hc, xc, -xc] is the
-        # features' cost (computed in the first solve) plus that of the coordinates
-        coords, _, _ = geometry(np.hstack([xq, -xq]), np.hstack([xc, -xc]))
-        cand = solve(base.hstack(coords), a, b, init=(prev.f, prev.g))
-        n_iter += cand["out"].n_iter
-        # keep a refinement only when it improves the TM-score and reaches a significant
-        # structural match (TM >= 0.5, the same-fold level): refining a chance
-        # superposition only sharpens a forced match, and unrelated structures gain pairs
-        if not (
-            np.isfinite(cand["tm"])
-            and cand["tm"] > best["tm"] + 1e-6
-            and cand["tm"] >= REFINE_MIN_TM
-        ):
-            break
-        best = cand
-        refined += 1
+    n_iter = 0
+    refined = 0
     seeded = 0
     seed_tm = np.nan
-    if use_seeds:
+    seeded_best = None
+    segq = segc = None
+    cands = []
+    if seeds > 0:
+        # seeded superpositions first: the best one sets the cost of the OT rounds on the
+        # distances after superposition (see _seeded_rounds)
         segq = sequence_segments(query.resnum, query.chain)
         segc = sequence_segments(target.resnum, target.chain)
         cands = fragment_seeds(query.ca, target.ca, segq, segc, n_seeds=seeds)
-        if np.isfinite(best["tm"]):  # the first round's superposition competes
-            cands.append(extend_superposition(query.ca, target.ca, best["rot"], best["tr"]))
         if cands:
-            seed_tm, rot0, tr0 = max(cands, key=lambda c: c[0])
-            cand = None
-            for _round in range(SEED_OT_ROUNDS):  # OT on the distances, then from its pairs
-                nxt = solve(
-                    _distance_geometry(
-                        query.ca @ rot0.T + tr0, target.ca, segq, segc, refine_weight
-                    ),
-                    *_dustbin_weights(nq, nc),
-                    init=None if cand is None else (cand["out"].f, cand["out"].g),
-                )
-                n_iter += nxt["out"].n_iter
-                if not np.isfinite(nxt["tm"]) or (cand is not None and nxt["tm"] <= cand["tm"]):
-                    break
-                cand = nxt
-                rot0, tr0 = cand["rot"], cand["tr"]
-            if cand is not None and (not np.isfinite(best["tm"]) or cand["tm"] > best["tm"]):
-                best = cand
-                seeded = 1
+            seed_tm, rot0, tr0 = cands[0]
+            seeded_best, k = _seeded_rounds(solve, query, target, rot0, tr0, segq, segc,
+                                            refine_weight)  # fmt: skip
+            n_iter += k
+    # the local-feature round (and its refinement): without seeds, when no seed fits (a
+    # motif of segments shorter than the window), or when the seeded superposition is of
+    # a related structure but leaves residues unpaired (domains that moved: one rigid
+    # superposition places only one of them)
+    best = None
+    if seeded_best is None or (
+        seeded_best["tm"] >= REFINE_MIN_TM and seeded_best["coverage"] < LOCAL_COVERAGE
+    ):
+        base, a, b = geometry(hq, hc)
+        best = solve(base, a, b)
+        n_iter += best["out"].n_iter
+        for _ in range(refine):
+            if not np.isfinite(best["tm"]):
+                break  # fewer than 3 pairs: nothing to superpose on
+            # coordinates after superposition, entered as (x, -x): the hinge over them is
+            # refine_weight times the L1 distance between the CA atoms (A)
+            xq = refine_weight * (query.ca @ best["rot"].T + best["tr"])
+            xc = refine_weight * target.ca
+            prev = best["out"]
+            # the hinge is a sum over columns: the cost of [hq, xq, -xq] vs [hc, xc, -xc] is
+            # the features' cost (computed in the first solve) plus that of the coordinates
+            coords, _, _ = geometry(np.hstack([xq, -xq]), np.hstack([xc, -xc]))
+            cand = solve(base.hstack(coords), a, b, init=(prev.f, prev.g))
+            n_iter += cand["out"].n_iter
+            # keep a refinement only when it improves the TM-score and reaches a significant
+            # structural match (TM >= 0.5, the same-fold level): refining a chance
+            # superposition only sharpens a forced match, and unrelated structures gain pairs
+            if not (
+                np.isfinite(cand["tm"])
+                and cand["tm"] > best["tm"] + 1e-6
+                and cand["tm"] >= REFINE_MIN_TM
+            ):
+                break
+            best = cand
+            refined += 1
+        if seeds > 0 and not cands and np.isfinite(best["tm"]):
+            # no seed fitted: the seeded rounds start from this round's superposition
+            seed_tm, rot0, tr0 = extend_superposition(query.ca, target.ca, best["rot"], best["tr"])
+            seeded_best, k = _seeded_rounds(solve, query, target, rot0, tr0, segq, segc,
+                                            refine_weight)  # fmt: skip
+            n_iter += k
+    if seeded_best is not None and (
+        best is None or not np.isfinite(best["tm"]) or seeded_best["tm"] > best["tm"]
+    ):
+        best = seeded_best
+        seeded = 1
     plan, pairs, out = best["plan"], best["pairs"], best["out"]
     rmsd, tm, rot, tr = best["rmsd"], best["tm"], best["rot"], best["tr"]
     values = plan[pairs[:, 0], pairs[:, 1]] if len(pairs) else np.zeros(0)
@@ -588,7 +599,7 @@ def align(
         diagonal=diag,
         rmsd=float(rmsd),
         tm_score=float(tm),
-        coverage=(1 + np.count_nonzero(np.diff(pairs[:, 0]))) / nq if len(pairs) else 0.0,
+        coverage=best["coverage"],
         rotation=rot,
         translation=tr,
         epsilon=eps,
@@ -610,6 +621,27 @@ def align(
         tm_score_target=float(tm_t),
         seq_identity=ident,
     )
+
+
+def _seeded_rounds(solve, query, target, rot, tr, segq, segc, weight):
+    """Up to ``SEED_OT_ROUNDS`` OT rounds on the distances after the superposition
+    (``rot``, ``tr``), each round from the previous round's pairs, while the TM-score
+    rises: the best solve (or None when no round gave 3 pairs) and the iterations run."""
+    nq, nc = len(query), len(target)
+    best = None
+    n_iter = 0
+    for _round in range(SEED_OT_ROUNDS):
+        nxt = solve(
+            _distance_geometry(query.ca @ rot.T + tr, target.ca, segq, segc, weight),
+            *_dustbin_weights(nq, nc),
+            init=None if best is None else (best["out"].f, best["out"].g),
+        )
+        n_iter += nxt["out"].n_iter
+        if not np.isfinite(nxt["tm"]) or (best is not None and nxt["tm"] <= best["tm"]):
+            break
+        best = nxt
+        rot, tr = best["rot"], best["tr"]
+    return best, n_iter
 
 
 def _distance_geometry(xq, xc, segq, segc, weight: float):

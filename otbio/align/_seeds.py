@@ -37,6 +37,9 @@ STRIDE = 2
 #: to screen the seeds before the best are extended on the whole query.
 MAX_QUERY_WINDOWS = 32
 SCREEN_RESIDUES = 40
+#: Most query residues used to extend the best seeds (the extension ranks them: on too
+#: sparse a subsample, a seed offset by one repeat of a repetitive fold can win).
+EXTEND_RESIDUES = 80
 #: Extension rounds of every seed before the best are chosen (0: the fragment superposition
 #: itself is scored; as good at 1.5 A of noise and faster).
 SCREEN_ITER = 0
@@ -135,8 +138,7 @@ def _best_fragment_pairs(sq, st, per_query):
 @njit(cache=True, nogil=True, fastmath=True)
 def _nearest(xq, tt, r, tr, d_out, j_out):
     """Nearest target residue of every superposed query residue (distance and index): a
-    vectorised minimum over the target (``tt``: coordinates as (3, L_t) rows), then the
-    index of that minimum."""
+    branch-free minimum over the target (``tt``: coordinates as (3, L_t) rows)."""
     nq = xq.shape[0]
     nt = tt.shape[1]
     tx = tt[0]
@@ -162,17 +164,25 @@ def _nearest(xq, tt, r, tr, d_out, j_out):
 
 @njit(cache=True, nogil=True)
 def _extend(q, t, tt, r, tr, d0s, d0, n_iter):
-    """Iterate nearest partners -> TM weights -> weighted Kabsch from (r, tr); returns the
-    best superposition seen and its nearest-partner TM-score (scale ``d0``, by L_q)."""
+    """:func:`_extend_work` with its own work arrays."""
     nq = q.shape[0]
-    d = np.empty(nq)
-    jn = np.empty(nq, dtype=np.int64)
-    y = np.empty((nq, 3))
-    w = np.empty(nq)
-    claim = np.empty(t.shape[0])
+    return _extend_work(
+        q, t, tt, r, tr, d0s, d0, n_iter, np.empty(nq), np.empty(nq, dtype=np.int64),
+        np.empty((nq, 3)), np.empty(nq), np.empty(t.shape[0]),
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def _extend_work(q, t, tt, r, tr, d0s, d0, n_iter, d, jn, y, w, claim):
+    """Iterate nearest partners -> TM weights -> weighted Kabsch from (r, tr); returns the
+    best superposition seen and its nearest-partner TM-score (scale ``d0``, by L_q).
+    ``d, jn, y, w, claim`` are work arrays (L_q, L_q, (L_q, 3), L_q, L_t)."""
+    nq = q.shape[0]
     best_tm = -1.0
     best_r = r
     best_t = tr
+    inv0 = 1.0 / (d0 * d0)
+    inv_s = 1.0 / (d0s * d0s)
     for it in range(n_iter + 1):
         _nearest(q, tt, r, tr, d, jn)
         # one target residue counts once: the closest query residue claims it
@@ -184,7 +194,7 @@ def _extend(q, t, tt, r, tr, d0s, d0, n_iter):
         tm = 0.0
         for i in range(nq):
             if d[i] <= claim[jn[i]]:
-                tm += 1.0 / (1.0 + (d[i] / d0) ** 2)
+                tm += 1.0 / (1.0 + d[i] * d[i] * inv0)
         tm /= nq
         if tm > best_tm + 1e-9:
             best_tm, best_r, best_t = tm, r, tr
@@ -194,7 +204,7 @@ def _extend(q, t, tt, r, tr, d0s, d0, n_iter):
             break
         tot = 0.0
         for i in range(nq):
-            w[i] = 1.0 / (1.0 + (d[i] / d0s) ** 2)
+            w[i] = 1.0 / (1.0 + d[i] * d[i] * inv_s)
             tot += w[i]
             for k in range(3):
                 y[i, k] = t[jn[i], k]
@@ -206,7 +216,21 @@ def _extend(q, t, tt, r, tr, d0s, d0, n_iter):
 
 @njit(cache=True, nogil=True)
 def _seed_search(
-    q, qsub, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep, d0s, d0, n_iter, screen_iter
+    q,
+    qsub,
+    qext,
+    t,
+    qstarts,
+    tstarts,
+    best_d,
+    best_j,
+    w,
+    n_seeds,
+    n_keep,
+    d0s,
+    d0,
+    n_iter,
+    screen_iter,
 ):
     """Superpose the ``n_seeds`` best fragment pairs, extend each by ``screen_iter`` rounds, then extend
     the ``n_keep`` best up to ``n_iter`` rounds, all on the query residues ``qsub`` (an
@@ -221,6 +245,12 @@ def _seed_search(
     ts = np.zeros((n, 3))
     uni = np.full(w, 1.0 / w)
     tt = np.ascontiguousarray(t.T)
+    ns = qsub.shape[0]
+    wd = np.empty(ns)
+    wj = np.empty(ns, dtype=np.int64)
+    wy = np.empty((ns, 3))
+    ww = np.empty(ns)
+    wc = np.empty(t.shape[0])
     m = 0
     for k in range(order.shape[0]):
         if m >= n:
@@ -231,7 +261,7 @@ def _seed_search(
         qi = qstarts[idx // per]
         tj = tstarts[best_j[idx // per, idx % per]]
         r, tr = _kabsch(q[qi : qi + w], t[tj : tj + w], uni)
-        tm, r, tr = _extend(qsub, t, tt, r, tr, d0s, d0, screen_iter)
+        tm, r, tr = _extend_work(qsub, t, tt, r, tr, d0s, d0, screen_iter, wd, wj, wy, ww, wc)
         tms[m] = tm
         rs[m] = r
         ts[m] = tr
@@ -240,11 +270,18 @@ def _seed_search(
     rs = rs[:m]
     ts = ts[:m]
     top = np.argsort(-tms)[: min(n_keep, m)]
+    ne = qext.shape[0]
+    wd = np.empty(ne)
+    wj = np.empty(ne, dtype=np.int64)
+    wy = np.empty((ne, 3))
+    ww = np.empty(ne)
     out_tm = np.empty(top.shape[0])
     out_r = np.empty((top.shape[0], 3, 3))
     out_t = np.empty((top.shape[0], 3))
     for k in range(top.shape[0]):
-        tm, r, tr = _extend(qsub, t, tt, rs[top[k]], ts[top[k]], d0s, d0, n_iter)
+        tm, r, tr = _extend_work(
+            qext, t, tt, rs[top[k]], ts[top[k]], d0s, d0, n_iter, wd, wj, wy, ww, wc
+        )
         out_tm[k] = tm
         out_r[k] = r
         out_t[k] = tr
@@ -294,10 +331,10 @@ def fragment_seeds(
     best_d, best_j = _best_fragment_pairs(sq, st, min(per_query, tstarts.size))
     from otbio.align._superpose import tm_d0
 
-    step = -(-nq // SCREEN_RESIDUES)
-    qsub = np.ascontiguousarray(q[::step])
+    qsub = np.ascontiguousarray(q[:: -(-nq // SCREEN_RESIDUES)])
+    qext = np.ascontiguousarray(q[:: -(-nq // EXTEND_RESIDUES)])
     tms, rs, ts = _seed_search(
-        q, qsub, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep,
+        q, qsub, qext, t, qstarts, tstarts, best_d, best_j, w, n_seeds, n_keep,
         tm_d0_search(nq), max(tm_d0(nq), RANK_D0), n_iter, SCREEN_ITER,
     )  # fmt: skip
     order = np.argsort(-tms)

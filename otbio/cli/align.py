@@ -115,9 +115,10 @@ log = logging.getLogger("otbio")
     "--refine",
     type=click.IntRange(min=0),
     default=None,
-    help="Rounds of geometric refinement (superpose the pairs, add CA distances to the cost, "
-    "solve again; kept only if the TM-score rises to at least 0.5); default 1, or 0 with --plasma-pf. "
-    "0 gives plain PLASMA.",
+    help="Rounds of geometric refinement of the local-feature round (superpose the pairs, add "
+    "CA distances to the cost, solve again; kept only if the TM-score rises to at least 0.5); "
+    "default 1, or 0 with --plasma-pf. 0 gives plain PLASMA. With seeds the local-feature "
+    "round runs only when no seed fits or domains moved.",
     show_default=True,
 )
 @click.option(
@@ -125,8 +126,8 @@ log = logging.getLogger("otbio")
     type=click.IntRange(min=0),
     default=None,
     help="Fragment pairs tried as seeded superpositions (fragment -> Kabsch -> TM-weighted "
-    "extension -> one OT round on the distances after superposition); default 32, 0 with "
-    "--plasma-pf or --mass other than partial. 0 turns them off (local features only).",
+    "extension -> up to two OT rounds on the distances after superposition); default 32, 0 "
+    "with --plasma-pf or --mass other than partial. 0 turns them off (local features only).",
     show_default=True,
 )
 @click.option(
