@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "test_data"
 
 PROBE = r"""
-import importlib.abc, importlib.machinery, os, sys, time
+import atexit, importlib.abc, importlib.machinery, os, sys, time
 OUT = os.environ["OTBIO_PROBE_FILE"]
 marks = {}
 
@@ -77,6 +77,7 @@ class Finder(importlib.abc.MetaPathFinder):
         return spec
 
 sys.meta_path.insert(0, Finder())
+atexit.register(mark, "exit")
 from otbio.cli import main
 sys.argv[0] = "otbio"
 main()
@@ -197,7 +198,8 @@ def main() -> None:
             call_c = [m["call"][1] for _, m in runs if "call" in m]
             ret_w = [m["return"][0] for _, m in runs if "return" in m]
             ret_c = [m["return"][1] for _, m in runs if "return" in m]
-            rows.append((name, wall, call_w, call_c, ret_w, ret_c))
+            cpu = [m["exit"][1] for _, m in runs if "exit" in m]
+            rows.append((name, wall, cpu, call_w, call_c, ret_w, ret_c))
             print(name, runs, file=sys.stderr, flush=True)
     load1 = os.getloadavg()[0]
 
