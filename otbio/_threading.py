@@ -112,10 +112,14 @@ def expected_threads() -> int:
     numba = sys.modules.get("numba")
     if numba is not None and hasattr(numba, "get_num_threads"):
         return int(numba.get_num_threads())
-    from otbio._settings import default_jobs
-
     env = os.environ.get("NUMBA_NUM_THREADS", "")
-    cap = int(env) if env.isdigit() and int(env) > 0 else default_jobs()
+    if env.isdigit() and int(env) > 0:
+        cap = int(env)
+    else:  # Numba's default: the CPUs this process may run on
+        try:
+            cap = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - macOS
+            cap = os.cpu_count() or 1
     with _LOCK:
         return max(1, min(_PENDING_THREADS[0], cap)) if _PENDING_THREADS else cap
 
