@@ -19,7 +19,12 @@ floor rows time the same interpreter doing nothing, importing NumPy, importing N
 importing Numba and calling one cached kernel. Goal: under 0.5 s to the first kernel call for
 transport, embed and align.
 
-Run:  python benchmarks/startup.py [--repeats 5] [--only transport embed align] [--append]
+``--baseline DIR`` (a checkout of another revision, e.g. ``git worktree add /tmp/base main``)
+alternates every run between that tree and this one, so that both see the same load, and
+reports both.
+
+Run:  python benchmarks/startup.py [--repeats 5] [--only transport embed align]
+      [--baseline DIR] [--append]
 """
 
 from __future__ import annotations
@@ -140,8 +145,10 @@ def commands(p: dict[str, str]) -> list[tuple[str, list[str]]]:
     ]  # fmt: skip
 
 
-def run_once(args: list[str], probe: Path) -> tuple[float, dict[str, tuple[float, float]]]:
-    env = dict(os.environ, OTBIO_PROBE_FILE=str(probe), PYTHONPATH=str(ROOT))
+def run_once(
+    args: list[str], probe: Path, root: Path = ROOT
+) -> tuple[float, dict[str, tuple[float, float]]]:
+    env = dict(os.environ, OTBIO_PROBE_FILE=str(probe), PYTHONPATH=str(root))
     probe.unlink(missing_ok=True)
     t0 = time.time()
     res = subprocess.run(
@@ -173,6 +180,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--only", nargs="+", metavar="COMMAND", help="run only these commands")
+    ap.add_argument("--baseline", type=Path, help="another checkout, run alternately with this one")
     ap.add_argument("--append", action="store_true", help="append the table to RESULTS.md")
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
@@ -190,17 +198,27 @@ def main() -> None:
         rows = []
         for name, cmd in commands(p):
             if args.only and name not in args.only and name.split()[0] not in args.only:
+                if name in ("reference", "embed"):  # their outputs are later commands' inputs
+                    run_once(cmd, probe)
                 continue
-            run_once(cmd, probe)  # warm the Numba disk cache and the page cache once
-            runs = [run_once(cmd, probe) for _ in range(args.repeats)]
-            wall = [w for w, _ in runs]
-            call_w = [m["call"][0] for _, m in runs if "call" in m]
-            call_c = [m["call"][1] for _, m in runs if "call" in m]
-            ret_w = [m["return"][0] for _, m in runs if "return" in m]
-            ret_c = [m["return"][1] for _, m in runs if "return" in m]
-            cpu = [m["exit"][1] for _, m in runs if "exit" in m]
-            rows.append((name, wall, cpu, call_w, call_c, ret_w, ret_c))
-            print(name, runs, file=sys.stderr, flush=True)
+            trees = {"": ROOT}
+            if args.baseline:
+                trees = {" (baseline)": args.baseline.resolve(), " (this tree)": ROOT}
+            for root in trees.values():  # warm the Numba disk cache and the page cache once
+                run_once(cmd, probe, root)
+            all_runs = {label: [] for label in trees}
+            for _ in range(args.repeats):  # alternate the trees: both see the same load
+                for label, root in trees.items():
+                    all_runs[label].append(run_once(cmd, probe, root))
+            for label, runs in all_runs.items():
+                wall = [w for w, _ in runs]
+                call_w = [m["call"][0] for _, m in runs if "call" in m]
+                call_c = [m["call"][1] for _, m in runs if "call" in m]
+                ret_w = [m["return"][0] for _, m in runs if "return" in m]
+                ret_c = [m["return"][1] for _, m in runs if "return" in m]
+                cpu = [m["exit"][1] for _, m in runs if "exit" in m]
+                rows.append((name + label, wall, cpu, call_w, call_c, ret_w, ret_c))
+                print(name + label, runs, file=sys.stderr, flush=True)
     load1 = os.getloadavg()[0]
 
     def mw(v: list[float]) -> str:  # median (worst)
@@ -210,6 +228,7 @@ def main() -> None:
         return "-" if not v else f"{_med(v):.2f}"
 
     only = f" --only {' '.join(args.only)}" if args.only else ""
+    only += f" --baseline {args.baseline}" if args.baseline else ""
     lines = [
         "",
         "## Start-up: cold process per command (tiny inputs)",
