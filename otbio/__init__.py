@@ -12,9 +12,12 @@ The arrows run one way: ``cli -> {lot, register, align} -> ot``.
 
 from __future__ import annotations
 
-import otbio._numba_cache  # noqa: F401  (an unwritable Numba cache costs only compile time)
-from otbio import _threading  # noqa: F401  (chooses Numba's threading layer first)
+from otbio import _threading
 from otbio._errors import ConvergenceWarning, InputError, OtbioError
+
+# Numba is not imported here (0.3 s); the threading layer and the fail-soft Numba cache
+# (otbio._numba_cache) are set up by an import hook the moment Numba is first imported.
+_threading._install_hook()
 
 __version__ = "0.1.0"
 

@@ -6,7 +6,7 @@ is *decorated*, reads cache files when it is first called and writes them after 
 In a container with a read-only install and a read-only HOME, on a full disk, or with a
 truncated cache file, each of these steps raises and every command dies.
 
-:func:`install` (run once from ``otbio/__init__.py``) makes the three steps fail soft:
+:func:`install` (run once, when Numba is first imported: see :mod:`otbio._threading`) makes the three steps fail soft:
 
 - no writable location: the cache moves to ``$TMPDIR/otbio-numba-cache-UID`` (or a fresh
   temporary directory); when even that fails the kernels are compiled without a cache;
@@ -112,6 +112,3 @@ def install() -> None:
     dispatcher.Dispatcher.enable_caching = safe_enable_caching
     caching.Cache.load_overload = safe_load_overload
     caching.Cache.save_overload = safe_save_overload
-
-
-install()

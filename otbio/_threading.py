@@ -14,19 +14,121 @@ network simplex releases the GIL), and runs its own parallel kernels one problem
 from __future__ import annotations
 
 import functools
+import importlib.abc
+import importlib.util
 import os
+import sys
+import threading
 from contextlib import contextmanager
 
-import numba
+__all__ = [
+    "num_threads",
+    "one_blas_thread",
+    "threading_layer_name",
+    "tune_malloc",
+    "use_threads",
+]
 
-__all__ = ["num_threads", "one_blas_thread", "threading_layer_name", "tune_malloc"]
+# Numba costs about 0.3 s to import and is needed only when a kernel module is imported, so
+# ``import otbio`` does not import it. What otbio must set before Numba's first use (the
+# threading layer, the fail-soft on-disk cache of otbio._numba_cache, the command line's
+# thread count) is applied by a one-shot import hook the moment Numba is imported, by otbio or
+# by anyone else, or at once when Numba was imported before otbio.
 
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+_LOCK = threading.Lock()
+_PENDING_THREADS: list[int] = []  # the command line's --jobs, applied when Numba is imported
+
+
+def _on_numba(numba) -> None:
+    """Set-up that must precede the first kernel: cache fallback, threading layer, threads."""
+    from otbio._numba_cache import install
+
+    install()
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+    with _LOCK:
+        pending = _PENDING_THREADS[-1:]
+        _PENDING_THREADS.clear()
+    if pending:
+        _set_threads(numba, pending[0])
+
+
+class _NumbaImportHook(importlib.abc.MetaPathFinder):
+    """Runs :func:`_on_numba` right after ``numba/__init__`` has executed (one shot)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "numba":
+            return None
+        _remove_hook()
+        spec = importlib.util.find_spec("numba")  # the real finder (this hook is gone)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_configure(module):
+            exec_module(module)
+            _on_numba(module)
+
+        spec.loader.exec_module = exec_then_configure
+        return spec
+
+
+def _remove_hook() -> None:
+    with _LOCK:
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _NumbaImportHook)]
+
+
+def _install_hook() -> None:
+    """Called once by ``otbio/__init__``: configure Numba now if imported, else on import."""
+    if "numba" in sys.modules:
+        _on_numba(sys.modules["numba"])
+        return
+    with _LOCK:
+        if not any(isinstance(f, _NumbaImportHook) for f in sys.meta_path):
+            sys.meta_path.insert(0, _NumbaImportHook())
+
+
+def _set_threads(numba, n: int) -> None:
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+
+
+def use_threads(n: int) -> None:
+    """Process tuning for the command line: Numba kernels use ``n`` threads.
+
+    Applied at once when Numba is loaded, else when it is first imported (by the thread that
+    imports it, the main thread in every command), so that commands that run no kernel never
+    pay for Numba's import.
+    """
+    numba = sys.modules.get("numba")
+    if numba is not None and hasattr(numba, "set_num_threads"):
+        _set_threads(numba, n)
+        return
+    with _LOCK:
+        _PENDING_THREADS[:] = [int(n)]
+
+
+def expected_threads() -> int:
+    """Numba's thread count for kernels launched from this thread, without importing Numba."""
+    numba = sys.modules.get("numba")
+    if numba is not None and hasattr(numba, "get_num_threads"):
+        return int(numba.get_num_threads())
+    env = os.environ.get("NUMBA_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        cap = int(env)
+    else:  # Numba's default: the CPUs this process may run on
+        try:
+            cap = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - macOS
+            cap = os.cpu_count() or 1
+    with _LOCK:
+        return max(1, min(_PENDING_THREADS[0], cap)) if _PENDING_THREADS else cap
 
 
 def threading_layer_name() -> str:
     """Name of the configured Numba threading layer (before or after the first launch)."""
+    numba = sys.modules.get("numba")
+    if numba is None or not hasattr(numba, "threading_layer"):  # chosen when Numba loads
+        return os.environ.get("NUMBA_THREADING_LAYER", "workqueue")
     try:
         return numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet
@@ -39,6 +141,8 @@ def num_threads(n: int | None):
     if n is None or n <= 0:
         yield
         return
+    import numba
+
     old = numba.get_num_threads()
     numba.set_num_threads(min(int(n), numba.config.NUMBA_NUM_THREADS))
     try:

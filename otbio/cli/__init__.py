@@ -14,7 +14,7 @@ import click
 from otbio import __version__
 from otbio._errors import InputError, OtbioError
 from otbio._settings import settings
-from otbio._threading import threading_layer_name
+from otbio._threading import expected_threads, threading_layer_name, use_threads
 from otbio.cli._util import hoist_global_options, python_to_option, rewrite_aliases, translate_names
 
 __all__ = ["cli", "main"]
@@ -166,12 +166,10 @@ def cli(verbose: int, quiet: bool, seed: int, jobs: int, device: str, debug: boo
         handler.setFormatter(logging.Formatter("otbio: %(message)s"))
         logger.addHandler(handler)
     logger.propagate = False
-    import numba
-
-    numba.set_num_threads(max(1, min(settings.n_jobs, numba.config.NUMBA_NUM_THREADS)))
+    use_threads(settings.n_jobs)  # applied when Numba loads: commands without kernels skip it
     logger.info(
         "jobs=%d device=%s seed=%d numba threads=%d (%s layer)",
-        settings.n_jobs, device, seed, numba.get_num_threads(), threading_layer_name(),
+        settings.n_jobs, device, seed, expected_threads(), threading_layer_name(),
     )  # fmt: skip
 
 

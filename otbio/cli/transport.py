@@ -6,7 +6,6 @@ import logging
 import warnings
 
 import click
-import numpy as np
 
 from otbio._errors import InputError
 from otbio.cli import cli
@@ -143,6 +142,8 @@ def transport(
     columns. Prints the transport cost and convergence; optional outputs save the
     potentials, the barycentric projection and the top matches.
     """
+    import numpy as np
+
     from otbio import io
     from otbio._settings import settings
     from otbio.ot import PointCloud, Sinkhorn, emd
