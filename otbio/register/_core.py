@@ -327,8 +327,12 @@ def _select_smoothness(ctx, st0, lambda_, beta, rng, *, device):
     ``_LAMBDA_GRID`` when beta is given) from the same pose, and scored by the
     log-likelihood of the held-out cells under the fitted mixture (cross-validation: too
     stiff a map leaves them far from every source, too loose a one snaps the sources onto
-    the fitted cells and shrinks sigma below the gaps). Runs on at most ``_SELECT_MAX``
-    landmarks per slice. Returns ``(lambda_, beta, record)``.
+    the fitted cells and shrinks sigma below the gaps). The score is averaged over
+    ``_N_SPLITS`` disjoint held-out shares (folds of one permutation): one 20% split is
+    noisy on a few hundred cells and picked beta 2 where beta 1 was better by up to 3
+    points of RMSE cut; three splits chose as well as the best fixed candidate on the
+    known-warp subset. Runs on at most ``_SELECT_MAX`` landmarks per slice. Returns
+    ``(lambda_, beta, record)``.
     """
     m, n = ctx.y0.shape[0], ctx.xw.shape[0]
     iy = np.arange(m) if m <= _SELECT_MAX else np.sort(rng.choice(m, _SELECT_MAX, replace=False))
