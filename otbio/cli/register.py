@@ -68,10 +68,9 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
 )
 @click.option(
     "--omega",
-    type=float,
-    default=0.0,
+    default="0",
     show_default=True,
-    help="Outlier probability; use 0.1 when the slices overlap only partly.",
+    help="Outlier probability (share of target cells with no source cell), or 'auto' to estimate it from the data (EM; use it when the slices overlap only partly).",
 )
 @click.option(
     "--gamma",
@@ -178,7 +177,7 @@ def register_cmd(
     no_expression: bool,
     lambda_: float | None,
     beta: float | None,
-    omega: float,
+    omega: str,
     gamma: float,
     eta: float,
     rigid: bool,
@@ -217,6 +216,15 @@ def register_cmd(
     if rigid and affine:
         raise click.UsageError("give at most one of --rigid-only and --affine")
     mode = "rigid" if rigid else "affine" if affine else "nonrigid"
+    if omega.strip().lower() == "auto":
+        omega_value = None
+    else:
+        try:
+            omega_value = float(omega)
+        except ValueError:
+            raise click.BadParameter(
+                f"{omega!r} is not a number or 'auto'", param_hint="'--omega'"
+            ) from None
     src = io.read_h5ad(source)
     tgt = io.read_h5ad(target)
     for key, what in ((color_key, "--color-key"), (celltype_key, "--celltype-key")):
@@ -248,7 +256,7 @@ def register_cmd(
             expression=not no_expression,
             lambda_=lambda_,
             beta=beta,
-            omega=omega,
+            omega=omega_value,
             gamma=gamma,
             eta=eta,
             mode=mode,

@@ -112,6 +112,7 @@ def _bad_inputs(tmp_path):
     b.obsm["spatial"] = np.c_[b.obsm["spatial"], np.zeros(b.n_obs)]
     cases["mismatched dims"] = (s1, b, [], "2-D but target")
     cases["bad omega"] = (s1, s2, ["--omega", "1.5"], "omega")
+    cases["omega not a number"] = (s1, s2, ["--omega", "half"], "omega")
     return cases
 
 
@@ -124,6 +125,7 @@ def _bad_inputs(tmp_path):
         "too few cells",
         "mismatched dims",
         "bad omega",
+        "omega not a number",
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, case):

@@ -296,3 +296,19 @@ def test_registration_figure_is_readable(slice1, slice2):
     assert a.get_xlabel() == "x (µm)" and b.get_ylabel() == "y (µm)"
     assert [t.get_text() for t in b.get_legend().get_texts()] == ["slice2", "slice1"]
     assert "RMSE cut 0.970, fold-free 0.995" in fig._suptitle.get_text()
+
+
+def test_outlier_share_estimated_on_partial_overlap(slice1):
+    """omega=None: the source covers only 70% of the tissue, so about 30% of the target
+    cells have no source cell. The EM estimate of the outlier share finds that, and the
+    registration holds; with omega 0 every target cell is forced onto a source and it fails."""
+    src, tgt, truth = R.warped_pair(slice1, seed=1, amp=0.09, angle=30)
+    y = src.obsm["spatial"]
+    keep = y[:, 0] <= np.quantile(y[:, 0], 0.7)
+    part = src[keep].copy()
+    res = otbio.register(part, tgt, omega=None, seed=1, progress=False)
+    share = 1 - keep.mean()  # target cells left without a source (10% dropped at random)
+    assert res.params["omega_estimated"]
+    assert abs(res.params["omega"] - share) < 0.1
+    cut = 1 - R.rmse(res.registered, truth[keep]) / R.rmse(y[keep], truth[keep])
+    assert cut >= 0.9
