@@ -505,10 +505,27 @@ def lot_run(tmp_path_factory):
     mtimes = {p.name: p.stat().st_mtime_ns for p in done}
     finished = {p.name: mtimes[p.name] for p in done[:-1]}  # all but the newest
 
-    r = snakemake(work, cfg, "--unlock")
-    assert r.returncode == 0, r.stdout + r.stderr
-    r = snakemake(work, cfg, "--cores", "2", "--rerun-incomplete")
-    assert r.returncode == 0, r.stdout + r.stderr
+    # one `otbio embed` of the whole cohort with the run's reference (finished before the
+    # first shard started; the resumed run does not redo it), computed while the run resumes
+    lot, c = work / "results" / "lot", cfg["lot"]
+    single = work / "single.h5ad"
+    # fmt: off
+    whole = subprocess.Popen(
+        [OTBIO, "--seed", str(cfg["seed"]), "--quiet", "embed", str(COHORT),
+         "--sample-key", c["sample_key"], "--use-rep", c["use_rep"],
+         "--reference", str(lot / "reference.h5ad"), "-o", str(single)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # fmt: on
+    try:
+        r = snakemake(work, cfg, "--unlock")
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = snakemake(work, cfg, "--cores", "2", "--rerun-incomplete")
+        assert r.returncode == 0, r.stdout + r.stderr
+        whole_err = whole.communicate(timeout=300)[1]
+    finally:
+        if whole.poll() is None:
+            whole.kill()
     return {
         "work": work,
         "cfg": cfg,
@@ -516,6 +533,7 @@ def lot_run(tmp_path_factory):
         "finished": finished,
         "n_shards": n_shards,
         "resume_log": r.stdout + r.stderr,
+        "single": (single, whole.returncode, whole_err),
     }
 
 
@@ -535,32 +553,9 @@ def test_resume_does_not_redo_finished_shards(lot_run):
 def test_sharded_embedding_equals_single_embed(lot_run):
     import anndata as ad
 
-    work = lot_run["work"]
-    lot = work / "results" / "lot"
-    single = work / "single.h5ad"
-    c = lot_run["cfg"]["lot"]
-    r = subprocess.run(
-        [
-            OTBIO,
-            "--seed",
-            str(lot_run["cfg"]["seed"]),
-            "--quiet",
-            "embed",
-            str(COHORT),
-            "--sample-key",
-            c["sample_key"],
-            "--use-rep",
-            c["use_rep"],
-            "--reference",
-            str(lot / "reference.h5ad"),
-            "-o",
-            str(single),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
+    lot = lot_run["work"] / "results" / "lot"
+    single, returncode, stderr = lot_run["single"]  # one otbio embed of the whole cohort
+    assert returncode == 0, stderr
     sharded = ad.read_h5ad(lot / "embedding.h5ad")
     whole = ad.read_h5ad(single)
     assert sharded.n_obs == 24
