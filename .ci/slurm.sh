@@ -9,6 +9,8 @@
 #   3. a time-limit test: a job killed by SLURM at its `runtime` (SIGTERM, then SIGKILL) while
 #      snakemake itself is gone leaves no output snakemake takes as finished, and
 #      `--rerun-incomplete` resumes it;
+# the runs of 1. (SLURM and local) and 3. are started together (they mostly wait) and checked
+# when they have finished;
 # and the daemons are stopped by PID at the end (also on failure).
 #
 # Run it as root on a throw-away Debian 12 machine or container (it writes
@@ -37,8 +39,10 @@ done
 CONF=/etc/slurm/slurm.conf
 # first status check of the SLURM plugin after a submission (its default is 40 s); MinJobAge
 # (how long slurmctld keeps a finished job, i.e. how long squeue still shows it) must be at
-# least 3x this, else the plugin drops back to sacct
-FIRST_CHECK=15
+# least 3x this, else the plugin drops back to sacct. After a check that finds no job finished
+# the plugin waits 10 s more than the last time: checks at 5, 20, 45 s... after a submission
+# (CI's jobs take 10-20 s each; with 15 they were found only at 40 s)
+FIRST_CHECK=5
 MIN_JOB_AGE=300
 
 say() { printf '\n=== %s  [%s]\n' "$*" "$(date -u +%H:%M:%S)"; }
@@ -196,8 +200,13 @@ trap 'rc=$?; say "stop the daemons"; slurm_down; [ $rc = 0 ] || echo "FAILED (ex
 trap 'exit 143' TERM INT HUP  # so that the EXIT trap stops the daemons
 
 say "install the SLURM executor plugin"
-python -m pip install -q "snakemake-executor-plugin-slurm>=2.8,<3" ||
-  die "pip install snakemake-executor-plugin-slurm failed"
+# (pip only when it is missing: pip's resolver alone takes seconds)
+if ! python -c "import importlib.metadata as m, sys
+v = tuple(int(x) for x in m.version('snakemake-executor-plugin-slurm').split('.')[:2])
+sys.exit(not (2, 8) <= v < (3, 0))" 2>/dev/null; then
+  python -m pip install -q "snakemake-executor-plugin-slurm>=2.8,<3" ||
+    die "pip install snakemake-executor-plugin-slurm failed"
+fi
 python -m pip list 2>/dev/null | grep -iE '^(snakemake|snakemake-executor-plugin-slurm) '
 
 slurm_up
@@ -210,7 +219,7 @@ else
   PROFILE=$ROOT/workflows/profiles/slurm-noacct
   SITE=()
 fi
-# CI only: first status check 15 s after a submission (sites keep the plugin's 40 s) and keep the
+# CI only: first status check 5 s after a submission (sites keep the plugin's 40 s) and keep the
 # SLURM log of every job (the plugin deletes those of successful jobs)
 FAST=(--slurm-init-seconds-before-status-checks "$FIRST_CHECK" --slurm-keep-successful-logs)
 
@@ -223,39 +232,56 @@ smk() {  # smk DIR CONFIG ARGS...: snakemake in DIR (test_data linked in)
 }
 
 PIPELINES=${OTBIO_SLURM_PIPELINES:-lot slices search}
-for p in $PIPELINES; do
-  cfg=$ROOT/workflows/config/ci/$p.yaml
-  say "$p: snakemake --executor slurm --profile $(basename "$PROFILE")"
-  echo "+ snakemake -s workflows/Snakefile --configfile workflows/config/ci/$p.yaml --profile ${PROFILE#"$ROOT"/} ${SITE[*]} ${FAST[*]}"
-  smk "$WORK/slurm/$p" "$cfg" --profile "$PROFILE" "${SITE[@]}" "${FAST[@]}" \
-    >"$WORK/slurm-$p.log" 2>&1 || { tail -n 60 "$WORK/slurm-$p.log"; die "$p failed on SLURM"; }
-  grep -E 'lowered to|Using profile|status quer' "$WORK/slurm-$p.log" || true
-  tail -n 3 "$WORK/slurm-$p.log"
-  say "$p: the same with --profile local"
-  smk "$WORK/local/$p" "$cfg" --profile "$ROOT/workflows/profiles/local" --cores "$(nproc)" \
-    >"$WORK/local-$p.log" 2>&1 || { tail -n 60 "$WORK/local-$p.log"; die "$p failed locally"; }
-  tail -n 1 "$WORK/local-$p.log"
-done
+TIMELIMIT=1
+if [ "${OTBIO_SLURM_SKIP_TIMELIMIT:-0}" = 1 ]; then TIMELIMIT=0; fi
+case " $PIPELINES " in *" search "*) ;; *) TIMELIMIT=0 ;; esac # it compares with local search
 
-say "SLURM job id of every job (from snakemake's log), checked against its job counts"
-python "$ROOT/.ci/slurm_check.py" jobs "$WORK" $PIPELINES
-if [ "$ACCOUNTING" = 1 ]; then
-  say "sacct: the jobs above, as SLURM accounting recorded them"
-  sacct -X -j "$(cat "$WORK/slurm-jobids.txt")" \
-    --format=JobID,State,Elapsed,AllocCPUS,ReqMem,Timelimit,Comment%45
-fi
+# The runs below mostly wait (for the scheduler, for the plugin's status checks, for the time
+# limit), so they are started together in the background and awaited in turn: each pipeline
+# on SLURM, the same pipelines with the local profile (one after another) and the time-limit
+# test. Each task writes its own log, $WORK/<task>.log; a failed task shows its tail.
+declare -A TASK=()
+start() { # start NAME COMMAND...: COMMAND in the background, output to $WORK/NAME.log
+  local name=$1
+  shift
+  "$@" >"$WORK/$name.log" 2>&1 &
+  TASK[$name]=$!
+}
+finish() { # finish NAME: wait for the task; on failure show its log and stop
+  local name=$1 rc=0
+  wait "${TASK[$name]}" || rc=$?
+  unset "TASK[$name]"
+  [ $rc = 0 ] || { tail -n 60 "$WORK/$name.log"; die "$name failed (exit $rc)"; }
+}
+kill_tree() { # kill_tree PID: a task and the processes it started, by PID
+  local child
+  for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+stop_tasks() { # the tasks still running (after a failure)
+  local pid
+  for pid in "${TASK[@]}"; do kill_tree "$pid"; done
+}
+trap 'rc=$?; stop_tasks; say "stop the daemons"; slurm_down; [ $rc = 0 ] || echo "FAILED (exit $rc); logs under $WORK and /var/log/slurm" >&2; exit $rc' EXIT
 
-say "compare every output of the SLURM runs with the local runs"
-python "$ROOT/.ci/slurm_check.py" compare "$WORK" $PIPELINES
+slurm_pipeline() { # slurm_pipeline P: pipeline P on SLURM
+  smk "$WORK/slurm/$1" "$ROOT/workflows/config/ci/$1.yaml" --profile "$PROFILE" "${SITE[@]}" \
+    "${FAST[@]}"
+}
+local_pipelines() { # every pipeline with --profile local, one after another
+  local p
+  for p in $PIPELINES; do
+    echo "=== $p  [$(date -u +%T)]"
+    smk "$WORK/local/$p" "$ROOT/workflows/config/ci/$p.yaml" \
+      --profile "$ROOT/workflows/profiles/local" --cores "$(nproc)"
+  done
+}
 
-if [ "${OTBIO_SLURM_SKIP_TIMELIMIT:-0}" != 1 ]; then
-  say "time limit: a job killed by SLURM at its runtime, snakemake killed too, then resumed"
-  TL=$WORK/timelimit
-  mkdir -p "$TL"
+timelimit_test() { # the time-limit test, up to the resumed run (checked at the end)
   # otbio behind a wrapper that, for chunk 0001 and while $TL/hold exists, stays on after otbio
   # has written its output and ignores SIGTERM: SLURM must SIGKILL it at the time limit, and
   # the output file on disk is complete, so only snakemake's bookkeeping can tell it apart
-  cat >"$TL/otbio-linger" <<EOF
+  cat >"$TL/otbio-linger" <<WRAPPER
 #!/bin/bash
 "$OTBIO" "\$@"
 rc=\$?
@@ -266,23 +292,23 @@ trap 'echo "SIGTERM \$(date +%s)" >> "$TL/signals"' TERM
 for _ in \$(seq 600); do sleep 1; done
 echo "not killed" >> "$TL/signals"
 exit \$rc
-EOF
+WRAPPER
   chmod +x "$TL/otbio-linger"
   touch "$TL/hold"
   # a second config file on top of the CI one: the wrapper, and 1 minute for search_chunk
-  cat >"$TL/timelimit.yaml" <<EOF
+  cat >"$TL/timelimit.yaml" <<CONFIG
 otbio: $TL/otbio-linger
 resources:
   search_chunk: {threads: 1, mem_mb: 1000, runtime: 1}
-EOF
-  TL_SMK=(-s "$ROOT/workflows/Snakefile" --nocolor
+CONFIG
+  local tl_smk=(-s "$ROOT/workflows/Snakefile" --nocolor
     --configfile "$ROOT/workflows/config/ci/search.yaml" "$TL/timelimit.yaml")
   mkdir -p "$TL/run"
   ln -sfn "$ROOT/test_data" "$TL/run/test_data"
   echo "+ snakemake ... --configfile workflows/config/ci/search.yaml timelimit.yaml --profile ${PROFILE#"$ROOT"/}"
-  (cd "$TL/run" && exec snakemake "${TL_SMK[@]}" --profile "$PROFILE" "${SITE[@]}" "${FAST[@]}") \
+  (cd "$TL/run" && exec snakemake "${tl_smk[@]}" --profile "$PROFILE" "${SITE[@]}" "${FAST[@]}") \
     >"$TL/first.log" 2>&1 &
-  smk_pid=$!
+  local smk_pid=$! end jid state
   # wait until chunk 0001 lingers and snakemake has seen chunk 0000 finish
   end=$((SECONDS + 300))
   until [ -s "$TL/lingering" ] && grep -q "Finished jobid.*search_chunk" "$TL/first.log"; do
@@ -300,12 +326,17 @@ EOF
   end=$((SECONDS + 240))
   while squeue -h -j "$jid" -t PD,R,CG 2>/dev/null | grep -q .; do
     [ $SECONDS -lt $end ] || die "job $jid was not stopped at its time limit"
-    sleep 2
+    sleep 1
   done
-  sleep 1
   if [ "$ACCOUNTING" = 1 ]; then
-    state=$(sacct -n -X -j "$jid" -o State%20 | tr -d ' ')
+    # slurmdbd records the job's end a moment after slurmctld has ended it
+    end=$((SECONDS + 30))
+    until state=$(sacct -n -X -j "$jid" -o State%20 | tr -d ' ') && [ "$state" = TIMEOUT ]; do
+      [ $SECONDS -lt $end ] || break
+      sleep 1
+    done
   else
+    sleep 1
     state=$(squeue -h -j "$jid" -t all -o %T 2>/dev/null || true)
   fi
   echo "job $jid ended at $(date -u +%T): state ${state:-?}; signals the job saw: $(tr '\n' ' ' <"$TL/signals" 2>/dev/null)"
@@ -315,10 +346,51 @@ EOF
   rm -f "$TL/hold"
   python "$ROOT/.ci/slurm_check.py" timelimit "$TL/run" \
     "$ROOT/workflows/config/ci/search.yaml" "$TL/timelimit.yaml"
-  (cd "$TL/run" && snakemake "${TL_SMK[@]}" --unlock) >/dev/null 2>&1
+  (cd "$TL/run" && snakemake "${tl_smk[@]}" --unlock) >/dev/null 2>&1
   echo "+ snakemake --unlock; snakemake ... --profile ${PROFILE#"$ROOT"/} (rerun-incomplete: true)"
-  (cd "$TL/run" && snakemake "${TL_SMK[@]}" --profile "$PROFILE" "${SITE[@]}" "${FAST[@]}") \
+  (cd "$TL/run" && snakemake "${tl_smk[@]}" --profile "$PROFILE" "${SITE[@]}" "${FAST[@]}") \
     >"$TL/resume.log" 2>&1 || { tail -n 40 "$TL/resume.log"; die "the resumed run failed"; }
+}
+
+say "started together: the pipelines ($PIPELINES) on SLURM, the same locally$([ $TIMELIMIT = 1 ] && echo ", the time-limit test")"
+for p in $PIPELINES; do
+  echo "+ snakemake -s workflows/Snakefile --configfile workflows/config/ci/$p.yaml --profile ${PROFILE#"$ROOT"/} ${SITE[*]} ${FAST[*]}"
+  start "slurm-$p" slurm_pipeline "$p"
+done
+echo "+ snakemake -s workflows/Snakefile --configfile workflows/config/ci/<pipeline>.yaml --profile workflows/profiles/local --cores $(nproc)   # one after another"
+start local local_pipelines
+if [ $TIMELIMIT = 1 ]; then
+  # a job killed by SLURM at its runtime (SIGTERM, then SIGKILL) while snakemake is gone too
+  TL=$WORK/timelimit
+  mkdir -p "$TL"
+  start timelimit timelimit_test
+fi
+
+for p in $PIPELINES; do
+  finish "slurm-$p"
+  say "$p on SLURM: finished"
+  grep -E 'lowered to|Using profile|status quer' "$WORK/slurm-$p.log" || true
+  tail -n 3 "$WORK/slurm-$p.log"
+done
+finish local
+say "the same with --profile local: finished"
+grep -E '^=== |steps \(100%\) done' "$WORK/local.log"
+
+say "SLURM job id of every job (from snakemake's log), checked against its job counts"
+python "$ROOT/.ci/slurm_check.py" jobs "$WORK" $PIPELINES
+if [ "$ACCOUNTING" = 1 ]; then
+  say "sacct: the jobs above, as SLURM accounting recorded them"
+  sacct -X -j "$(cat "$WORK/slurm-jobids.txt")" \
+    --format=JobID,State,Elapsed,AllocCPUS,ReqMem,Timelimit,Comment%45
+fi
+
+say "compare every output of the SLURM runs with the local runs"
+python "$ROOT/.ci/slurm_check.py" compare "$WORK" $PIPELINES
+
+if [ $TIMELIMIT = 1 ]; then
+  finish timelimit
+  say "time limit: a job killed by SLURM at its runtime, snakemake killed too, then resumed"
+  cat "$WORK/timelimit.log"
   python "$ROOT/.ci/slurm_check.py" resumed "$TL/run" "$WORK/local/search"
 fi
 

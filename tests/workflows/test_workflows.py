@@ -3,12 +3,17 @@ start, and a real local run of the LOT pipeline that is killed after some shards
 and compared with one `otbio embed` of the whole cohort.
 
 Snakemake always runs in a tmp folder (``--directory``), so no ``.snakemake/`` lands in the
-repository. Outside CI a missing tool (snakemake, otbio) skips the tests that need it; in CI
+repository. The short snakemake runs (dry runs, bad configs, the small search runs) are
+independent, so the ``runs`` fixture starts them all at once, as many side by side as there are
+CPUs, and each test checks its own; the LOT run is a fixture of its own. Outside CI a missing tool (snakemake, otbio) skips the tests that need it; in CI
 (the CI environment variable set) it fails them, so that CI never passes with them unrun.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import importlib.util
 import os
 import re
 import shutil
@@ -16,6 +21,8 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SNAKEFILE = ROOT / "workflows" / "Snakefile"
 CONFIGS = ROOT / "workflows" / "config"
 COHORT = ROOT / "test_data" / "pbmc_cohort.h5ad"
+NO_SLURM = Path(__file__).resolve().parent / "no_slurm"
 OTBIO = shutil.which("otbio")
 # the bundled cohort is in the repository; in CI a missing file fails the tests that read it
 NEEDS_COHORT = pytest.mark.skipif(
@@ -73,17 +81,29 @@ def load_config(name: str) -> dict:
     return cfg
 
 
-def snakemake_args(workdir: Path, cfg: dict, *extra: str) -> list[str]:
-    cfg_path = workdir / "config.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
+def tool_env(*bin_dirs: Path) -> dict:
+    """The environment of every snakemake run here: `bin_dirs` (fake SLURM tools), then
+    no_slurm/ (an `scontrol` that fails at once: the SLURM executor plugin, when installed,
+    asks `scontrol show config` each time snakemake starts, and with no controller running
+    that waits for its 10 s timeout), first on PATH."""
+    path = [*map(str, bin_dirs), str(NO_SLURM), os.environ["PATH"]]
+    return {**os.environ, "PATH": os.pathsep.join(path)}
+
+
+def snakemake_args(workdir: Path, cfg: dict | None, *extra: str) -> list[str]:
+    """snakemake in `workdir` with `cfg` written to workdir/config.yaml (None: no config)."""
+    config = []
+    if cfg is not None:
+        cfg_path = workdir / "config.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        config = ["--configfile", str(cfg_path)]
     return [
         sys.executable,
         "-m",
         "snakemake",
         "-s",
         str(SNAKEFILE),
-        "--configfile",
-        str(cfg_path),
+        *config,
         "--directory",
         str(workdir),
         "--nocolor",
@@ -98,93 +118,213 @@ def snakemake(workdir: Path, cfg: dict, *extra: str, env=None) -> subprocess.Com
         text=True,
         timeout=300,
         cwd=workdir,
-        env=env,
+        env=env or tool_env(),
     )
 
 
-def job_counts(text: str) -> dict[str, int]:
-    """The 'Job stats' table of a snakemake run or dry run."""
-    counts: dict[str, int] = {}
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith("Job stats:"):
-            for row in lines[i + 3 :]:
-                parts = row.split()
-                if len(parts) != 2 or not parts[1].isdigit():
-                    break
-                counts[parts[0]] = int(parts[1])
-            break
-    return counts
+def _slurm_check():
+    """.ci/slurm_check.py, whose parser of snakemake's logs the tests share."""
+    spec = importlib.util.spec_from_file_location("slurm_check", ROOT / ".ci" / "slurm_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+job_counts = _slurm_check().job_stats  # the 'Job stats' table of a run: rule -> jobs
+
+
+# --------------------------------------------------------------------------------------------
+# the short snakemake runs, started together by the `runs` fixture
+
+
+@dataclass
+class Run:
+    """One command (snakemake unless `argv` is given) in its own folder `dir`; `proc` is its
+    result once it has run; `data` what the test needs to know of its set-up."""
+
+    dir: Path
+    cfg: dict | None = None
+    args: tuple = ()
+    env: dict | None = None
+    argv: list | None = None
+    data: dict = dataclasses.field(default_factory=dict)
+    proc: subprocess.CompletedProcess | None = None
+
+    @property
+    def out(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+
+CASES: dict[str, tuple[str, object]] = {}
+
+
+def case(test: str):
+    """Register `fn(dir) -> Run` as a short run that `test` checks (the `runs` fixture starts
+    the runs of the selected tests)."""
+
+    def register(fn):
+        CASES[fn.__name__] = (test, fn)
+        return fn
+
+    return register
+
+
+def _execute(run: Run) -> Run:
+    argv = run.argv or snakemake_args(run.dir, run.cfg, *run.args)
+    run.proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=300, cwd=run.dir, env=run.env or tool_env()
+    )
+    return run
+
+
+class _Runs:
+    """The short runs, started side by side (as many at once as there are CPUs)."""
+
+    def __init__(self, tmp_path_factory):
+        self._tmp = tmp_path_factory
+        self._pool = ThreadPoolExecutor(max_workers=min(4, max(2, os.cpu_count() or 2)))
+        self._futures: dict[str, Future] = {}
+
+    def start(self, name: str) -> None:
+        if name in self._futures:
+            return
+        future = self._futures[name] = Future()
+        try:  # set-up here, in the test's thread; a missing tool skips (fails in CI) the test
+            run = CASES[name][1](self._tmp.mktemp(name))
+        except (pytest.skip.Exception, pytest.fail.Exception) as e:
+            future.set_exception(e)
+            return
+        self._futures[name] = self._pool.submit(_execute, run)
+
+    def __getitem__(self, name: str) -> Run:
+        self.start(name)
+        return self._futures[name].result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="module")
+def runs(request, tmp_path_factory):
+    """runs[name]: the finished Run of case `name`. At the first request, the cases of every
+    selected test of this module are started, so that they run while the tests before
+    theirs are checked."""
+    here = sys.modules[__name__]
+    selected = {
+        getattr(item, "originalname", item.name)
+        for item in request.session.items
+        if getattr(item, "module", None) is here
+    }
+    started = _Runs(tmp_path_factory)
+    for name, (test, _) in CASES.items():
+        if test in selected:
+            started.start(name)
+    yield started
+    started.close()
 
 
 # --------------------------------------------------------------------------------------------
 # dry runs
 
 
+@case("test_dry_run_lot")
+def dry_lot(d):
+    return Run(d, load_config("lot"), ("-n",))
+
+
 @NEEDS_COHORT
-def test_dry_run_lot(tmp_path):
-    cfg = load_config("lot")
-    r = snakemake(tmp_path, cfg, "-n")
-    assert r.returncode == 0, r.stderr + r.stdout
-    counts = job_counts(r.stdout + r.stderr)
+def test_dry_run_lot(runs):
+    run = runs["dry_lot"]
+    assert run.proc.returncode == 0, run.out
+    counts = job_counts(run.out)
     assert counts["lot_embed"] == 4  # 24 donors, shards of 6
     for rule in ("lot_reference", "lot_concat", "lot_distances", "lot_classify", "lot_report"):
         assert counts[rule] == 1
-    assert (tmp_path / ".snakemake").is_dir()  # snakemake's state stays in the tmp dir
+    assert (run.dir / ".snakemake").is_dir()  # snakemake's state stays in the tmp dir
 
 
-@NEEDS_COHORT
-def test_dry_run_lot_shard_size_and_file_inputs(tmp_path):
+@case("test_dry_run_lot_shard_size_and_file_inputs")
+def dry_lot_shard_size(d):
     cfg = load_config("lot")
     cfg["lot"]["shard_size"] = 5
     cfg["lot"]["samples"] = [f"donor{i:02d}" for i in range(1, 13)]
-    r = snakemake(tmp_path, cfg, "-n", "-p")
-    assert r.returncode == 0, r.stderr + r.stdout
-    assert job_counts(r.stdout)["lot_embed"] == 3  # 12 listed samples in shards of 5
-    assert "--samples donor11,donor12 " in r.stdout
+    return Run(d, cfg, ("-n", "-p"))
+
+
+@case("test_dry_run_lot_shard_size_and_file_inputs")
+def dry_lot_file_inputs(d):
     # one file per sample: shards are chunks of files (no --samples); a dry run only needs
     # the files to exist
     files = []
     for i in range(5):
-        files.append(tmp_path / f"sample{i}.h5ad")
+        files.append(d / f"sample{i}.h5ad")
         files[-1].touch()
+    cfg = load_config("lot")
     cfg["lot"].update(samples=None, cells=[str(f) for f in files], shard_size=2)
     cfg["lot"]["classify"]["celltype_key"] = None  # otbio classify --cells takes one file
     cfg["lot"]["reference"]["subsample"] = 2
-    r = snakemake(tmp_path, cfg, "-n", "-p")
-    assert r.returncode == 0, r.stderr + r.stdout
-    assert job_counts(r.stdout)["lot_embed"] == 3
-    assert "--samples" not in r.stdout
-    assert f"reference {files[0]} {files[2]} --use-rep" in r.stdout  # 2 files spread over 5
+    return Run(d, cfg, ("-n", "-p"), data={"files": files})
 
 
-def test_dry_run_slices(tmp_path):
+@NEEDS_COHORT
+def test_dry_run_lot_shard_size_and_file_inputs(runs):
+    run = runs["dry_lot_shard_size"]
+    assert run.proc.returncode == 0, run.out
+    assert job_counts(run.proc.stdout)["lot_embed"] == 3  # 12 listed samples in shards of 5
+    assert "--samples donor11,donor12 " in run.proc.stdout
+    run = runs["dry_lot_file_inputs"]
+    files = run.data["files"]
+    assert run.proc.returncode == 0, run.out
+    assert job_counts(run.proc.stdout)["lot_embed"] == 3
+    assert "--samples" not in run.proc.stdout
+    assert f"reference {files[0]} {files[2]} --use-rep" in run.proc.stdout  # 2 files spread over 5
+
+
+@case("test_dry_run_slices")
+def dry_slices(d):
+    return Run(d, load_config("slices"), ("-n", "-p"))
+
+
+@case("test_dry_run_slices")
+def dry_slices_reference(d):
     cfg = load_config("slices")
-    r = snakemake(tmp_path, cfg, "-n", "-p")
-    assert r.returncode == 0, r.stderr + r.stdout
-    counts = job_counts(r.stdout)
+    cfg["slices"]["mode"] = "reference"
+    cfg["slices"]["reference"] = 1
+    return Run(d, cfg, ("-n", "-p"))
+
+
+def test_dry_run_slices(runs):
+    run = runs["dry_slices"]
+    assert run.proc.returncode == 0, run.out
+    counts = job_counts(run.proc.stdout)
     assert counts["slices_register"] == 3 and counts["slices_stack"] == 1
     # neighbour chain: s3 is registered onto s2 as placed in the frame of s1
     assert (
         "slices/registered/s2.h5ad --spatial-key spatial --target-spatial-key spatial_registered"
-        in (r.stdout)
+        in (run.proc.stdout)
     )
-    cfg["slices"]["mode"] = "reference"
-    cfg["slices"]["reference"] = 1
-    r = snakemake(tmp_path, cfg, "-n", "-p")
-    assert r.returncode == 0, r.stderr + r.stdout
-    assert "--target-spatial-key spatial_registered" not in r.stdout
-    assert len(re.findall(r"breast_st_slice2\.h5ad --spatial-key spatial\s+-o", r.stdout)) == 3
+    run = runs["dry_slices_reference"]
+    assert run.proc.returncode == 0, run.out
+    assert "--target-spatial-key spatial_registered" not in run.proc.stdout
+    assert (
+        len(re.findall(r"breast_st_slice2\.h5ad --spatial-key spatial\s+-o", run.proc.stdout)) == 3
+    )
 
 
-def test_dry_run_search(tmp_path):
-    cfg = load_config("search")
-    prof = ROOT / "workflows" / "profiles" / "local"
-    r = snakemake(tmp_path, cfg, "--profile", str(prof), "-n")
-    assert r.returncode == 0, r.stderr + r.stdout
-    assert f"Using profile {prof}" in r.stdout + r.stderr
-    counts = job_counts(r.stdout)
-    n_motifs = len(cfg["search"]["motifs"])
+PROFILES = ROOT / "workflows" / "profiles"
+
+
+@case("test_dry_run_search")
+def dry_search(d):
+    return Run(d, load_config("search"), ("--profile", str(PROFILES / "local"), "-n"))
+
+
+def test_dry_run_search(runs):
+    run = runs["dry_search"]
+    assert run.proc.returncode == 0, run.out
+    assert f"Using profile {PROFILES / 'local'}" in run.out
+    counts = job_counts(run.proc.stdout)
+    n_motifs = len(run.cfg["search"]["motifs"])
     assert counts["search_chunk"] == 3 * n_motifs  # 25 chains in chunks of 10
     assert counts["search_merge"] == n_motifs and counts["search_merge_all"] == 1
 
@@ -193,82 +333,127 @@ def test_dry_run_search(tmp_path):
 # bad configs fail at start, naming the key
 
 
-def _fails_naming(tmp_path, cfg, *needles):
-    r = snakemake(tmp_path, cfg, "-n")
-    out = r.stdout + r.stderr
-    assert r.returncode != 0, out
+def _fails_naming(run, *needles):
+    out = run.out
+    assert run.proc.returncode != 0, out
     for needle in needles:
         assert needle in out, out
     assert "ConfigError" in out
-    assert not (tmp_path / "results").exists()
+    assert not (run.dir / "results").exists()
     return out
 
 
-def test_bad_config_unknown_key(tmp_path):
+@case("test_bad_config_unknown_key")
+def bad_unknown_key(d):
     cfg = load_config("search")
     cfg["search"]["chunksize"] = 10
     cfg["pipline"] = "search"
     cfg["resources"] = {"search_chunks": {"threads": 2}}
-    out = _fails_naming(tmp_path, cfg, "unknown config key 'search.chunksize'", "chunk_size")
+    return Run(d, cfg, ("-n",))
+
+
+def test_bad_config_unknown_key(runs):
+    run = runs["bad_unknown_key"]
+    out = _fails_naming(run, "unknown config key 'search.chunksize'", "chunk_size")
     assert "unknown config key 'pipline'" in out  # every bad key is named at once
     assert "unknown config key 'resources.search_chunks'" in out
 
 
-@NEEDS_COHORT
-def test_bad_config_unknown_sample(tmp_path):
+@case("test_bad_config_unknown_sample")
+def bad_unknown_sample(d):
     cfg = load_config("lot")
     cfg["lot"]["samples"] = ["donor01", "donor99"]
-    _fails_naming(tmp_path, cfg, "config key 'lot.samples'", "'donor99'")
+    return Run(d, cfg, ("-n",))
 
 
-def test_bad_config_shard_size_zero(tmp_path):
+@NEEDS_COHORT
+def test_bad_config_unknown_sample(runs):
+    _fails_naming(runs["bad_unknown_sample"], "config key 'lot.samples'", "'donor99'")
+
+
+@case("test_bad_config_shard_size_zero")
+def bad_shard_size_zero(d):
     cfg = load_config("lot")
     cfg["lot"]["shard_size"] = 0
-    _fails_naming(tmp_path, cfg, "config key 'lot.shard_size' must be >= 1 (got 0)")
+    return Run(d, cfg, ("-n",))
 
 
-def test_bad_config_missing_input_file(tmp_path):
+def test_bad_config_shard_size_zero(runs):
+    _fails_naming(runs["bad_shard_size_zero"], "config key 'lot.shard_size' must be >= 1 (got 0)")
+
+
+@case("test_bad_config_missing_input_file")
+def bad_missing_input_file(d):
     cfg = load_config("slices")
-    cfg["slices"]["sections"][2] = str(tmp_path / "nope.h5ad")
-    _fails_naming(tmp_path, cfg, "config key 'slices.sections[2]'", "nope.h5ad' not found")
+    cfg["slices"]["sections"][2] = str(d / "nope.h5ad")
+    return Run(d, cfg, ("-n",))
 
 
-def test_bad_config_missing_section_and_wrong_values(tmp_path):
+def test_bad_config_missing_input_file(runs):
+    run = runs["bad_missing_input_file"]
+    _fails_naming(run, "config key 'slices.sections[2]'", "nope.h5ad' not found")
+
+
+@case("test_bad_config_missing_section_and_wrong_values")
+def bad_missing_section(d):
     cfg = load_config("search")
     cfg["pipeline"] = "lot"
-    _fails_naming(tmp_path, cfg, "config key 'lot' is missing")
+    return Run(d, cfg, ("-n",))
+
+
+@case("test_bad_config_missing_section_and_wrong_values")
+def bad_wrong_mode(d):
     cfg = load_config("slices")
     cfg["slices"]["mode"] = "chain"
     cfg["slices"]["reference"] = 9
-    out = _fails_naming(
-        tmp_path, cfg, "config key 'slices.mode' must be one of neighbour, reference"
-    )
+    return Run(d, cfg, ("-n",))
+
+
+@case("test_bad_config_missing_section_and_wrong_values")
+def bad_reference_out_of_range(d):
+    cfg = load_config("slices")
     cfg["slices"]["mode"] = "reference"
-    _fails_naming(tmp_path, cfg, "config key 'slices.reference' must be < 4")
+    cfg["slices"]["reference"] = 9
+    return Run(d, cfg, ("-n",))
+
+
+def test_bad_config_missing_section_and_wrong_values(runs):
+    _fails_naming(runs["bad_missing_section"], "config key 'lot' is missing")
+    out = _fails_naming(
+        runs["bad_wrong_mode"], "config key 'slices.mode' must be one of neighbour, reference"
+    )
+    _fails_naming(runs["bad_reference_out_of_range"], "config key 'slices.reference' must be < 4")
     assert out
 
 
-def test_no_config(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(tmp_path), "-n"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode != 0
-    assert "pass --configfile" in r.stdout + r.stderr
+@case("test_no_config")
+def no_config(d):
+    argv = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(d), "-n"]
+    return Run(d, argv=argv)
+
+
+def test_no_config(runs):
+    run = runs["no_config"]
+    assert run.proc.returncode != 0
+    assert "pass --configfile" in run.out
 
 
 # --------------------------------------------------------------------------------------------
 # real run of the LOT pipeline: killed after some shards, resumed, compared with one embed
 
 
-def _have_commands(*names: str) -> bool:
+@functools.cache
+def _otbio_commands() -> frozenset:
     if OTBIO is None:
-        return False
+        return frozenset()
     r = subprocess.run([OTBIO, "-h"], capture_output=True, text=True, timeout=120)
-    listed = {ln.split()[0] for ln in r.stdout.split("Commands:")[-1].splitlines() if ln.strip()}
-    return all(n in listed for n in names)
+    return frozenset(
+        ln.split()[0] for ln in r.stdout.split("Commands:")[-1].splitlines() if ln.strip()
+    )
+
+
+def _have_commands(*names: str) -> bool:
+    return all(n in _otbio_commands() for n in names)
 
 
 LOT_COMMANDS = ("reference", "embed", "concat", "distances")
@@ -302,6 +487,7 @@ def lot_run(tmp_path_factory):
         stderr=subprocess.STDOUT,
         text=True,
         cwd=work,
+        env=tool_env(),
         start_new_session=True,  # its own process group: the kill reaches otbio too
     )
     done: list[Path] = []
@@ -319,10 +505,27 @@ def lot_run(tmp_path_factory):
     mtimes = {p.name: p.stat().st_mtime_ns for p in done}
     finished = {p.name: mtimes[p.name] for p in done[:-1]}  # all but the newest
 
-    r = snakemake(work, cfg, "--unlock")
-    assert r.returncode == 0, r.stdout + r.stderr
-    r = snakemake(work, cfg, "--cores", "2", "--rerun-incomplete")
-    assert r.returncode == 0, r.stdout + r.stderr
+    # one `otbio embed` of the whole cohort with the run's reference (finished before the
+    # first shard started; the resumed run does not redo it), computed while the run resumes
+    lot, c = work / "results" / "lot", cfg["lot"]
+    single = work / "single.h5ad"
+    # fmt: off
+    whole = subprocess.Popen(
+        [OTBIO, "--seed", str(cfg["seed"]), "--quiet", "embed", str(COHORT),
+         "--sample-key", c["sample_key"], "--use-rep", c["use_rep"],
+         "--reference", str(lot / "reference.h5ad"), "-o", str(single)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # fmt: on
+    try:
+        r = snakemake(work, cfg, "--unlock")
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = snakemake(work, cfg, "--cores", "2", "--rerun-incomplete")
+        assert r.returncode == 0, r.stdout + r.stderr
+        whole_err = whole.communicate(timeout=300)[1]
+    finally:
+        if whole.poll() is None:
+            whole.kill()
     return {
         "work": work,
         "cfg": cfg,
@@ -330,6 +533,7 @@ def lot_run(tmp_path_factory):
         "finished": finished,
         "n_shards": n_shards,
         "resume_log": r.stdout + r.stderr,
+        "single": (single, whole.returncode, whole_err),
     }
 
 
@@ -349,32 +553,9 @@ def test_resume_does_not_redo_finished_shards(lot_run):
 def test_sharded_embedding_equals_single_embed(lot_run):
     import anndata as ad
 
-    work = lot_run["work"]
-    lot = work / "results" / "lot"
-    single = work / "single.h5ad"
-    c = lot_run["cfg"]["lot"]
-    r = subprocess.run(
-        [
-            OTBIO,
-            "--seed",
-            str(lot_run["cfg"]["seed"]),
-            "--quiet",
-            "embed",
-            str(COHORT),
-            "--sample-key",
-            c["sample_key"],
-            "--use-rep",
-            c["use_rep"],
-            "--reference",
-            str(lot / "reference.h5ad"),
-            "-o",
-            str(single),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
+    lot = lot_run["work"] / "results" / "lot"
+    single, returncode, stderr = lot_run["single"]  # one otbio embed of the whole cohort
+    assert returncode == 0, stderr
     sharded = ad.read_h5ad(lot / "embedding.h5ad")
     whole = ad.read_h5ad(single)
     assert sharded.n_obs == 24
@@ -408,15 +589,19 @@ def test_lot_outputs_and_report(lot_run):
     assert not (ROOT / "results").exists()
 
 
-def test_slurm_profile_parses(tmp_path):
+@case("test_slurm_profile_parses")
+def slurm_profile(d):
+    args = ("--profile", str(PROFILES / "slurm"), "--executor", "local", "-n")
+    return Run(d, load_config("search"), args)
+
+
+def test_slurm_profile_parses(runs):
     """The slurm profile holds valid snakemake options. The SLURM executor is a plugin that
     may be missing here, so the profile is read with the local executor (which refuses
     the plugin's own options, so slurm-noacct is checked by the next test)."""
-    cfg = load_config("search")
-    prof = ROOT / "workflows" / "profiles" / "slurm"
-    r = snakemake(tmp_path, cfg, "--profile", str(prof), "--executor", "local", "-n")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert f"Using profile {prof}" in r.stdout + r.stderr
+    run = runs["slurm_profile"]
+    assert run.proc.returncode == 0, run.out
+    assert f"Using profile {PROFILES / 'slurm'}" in run.out
 
 
 def test_slurm_noacct_profile_is_slurm_with_squeue():
@@ -440,48 +625,67 @@ def _fake_sinfo(tmp_path: Path) -> dict:
         "#!/bin/sh\nprintf 'small*|2|7000|1:00:00\\nbig|64|500000|infinite\\nbig|32|250000|infinite\\n'\n"
     )
     sinfo.chmod(0o755)
-    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    return tool_env(bin_dir)
 
 
-def test_requests_fit_the_slurm_partition(tmp_path):
-    """On SLURM, a rule never asks for more than one node of the partition offers (a job
-    asking for 4 CPUs on a 2-CPU partition would pend forever or be refused)."""
-    env = _fake_sinfo(tmp_path)
+def _fit_case(d, *extra, **cfg_update):
     cfg = load_config("search")
     cfg["fit_to_partition"] = True
-    run = ("-n", "-p", "--cores", "64")
-    r = snakemake(tmp_path, cfg, *run, env=env)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
+    cfg.update(cfg_update)
+    return Run(d, cfg, ("-n", "-p", "--cores", "64", *extra), env=_fake_sinfo(d))
+
+
+@case("test_requests_fit_the_slurm_partition")
+def fit_default_partition(d):
+    return _fit_case(d)
+
+
+@case("test_requests_fit_the_slurm_partition")
+def fit_partition_big(d):
+    return _fit_case(d, "--default-resources", "slurm_partition=big")
+
+
+@case("test_requests_fit_the_slurm_partition")
+def fit_partition_unknown(d):
+    return _fit_case(d, "--default-resources", "slurm_partition=gpu")
+
+
+@case("test_requests_fit_the_slurm_partition")
+def fit_max_threads(d):
+    return _fit_case(d, max_threads=3, fit_to_partition=False)
+
+
+def test_requests_fit_the_slurm_partition(runs):
+    """On SLURM, a rule never asks for more than one node of the partition offers (a job
+    asking for 4 CPUs on a 2-CPU partition would pend forever or be refused)."""
+    run = runs["fit_default_partition"]
+    out = run.out
+    assert run.proc.returncode == 0, out
     assert "search_chunk threads 4 lowered to 2 (partition 'small')" in out
     assert "--jobs 2 -v align" in out and "--jobs 4" not in out
     # the partition named in the profile's default resources: its largest node counts
-    r = snakemake(tmp_path, cfg, *run, "--default-resources", "slurm_partition=big", env=env)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
+    run = runs["fit_partition_big"]
+    out = run.out
+    assert run.proc.returncode == 0, out
     assert "lowered" not in out and "--jobs 4 -v align" in out
     # a partition the cluster does not have stops the run at start, naming those it has
-    r = snakemake(tmp_path, cfg, *run, "--default-resources", "slurm_partition=gpu", env=env)
-    out = r.stdout + r.stderr
-    assert r.returncode != 0
+    run = runs["fit_partition_unknown"]
+    out = run.out
+    assert run.proc.returncode != 0
     assert "slurm_partition 'gpu'" in out and "sinfo lists: big, small" in out
     # config max_threads caps too; fit_to_partition: false leaves the partition out
-    cfg.update(max_threads=3, fit_to_partition=False)
-    r = snakemake(tmp_path, cfg, *run, env=env)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
+    run = runs["fit_max_threads"]
+    out = run.out
+    assert run.proc.returncode == 0, out
     assert "search_chunk threads 4 lowered to 3 (max_threads)" in out
     assert "--jobs 3 -v align" in out
 
 
-def test_retry_asks_for_twice_the_time_and_memory_within_the_partition(tmp_path):
-    """A job resubmitted by `retries` (the slurm profiles set 1) asks for twice its runtime
-    and mem_mb, capped by what the partition offers: here 40 min -> 60 (the partition's
-    limit) and 4000 MB -> 7000 (a node's memory). otbio fails once, then runs."""
+@case("test_retry_asks_for_twice_the_time_and_memory_within_the_partition")
+def retry_once(d):
     need(_have_commands("align"), "the otbio command with `align` is not on PATH")
-    env = _fake_sinfo(tmp_path)
-    flag = tmp_path / "failed_once"
-    wrapper = tmp_path / "otbio-fails-once"
+    flag = d / "failed_once"
+    wrapper = d / "otbio-fails-once"
     wrapper.write_text(
         f'#!/bin/sh\n[ -e "{flag}" ] || {{ touch "{flag}"; exit 3; }}\nexec "{OTBIO}" "$@"\n'
     )
@@ -491,10 +695,17 @@ def test_retry_asks_for_twice_the_time_and_memory_within_the_partition(tmp_path)
     cfg["search"].update(pattern="3[a-c]*.pdb.gz", chunk_size=10)
     cfg.update(otbio=str(wrapper), fit_to_partition=True)
     cfg["resources"] = {"search_chunk": {"threads": 1, "mem_mb": 4000, "runtime": 40}}
-    r = snakemake(tmp_path, cfg, "--cores", "1", "--retries", "1", env=env)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
-    assert flag.exists() and "Trying to restart job" in out
+    return Run(d, cfg, ("--cores", "1", "--retries", "1"), env=_fake_sinfo(d))
+
+
+def test_retry_asks_for_twice_the_time_and_memory_within_the_partition(runs):
+    """A job resubmitted by `retries` (the slurm profiles set 1) asks for twice its runtime
+    and mem_mb, capped by what the partition offers: here 40 min -> 60 (the partition's
+    limit) and 4000 MB -> 7000 (a node's memory). otbio fails once, then runs."""
+    run = runs["retry_once"]
+    out = run.out
+    assert run.proc.returncode == 0, out
+    assert (run.dir / "failed_once").exists() and "Trying to restart job" in out
     asked = re.findall(r"resources: tmpdir=\S+ runtime=(\d+), mem_mb=(\d+)", out)
     assert asked[:2] == [("40", "4000"), ("60", "7000")], out  # first and second attempt
 
@@ -518,16 +729,13 @@ def test_slurm_time_limits_in_minutes(text, minutes):
     assert ns["_slurm_minutes"](text) == minutes
 
 
-def test_search_merge_ranks_all_chunks(tmp_path):
-    """The merge rule (shell only) ranks the rows of every chunk by score and renumbers rank.
-
-    The chunk tables are written here in the layout of `otbio align --save-scores`, so snakemake
-    runs only the merge rules."""
+@case("test_search_merge_ranks_all_chunks")
+def merge_only(d):
     cfg = load_config("search")
     rng = np.random.default_rng(0)
     scores = {}
     for motif in cfg["search"]["motifs"]:
-        chunk_dir = tmp_path / "results" / "search" / motif / "chunks"
+        chunk_dir = d / "results" / "search" / motif / "chunks"
         chunk_dir.mkdir(parents=True)
         for c in range(3):
             vals = np.sort(rng.random(4))[::-1].round(4)
@@ -535,45 +743,63 @@ def test_search_merge_ranks_all_chunks(tmp_path):
             text = "rank\tquery\ttarget\tscore\tpairs\n" + "\n".join(rows) + "\n"
             (chunk_dir / f"chunk_{c:04d}.tsv").write_text(text)
             scores.update({(motif, f"t{c}_{i}"): v for i, v in enumerate(vals)})
-    r = snakemake(tmp_path, cfg, "--cores", "1")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "search_chunk" not in job_counts(r.stdout + r.stderr)
+    return Run(d, cfg, ("--cores", "1"), data={"scores": scores})
+
+
+def test_search_merge_ranks_all_chunks(runs):
+    """The merge rule (shell only) ranks the rows of every chunk by score and renumbers rank.
+
+    The chunk tables are written by the case above in the layout of
+    `otbio align --save-scores`, so snakemake runs only the merge rules."""
+    run = runs["merge_only"]
+    cfg, scores = run.cfg, run.data["scores"]
+    assert run.proc.returncode == 0, run.out
+    assert "search_chunk" not in job_counts(run.out)
     import pandas as pd
 
     for motif in cfg["search"]["motifs"]:
-        df = pd.read_csv(tmp_path / "results" / "search" / motif / "scores.tsv", sep="\t")
+        df = pd.read_csv(run.dir / "results" / "search" / motif / "scores.tsv", sep="\t")
         assert len(df) == 12 and list(df["rank"]) == list(range(1, 13))
         assert (np.diff(df["score"]) <= 0).all()
         assert all(scores[(motif, t)] == s for t, s in zip(df["target"], df["score"]))
-    both = pd.read_csv(tmp_path / "results" / "search" / "scores.tsv", sep="\t")
+    both = pd.read_csv(run.dir / "results" / "search" / "scores.tsv", sep="\t")
     assert len(both) == 12 * len(cfg["search"]["motifs"])
 
 
-def test_search_real_run_equals_one_align(tmp_path):
+SEARCH_QUERY = load_config("search")["search"]["motifs"]["adk_lid"]
+SEARCH_TARGETS = "3[a-i]*.pdb.gz"
+
+
+@case("test_search_real_run_equals_one_align")
+def search_real_run(d):
+    need(_have_commands("align"), "the otbio command with `align` is not on PATH")
+    cfg = load_config("search")
+    cfg["search"].update(motifs={"lid": SEARCH_QUERY}, pattern=SEARCH_TARGETS, chunk_size=2)
+    return Run(d, cfg, ("--cores", "2"))
+
+
+@case("test_search_real_run_equals_one_align")
+def search_one_align(d):
+    need(_have_commands("align"), "the otbio command with `align` is not on PATH")
+    targets = sorted(
+        str(p) for p in (ROOT / "test_data" / "protein" / "chains").glob(SEARCH_TARGETS)
+    )
+    argv = [OTBIO, "--quiet", "align", SEARCH_QUERY, *targets]
+    return Run(d, argv=[*argv, "--save-scores", str(d / "single.tsv")])
+
+
+def test_search_real_run_equals_one_align(runs):
     """A real search (one motif, 6 chains in chunks of 2) gives the rows of one `otbio align`
     over all the targets, ranked the same way."""
-    need(_have_commands("align"), "the otbio command with `align` is not on PATH")
     import pandas as pd
 
-    cfg = load_config("search")
-    query = cfg["search"]["motifs"]["adk_lid"]
-    cfg["search"].update(motifs={"lid": query}, pattern="3[a-i]*.pdb.gz", chunk_size=2)
-    r = snakemake(tmp_path, cfg, "--cores", "2")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert job_counts(r.stdout + r.stderr)["search_chunk"] == 3
-    targets = sorted(
-        str(p) for p in (ROOT / "test_data" / "protein" / "chains").glob("3[a-i]*.pdb.gz")
-    )
-    single = tmp_path / "single.tsv"
-    r = subprocess.run(
-        [OTBIO, "--quiet", "align", query, *targets, "--save-scores", str(single)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode == 0, r.stderr
-    merged = pd.read_csv(tmp_path / "results" / "search" / "lid" / "scores.tsv", sep="\t")
-    whole = pd.read_csv(single, sep="\t")
+    run = runs["search_real_run"]
+    assert run.proc.returncode == 0, run.out
+    assert job_counts(run.out)["search_chunk"] == 3
+    single = runs["search_one_align"]
+    assert single.proc.returncode == 0, single.proc.stderr
+    merged = pd.read_csv(run.dir / "results" / "search" / "lid" / "scores.tsv", sep="\t")
+    whole = pd.read_csv(single.dir / "single.tsv", sep="\t")
     assert len(merged) == 6 and list(merged["rank"]) == list(range(1, 7))
     # ranked like otbio align: by TM-score, ties by the PLASMA score
     key = list(zip(merged["tm_score"].fillna(-1.0), merged["score"]))
