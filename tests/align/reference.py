@@ -23,6 +23,15 @@ from otbio.align._features import (
 )
 
 
+def random_rotation(rng) -> np.ndarray:
+    """A uniformly random proper rotation (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] *= -1
+    return q
+
+
 def segments(st) -> np.ndarray:
     step = np.linalg.norm(np.diff(st.ca, axis=0), axis=1)
     brk = (step > BREAK_DISTANCE) | (st.chain[1:] != st.chain[:-1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from reference import random_rotation
 
 from otbio import InputError
 from otbio.align import (
@@ -15,14 +16,6 @@ from otbio.align import (
     tm_superpose,
 )
 from otbio.align._superpose import tm_d0
-
-
-def random_rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q *= np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
 
 
 def perturbed(st, rng, noise):

@@ -8,17 +8,10 @@ import logging
 import numpy as np
 import pandas as pd
 from click.testing import CliRunner
+from reference import random_rotation
 
 from otbio.align import align, read_structure, search
 from otbio.cli import cli
-
-
-def random_rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q *= np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
 
 
 def motif_draws(chains, rng, noise, *, swap=False):
