@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 __all__ = [
     "num_threads",
+    "apply_pending_threads",
     "one_blas_thread",
     "threading_layer_name",
     "tune_malloc",
@@ -105,6 +106,19 @@ def use_threads(n: int) -> None:
         return
     with _LOCK:
         _PENDING_THREADS[:] = [int(n)]
+
+
+def apply_pending_threads() -> None:
+    """Import Numba now, in this thread, when a :func:`use_threads` count still waits for it.
+
+    Numba's thread count belongs to the thread that sets it. Code about to run work in a pool
+    of threads (:func:`otbio.ot.map_batch`) calls this first, so that a worker importing Numba
+    does not take the command line's ``--jobs`` away from the calling thread.
+    """
+    with _LOCK:
+        pending = bool(_PENDING_THREADS)
+    if pending:
+        import numba  # noqa: F401  (the import hook applies the count in this thread)
 
 
 def expected_threads() -> int:

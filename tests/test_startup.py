@@ -56,3 +56,17 @@ def test_jobs_reach_numba_when_it_is_imported_after_the_command_line(tmp_path):
         NUMBA_NUM_THREADS="2",
     )
     assert out[-2:] == ["threads", "1"]
+
+
+def test_jobs_stay_with_the_calling_thread_when_a_worker_imports_numba():
+    # map_batch's workers may be the first to import Numba (distances --exact): the count
+    # set by --jobs must still reach the thread that runs the command's parallel kernels
+    out = _python(
+        "import otbio\nfrom otbio._threading import use_threads\nfrom otbio.ot import map_batch\n"
+        "use_threads(1)\n"
+        "def f(i):\n    import numba\n    return i\n"
+        "map_batch(f, [0, 1, 2, 3], jobs=2, threads=True)\n"
+        "import numba\nprint('threads', numba.get_num_threads())\n",
+        NUMBA_NUM_THREADS="2",
+    )
+    assert out[-2:] == ["threads", "1"]

@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 from otbio._errors import ConvergenceWarning, InputError
-from otbio._threading import one_blas_thread
+from otbio._threading import apply_pending_threads, one_blas_thread
 from otbio.ot._geometry import CostName, PointCloud
 
 __all__ = ["ExactOutput", "emd", "map_batch"]
@@ -218,6 +218,7 @@ def map_batch(
     items = list(items)
     if jobs == 1 or len(items) <= 1 or not threads:
         return [fn(it) for it in items]
+    apply_pending_threads()  # --jobs stays with this thread if a worker imports Numba first
     # each thread is one problem: BLAS threads inside them would only compete for the cores
     with one_blas_thread(), ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(fn, items))
