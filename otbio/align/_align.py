@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Literal
@@ -50,6 +51,8 @@ COSINE_CHANCE = 0.5
 DEFAULT_SEEDS = 32
 #: OT rounds from the chosen superposition (the second starts from the first's pairs).
 SEED_OT_ROUNDS = 2
+#: Sinkhorn iteration limit of those rounds.
+SEED_MAX_ITER = 10
 #: Best seeded superpositions from which the OT rounds run (the best TM-score is kept).
 SEED_STARTS = 2
 #: Coverage of the query below which a seeded alignment of a related structure (TM-score
@@ -476,8 +479,11 @@ def align(
         xq_s, xc_s, a, b = _with_slack(xq, xc, mass == "partial")
         return PointCloud(xq_s, xc_s, cost="hinge"), a, b
 
-    def solve(geom, a, b, init=None):
-        out = solver(geom, a, b, init=init)
+    # the distance rounds converge faster: fewer iterations give the same pairs
+    seed_solver = dataclasses.replace(solver, max_iter=min(max_iter, SEED_MAX_ITER))
+
+    def solve(geom, a, b, init=None, seeded=False):
+        out = (seed_solver if seeded else solver)(geom, a, b, init=init)
         plan = out.plan(copy=False)[:nq, :nc].copy()  # C order, writable
         pairs, colsum = _plan_pairs_colsum(plan, threshold)  # by query, then target residue
         rmsd = tm = np.nan
@@ -516,20 +522,25 @@ def align(
         segc = sequence_segments(target.resnum, target.chain)
         cands = fragment_seeds(query.ca, target.ca, segq, segc, n_seeds=seeds)
         if cands:
-            seed_tm, rot0, tr0 = cands[0]
-            seeded_best, k = _seeded_rounds(solve, query, target, rot0, tr0, segq, segc,
-                                            refine_weight)  # fmt: skip
-            n_iter += k
-            # the runner-up superposition gets its own distance rounds and the better
-            # TM-score wins: under 1.5 A of noise the seed ranking (on a subsample, with a
-            # lenient d0) can put a slightly shifted placement first
-            for cand in cands[1:SEED_STARTS]:
+            # one OT round from each of the best SEED_STARTS superpositions (under 1.5 A of
+            # noise the seed ranking, on a subsample with a lenient d0, can put a slightly
+            # shifted placement first), then the further rounds from the leader only
+            for cand in cands[:SEED_STARTS]:
                 other, k = _seeded_rounds(solve, query, target, cand[1], cand[2], segq, segc,
-                                          refine_weight)  # fmt: skip
+                                          refine_weight, rounds=1)  # fmt: skip
                 n_iter += k
                 if other is not None and (seeded_best is None or other["tm"] > seeded_best["tm"]):
                     seeded_best = other
                     seed_tm, rot0, tr0 = cand
+            if seeded_best is None:
+                seed_tm, rot0, tr0 = cands[0]
+            elif SEED_OT_ROUNDS > 1:
+                more, k = _seeded_rounds(solve, query, target, seeded_best["rot"],
+                                         seeded_best["tr"], segq, segc, refine_weight,
+                                         rounds=SEED_OT_ROUNDS - 1, init=seeded_best)  # fmt: skip
+                n_iter += k
+                if more is not None and more["tm"] > seeded_best["tm"]:
+                    seeded_best = more
     # the local-feature round (and its refinement): without seeds, when no seed fits (a
     # motif of segments shorter than the window), or when the seeded superposition is of
     # a related structure but leaves residues unpaired (domains that moved: one rigid
@@ -636,18 +647,22 @@ def align(
     )
 
 
-def _seeded_rounds(solve, query, target, rot, tr, segq, segc, weight):
-    """Up to ``SEED_OT_ROUNDS`` OT rounds on the distances after the superposition
-    (``rot``, ``tr``), each round from the previous round's pairs, while the TM-score
-    rises: the best solve (or None when no round gave 3 pairs) and the iterations run."""
+def _seeded_rounds(solve, query, target, rot, tr, segq, segc, weight, *, rounds=None,
+                   init=None):  # fmt: skip
+    """Up to ``rounds`` (default ``SEED_OT_ROUNDS``) OT rounds on the distances after the
+    superposition (``rot``, ``tr``), each round from the previous round's pairs (the first
+    from the potentials of the solve ``init`` if given), while the TM-score rises: the best
+    solve (or None when no round gave 3 pairs) and the iterations run."""
     nq, nc = len(query), len(target)
     best = None
     n_iter = 0
-    for _round in range(SEED_OT_ROUNDS):
+    for _round in range(SEED_OT_ROUNDS if rounds is None else rounds):
+        prev = best if best is not None else init
         nxt = solve(
             _distance_geometry(query.ca @ rot.T + tr, target.ca, segq, segc, weight),
             *_dustbin_weights(nq, nc),
-            init=None if best is None else (best["out"].f, best["out"].g),
+            init=None if prev is None else (prev["out"].f, prev["out"].g),
+            seeded=True,
         )
         n_iter += nxt["out"].n_iter
         if not np.isfinite(nxt["tm"]) or (best is not None and nxt["tm"] <= best["tm"]):
