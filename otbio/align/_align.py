@@ -18,13 +18,14 @@ from otbio.align._features import (
     sequence_onehot,
 )
 from otbio.align._seeds import (
+    RANK_D0,
     extend_superposition,
     fragment_seeds,
     nearest_tm,
     sequence_segments,
 )
 from otbio.align._structure import Structure
-from otbio.align._superpose import tm_superpose
+from otbio.align._superpose import _tm_superpose, tm_d0, tm_superpose
 
 __all__ = ["Alignment", "align", "features_of"]
 
@@ -529,7 +530,11 @@ def align(
                 other, k = _seeded_rounds(solve, query, target, cand[1], cand[2], segq, segc,
                                           refine_weight, rounds=1)  # fmt: skip
                 n_iter += k
-                if other is not None and (seeded_best is None or other["tm"] > seeded_best["tm"]):
+                if other is not None:
+                    other["rank_tm"] = _rank_tm(query.ca, target.ca, other["pairs"])
+                if other is not None and (
+                    seeded_best is None or other["rank_tm"] > seeded_best["rank_tm"]
+                ):
                     seeded_best = other
                     seed_tm, rot0, tr0 = cand
             if seeded_best is None:
@@ -645,6 +650,16 @@ def align(
         tm_score_target=float(tm_t),
         seq_identity=ident,
     )
+
+
+def _rank_tm(q: np.ndarray, t: np.ndarray, pairs: np.ndarray) -> float:
+    """TM-score of the pairs (by the query length) with d0 at least ``RANK_D0`` A: the
+    starts are compared with it, since the d0 of a short motif (0.5 A up to 21 residues)
+    would rank them by the coordinate noise."""
+    nq = q.shape[0]
+    x = np.ascontiguousarray(q[pairs[:, 0]])
+    y = np.ascontiguousarray(t[pairs[:, 1]])
+    return float(_tm_superpose(x, y, float(nq), max(tm_d0(nq), RANK_D0), 6)[1])
 
 
 def _seeded_rounds(solve, query, target, rot, tr, segq, segc, weight, *, rounds=None,
