@@ -52,10 +52,11 @@ COSINE_CHANCE = 0.5
 DEFAULT_SEEDS = 32
 #: OT rounds from the chosen superposition (the second starts from the first's pairs).
 SEED_OT_ROUNDS = 2
-#: Sinkhorn iteration limit of those rounds.
+#: Sinkhorn iteration limit of the first round from each start (they are compared by their
+#: TM-score; the leader's further round runs to the usual limit).
 SEED_MAX_ITER = 10
 #: Best seeded superpositions from which the OT rounds run (the best TM-score is kept).
-SEED_STARTS = 2
+SEED_STARTS = 3
 #: Coverage of the query below which a seeded alignment of a related structure (TM-score
 #: >= REFINE_MIN_TM) is compared with the local-feature round (domains that moved).
 LOCAL_COVERAGE = 0.9
@@ -528,7 +529,7 @@ def align(
             # shifted placement first), then the further rounds from the leader only
             for cand in cands[:SEED_STARTS]:
                 other, k = _seeded_rounds(solve, query, target, cand[1], cand[2], segq, segc,
-                                          refine_weight, rounds=1)  # fmt: skip
+                                          refine_weight, rounds=1, quick=True)  # fmt: skip
                 n_iter += k
                 if other is not None:
                     other["rank_tm"] = _rank_tm(query.ca, target.ca, other["pairs"])
@@ -663,11 +664,12 @@ def _rank_tm(q: np.ndarray, t: np.ndarray, pairs: np.ndarray) -> float:
 
 
 def _seeded_rounds(solve, query, target, rot, tr, segq, segc, weight, *, rounds=None,
-                   init=None):  # fmt: skip
+                   init=None, quick=False):  # fmt: skip
     """Up to ``rounds`` (default ``SEED_OT_ROUNDS``) OT rounds on the distances after the
     superposition (``rot``, ``tr``), each round from the previous round's pairs (the first
     from the potentials of the solve ``init`` if given), while the TM-score rises: the best
-    solve (or None when no round gave 3 pairs) and the iterations run."""
+    solve (or None when no round gave 3 pairs) and the iterations run. ``quick``: at most
+    ``SEED_MAX_ITER`` Sinkhorn iterations per round (the rounds that compare the starts)."""
     nq, nc = len(query), len(target)
     best = None
     n_iter = 0
@@ -677,7 +679,7 @@ def _seeded_rounds(solve, query, target, rot, tr, segq, segc, weight, *, rounds=
             _distance_geometry(query.ca @ rot.T + tr, target.ca, segq, segc, weight),
             *_dustbin_weights(nq, nc),
             init=None if prev is None else (prev["out"].f, prev["out"].g),
-            seeded=True,
+            seeded=quick,
         )
         n_iter += nxt["out"].n_iter
         if not np.isfinite(nxt["tm"]) or (best is not None and nxt["tm"] <= best["tm"]):
