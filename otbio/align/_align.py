@@ -408,11 +408,11 @@ def align(
         target windows by their internal CA distances (any order, so swapped segments and
         circular permutations are found), superposed (Kabsch) and the best extended to the
         whole query by TM-weighted Kabsch iterations (:mod:`otbio.align._seeds`); from each
-        of the two best superpositions up to two Sinkhorn rounds run on the distances after
+        of the three best superpositions a Sinkhorn round runs on the distances after
         superposition (a query residue more than about 6 A from every target residue goes
-        to a dustbin and stays unpaired), and the better TM-score is kept. This is what
-        keeps motifs found under 1-1.5 A of
-        coordinate noise or a conformational change. The round on the local features
+        to a dustbin and stays unpaired), the best by a TM-score with d0 of at least 3 A
+        leads, and a second round runs from its pairs. This is what keeps motifs found
+        under 1-1.5 A of coordinate noise or a conformational change. The round on the local features
         (PLASMA's, with ``refine``) runs when seeds are off, when no 12-residue window
         fits the query (its superposition then seeds the distance rounds), or when the
         seeded answer is of a related structure (TM-score >= 0.5) but pairs less than 90%
