@@ -126,7 +126,8 @@ log = logging.getLogger("otbio")
     type=click.IntRange(min=0),
     default=None,
     help="Fragment pairs tried as seeded superpositions (fragment -> Kabsch -> TM-weighted "
-    "extension -> up to two OT rounds on the distances after superposition); default 32, 0 "
+    "extension -> an OT round on the distances after superposition from each of the 3 best, "
+    "one more from the best of them); default 32, 0 "
     "with --plasma-pf or --mass other than partial. 0 turns them off (local features only).",
     show_default=True,
 )
