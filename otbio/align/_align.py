@@ -412,8 +412,8 @@ def align(
         superposition (a query residue more than about 6 A from every target residue goes
         to a dustbin and stays unpaired), the best by a TM-score with d0 of at least 3 A
         leads, and a second round runs from its pairs. This is what keeps motifs found
-        under 1-1.5 A of coordinate noise or a conformational change. The round on the local features
-        (PLASMA's, with ``refine``) runs when seeds are off, when no 12-residue window
+        under 1-1.5 A of coordinate noise or a conformational change. The round on the
+        local features (PLASMA's, with ``refine``) runs when seeds are off, when no 12-residue window
         fits the query (its superposition then seeds the distance rounds), or when the
         seeded answer is of a related structure (TM-score >= 0.5) but pairs less than 90%
         of the query (domains that moved); the answer with the best TM-score is kept.
