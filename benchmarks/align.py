@@ -5,6 +5,11 @@ agreement, and speed (per pair, and a 1,000-file search as whole processes).
 Run from the repository root:
 
     python benchmarks/align.py [--draws 75] [--repeats 3] [--n-search 1000] [--no-append]
+                               [--draw-seed 10] [--recovery-only]
+
+``--draw-seed S`` draws the noise motifs with rng seed S, the deformed ones with S + 1 and
+the swapped ones with S + 2 (default 10: the table's draws; 110 gives a second set);
+``--recovery-only`` stops after the recovery table (no ranking or speed rows).
 
 tmtools (TM-align's Python wrapper, GPL) is a benchmark-only dependency; otbio never imports
 it. Both tools get the same CA coordinates. Recovery of a motif: the share of its residues
@@ -137,7 +142,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--n-search", type=int, default=1000)
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--draw-seed", type=int, default=10)
+    ap.add_argument("--recovery-only", action="store_true")
     args = ap.parse_args()
+    seed = args.draw_seed
 
     from otbio._threading import tune_malloc
     from otbio.align import align, read_structure
@@ -154,19 +162,19 @@ def main() -> None:
 
     # 1. motif recovery against coordinate noise
     for noise in NOISE:
-        ot, tm, t = motif_trials(chains, args.draws, np.random.default_rng(10), noise=noise)
+        ot, tm, t = motif_trials(chains, args.draws, np.random.default_rng(seed), noise=noise)
         rows.append((f"motif, {noise:g} A noise", ot, tm))
         log(f"noise {noise}: otbio {fmt_rec(ot)}, TM-align {fmt_rec(tm)}, {med(t) * 1e3:.1f} ms")
     # 2. smooth deformation 1-3 A (plus 0.25 A noise)
     ot, tm, _ = motif_trials(
-        chains, args.draws, np.random.default_rng(11), noise=0.25, deform=(1.0, 3.0)
+        chains, args.draws, np.random.default_rng(seed + 1), noise=0.25, deform=(1.0, 3.0)
     )
     rows.append(("motif, smooth deformation 1-3 A RMS + 0.25 A noise", ot, tm))
     log(f"deformation: otbio {fmt_rec(ot)}, TM-align {fmt_rec(tm)}")
     # 3. multi-segment motifs given in swapped (reversed) segment order
     for noise in (0.5, 1.0):
         ot, tm, _ = motif_trials(
-            chains, args.draws, np.random.default_rng(12), noise=noise, swap=True
+            chains, args.draws, np.random.default_rng(seed + 2), noise=noise, swap=True
         )
         rows.append((f"2-3 segments in swapped order, {noise:g} A noise", ot, tm))
         log(f"swapped {noise}: otbio {fmt_rec(ot)}, TM-align {fmt_rec(tm)}")
@@ -203,6 +211,9 @@ def main() -> None:
             (f"NMR 2JUY model 1 residues {ranges} -> models 2-24", np.array(r_ot), np.array(r_tm))
         )
     log("AdK and NMR done")
+    if args.recovery_only:
+        _write(args, _recovery_lines(args, rows, "motif recovery only (--recovery-only)"))
+        return
 
     # 6. ranking: every pair of test chains (the shorter as query)
     our_tm, our_score, tms = [], [], []
@@ -329,25 +340,7 @@ def main() -> None:
         shutil.rmtree(tmp)
     log(f"search {args.n_search}: otbio {t_search:.2f} s, TM-align {t_tm_search:.1f} s")
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    cmd = "python benchmarks/align.py " + " ".join(sys.argv[1:])
-    lines = [
-        "",
-        "## otbio align vs TM-align (tmtools): recovery under variation, ranking, speed",
-        "",
-        f"Command: `{cmd.strip()}` (from the repository root). Machine: {platform.machine()}, "
-        f"{os.cpu_count()} cores shared with other sessions (load average {load:.1f} at the "
-        f"end: timings are noisy). {len(CHAINS)} chains from test_data/protein/chains "
-        "(the same set as /work/shared/data/protein/chains). Motifs: 1-3 segments of 20-40 "
-        f"residues cut from a chain, {args.draws} draws per row, rotated and moved. Recovery: "
-        "share of motif residues within +-1 of their true partner; cells give mean / share "
-        "of draws >= 0.95 / worst draw.",
-        "",
-        "| test | otbio align | TM-align (tmtools) |",
-        "|---|---|---|",
-    ]
-    for name, ot, tm in rows:
-        lines.append(f"| {name} | {fmt_rec(ot)} | {fmt_rec(tm)} |")
+    lines = _recovery_lines(args, rows, "recovery under variation, ranking, speed")
     lines += [
         "",
         "| measure | otbio align | TM-align (tmtools) | ratio |",
@@ -383,6 +376,35 @@ def main() -> None:
         f"| search: true parent in the top 5 | {top_ok} | - | |",
         "",
     ]
+    _write(args, lines)
+
+
+def _recovery_lines(args, rows, title: str) -> list[str]:
+    """The section header, the command and the recovery table."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cmd = "python benchmarks/align.py " + " ".join(sys.argv[1:])
+    lines = [
+        "",
+        f"## otbio align vs TM-align (tmtools): {title}",
+        "",
+        f"Command: `{cmd.strip()}` (from the repository root). Machine: {platform.machine()}, "
+        f"{os.cpu_count()} cores shared with other sessions (load average {load:.1f} at the "
+        f"end: timings are noisy). {len(CHAINS)} chains from test_data/protein/chains "
+        "(the same set as /work/shared/data/protein/chains). Motifs: 1-3 segments of 20-40 "
+        f"residues cut from a chain, {args.draws} draws per row (rng seeds {args.draw_seed}, "
+        f"{args.draw_seed + 1}, {args.draw_seed + 2}), rotated and moved. Recovery: "
+        "share of motif residues within +-1 of their true partner; cells give mean / share "
+        "of draws >= 0.95 / worst draw.",
+        "",
+        "| test | otbio align | TM-align (tmtools) |",
+        "|---|---|---|",
+    ]
+    for name, ot, tm in rows:
+        lines.append(f"| {name} | {fmt_rec(ot)} | {fmt_rec(tm)} |")
+    return lines
+
+
+def _write(args, lines: list[str]) -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_append:

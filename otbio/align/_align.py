@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,13 +18,14 @@ from otbio.align._features import (
     sequence_onehot,
 )
 from otbio.align._seeds import (
+    RANK_D0,
     extend_superposition,
     fragment_seeds,
     nearest_tm,
     sequence_segments,
 )
 from otbio.align._structure import Structure
-from otbio.align._superpose import tm_superpose
+from otbio.align._superpose import _tm_superpose, tm_d0, tm_superpose
 
 __all__ = ["Alignment", "align", "features_of"]
 
@@ -50,6 +52,11 @@ COSINE_CHANCE = 0.5
 DEFAULT_SEEDS = 32
 #: OT rounds from the chosen superposition (the second starts from the first's pairs).
 SEED_OT_ROUNDS = 2
+#: Sinkhorn iteration limit of the first round from each start (they are compared by their
+#: TM-score; the leader's further round runs to the usual limit).
+SEED_MAX_ITER = 10
+#: Best seeded superpositions from which the OT rounds run (the best TM-score is kept).
+SEED_STARTS = 3
 #: Coverage of the query below which a seeded alignment of a related structure (TM-score
 #: >= REFINE_MIN_TM) is compared with the local-feature round (domains that moved).
 LOCAL_COVERAGE = 0.9
@@ -400,12 +407,13 @@ def align(
         PLASMA, as TM-align and Foldseek seed: windows of 12 query residues are matched to
         target windows by their internal CA distances (any order, so swapped segments and
         circular permutations are found), superposed (Kabsch) and the best extended to the
-        whole query by TM-weighted Kabsch iterations (:mod:`otbio.align._seeds`); from the
-        best superposition up to two Sinkhorn rounds run on the distances after
+        whole query by TM-weighted Kabsch iterations (:mod:`otbio.align._seeds`); from each
+        of the three best superpositions a Sinkhorn round runs on the distances after
         superposition (a query residue more than about 6 A from every target residue goes
-        to a dustbin and stays unpaired). This is what keeps motifs found under 1-1.5 A of
-        coordinate noise or a conformational change. The round on the local features
-        (PLASMA's, with ``refine``) runs when seeds are off, when no 12-residue window
+        to a dustbin and stays unpaired), the best by a TM-score with d0 of at least 3 A
+        leads, and a second round runs from its pairs. This is what keeps motifs found
+        under 1-1.5 A of coordinate noise or a conformational change. The round on the
+        local features (PLASMA's, with ``refine``) runs when seeds are off, when no 12-residue window
         fits the query (its superposition then seeds the distance rounds), or when the
         seeded answer is of a related structure (TM-score >= 0.5) but pairs less than 90%
         of the query (domains that moved); the answer with the best TM-score is kept.
@@ -473,8 +481,11 @@ def align(
         xq_s, xc_s, a, b = _with_slack(xq, xc, mass == "partial")
         return PointCloud(xq_s, xc_s, cost="hinge"), a, b
 
-    def solve(geom, a, b, init=None):
-        out = solver(geom, a, b, init=init)
+    # the distance rounds converge faster: fewer iterations give the same pairs
+    seed_solver = dataclasses.replace(solver, max_iter=min(max_iter, SEED_MAX_ITER))
+
+    def solve(geom, a, b, init=None, seeded=False):
+        out = (seed_solver if seeded else solver)(geom, a, b, init=init)
         plan = out.plan(copy=False)[:nq, :nc].copy()  # C order, writable
         pairs, colsum = _plan_pairs_colsum(plan, threshold)  # by query, then target residue
         rmsd = tm = np.nan
@@ -513,10 +524,29 @@ def align(
         segc = sequence_segments(target.resnum, target.chain)
         cands = fragment_seeds(query.ca, target.ca, segq, segc, n_seeds=seeds)
         if cands:
-            seed_tm, rot0, tr0 = cands[0]
-            seeded_best, k = _seeded_rounds(solve, query, target, rot0, tr0, segq, segc,
-                                            refine_weight)  # fmt: skip
-            n_iter += k
+            # one OT round from each of the best SEED_STARTS superpositions (under 1.5 A of
+            # noise the seed ranking, on a subsample with a lenient d0, can put a slightly
+            # shifted placement first), then the further rounds from the leader only
+            for cand in cands[:SEED_STARTS]:
+                other, k = _seeded_rounds(solve, query, target, cand[1], cand[2], segq, segc,
+                                          refine_weight, rounds=1, quick=True)  # fmt: skip
+                n_iter += k
+                if other is not None:
+                    other["rank_tm"] = _rank_tm(query.ca, target.ca, other["pairs"])
+                if other is not None and (
+                    seeded_best is None or other["rank_tm"] > seeded_best["rank_tm"]
+                ):
+                    seeded_best = other
+                    seed_tm, rot0, tr0 = cand
+            if seeded_best is None:
+                seed_tm, rot0, tr0 = cands[0]
+            elif SEED_OT_ROUNDS > 1:
+                more, k = _seeded_rounds(solve, query, target, seeded_best["rot"],
+                                         seeded_best["tr"], segq, segc, refine_weight,
+                                         rounds=SEED_OT_ROUNDS - 1, init=seeded_best)  # fmt: skip
+                n_iter += k
+                if more is not None and more["tm"] > seeded_best["tm"]:
+                    seeded_best = more
     # the local-feature round (and its refinement): without seeds, when no seed fits (a
     # motif of segments shorter than the window), or when the seeded superposition is of
     # a related structure but leaves residues unpaired (domains that moved: one rigid
@@ -623,18 +653,33 @@ def align(
     )
 
 
-def _seeded_rounds(solve, query, target, rot, tr, segq, segc, weight):
-    """Up to ``SEED_OT_ROUNDS`` OT rounds on the distances after the superposition
-    (``rot``, ``tr``), each round from the previous round's pairs, while the TM-score
-    rises: the best solve (or None when no round gave 3 pairs) and the iterations run."""
+def _rank_tm(q: np.ndarray, t: np.ndarray, pairs: np.ndarray) -> float:
+    """TM-score of the pairs (by the query length) with d0 at least ``RANK_D0`` A: the
+    starts are compared with it, since the d0 of a short motif (0.5 A up to 21 residues)
+    would rank them by the coordinate noise."""
+    nq = q.shape[0]
+    x = np.ascontiguousarray(q[pairs[:, 0]])
+    y = np.ascontiguousarray(t[pairs[:, 1]])
+    return float(_tm_superpose(x, y, float(nq), max(tm_d0(nq), RANK_D0), 6)[1])
+
+
+def _seeded_rounds(solve, query, target, rot, tr, segq, segc, weight, *, rounds=None,
+                   init=None, quick=False):  # fmt: skip
+    """Up to ``rounds`` (default ``SEED_OT_ROUNDS``) OT rounds on the distances after the
+    superposition (``rot``, ``tr``), each round from the previous round's pairs (the first
+    from the potentials of the solve ``init`` if given), while the TM-score rises: the best
+    solve (or None when no round gave 3 pairs) and the iterations run. ``quick``: at most
+    ``SEED_MAX_ITER`` Sinkhorn iterations per round (the rounds that compare the starts)."""
     nq, nc = len(query), len(target)
     best = None
     n_iter = 0
-    for _round in range(SEED_OT_ROUNDS):
+    for _round in range(SEED_OT_ROUNDS if rounds is None else rounds):
+        prev = best if best is not None else init
         nxt = solve(
             _distance_geometry(query.ca @ rot.T + tr, target.ca, segq, segc, weight),
             *_dustbin_weights(nq, nc),
-            init=None if best is None else (best["out"].f, best["out"].g),
+            init=None if prev is None else (prev["out"].f, prev["out"].g),
+            seeded=quick,
         )
         n_iter += nxt["out"].n_iter
         if not np.isfinite(nxt["tm"]) or (best is not None and nxt["tm"] <= best["tm"]):

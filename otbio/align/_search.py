@@ -107,6 +107,28 @@ def read_structures(
     """
     specs = [str(s) for s in specs]
     bar = progress_bar if progress else _no_bar
+    return _drop_bad(_read_found(specs, pdb_model, jobs, bar), skip_bad)
+
+
+def _drop_bad(found: list, skip_bad: bool) -> list:
+    """The structures of ``found``; its errors raise the first, or with ``skip_bad`` are
+    logged as warnings (at least one structure must remain)."""
+    kept = []
+    for st in found:
+        if isinstance(st, InputError):
+            if not skip_bad:
+                raise st
+            log.warning("skipping target: %s", st)
+        elif st is not None:
+            kept.append(st)
+    if found and not kept:
+        msg = "no usable target structure (every file was skipped); check `targets`"
+        raise InputError(msg)
+    return kept
+
+
+def _read_found(specs: list[str], pdb_model: int, jobs: int, bar) -> list:
+    """The structures (with their features) or the errors, one per spec, in order."""
     ctx = _fork_context()
     if jobs > 1 and len(specs) >= PROCESS_MIN_FILES and ctx is not None:
         from concurrent.futures import ProcessPoolExecutor
@@ -142,18 +164,7 @@ def read_structures(
 
             with ThreadPoolExecutor(max_workers=jobs) as pool:
                 found = list(bar(pool.map(one, specs), total=len(specs), desc="reading"))
-    kept = []
-    for st in found:
-        if isinstance(st, InputError):
-            if not skip_bad:
-                raise st
-            log.warning("skipping target: %s", st)
-        elif st is not None:
-            kept.append(st)
-    if specs and not kept:
-        msg = "no usable target structure (every file was skipped); check `targets`"
-        raise InputError(msg)
-    return kept
+    return found
 
 
 #: Fewest targets for which :func:`search` forks worker processes.
@@ -162,23 +173,42 @@ PROCESS_MIN_TARGETS = 32
 _SEARCH: tuple | None = None  # (query, targets, query features, target features, options)
 
 
-def _search_chunk(idx: Sequence[int]) -> list[tuple[int, dict]]:
-    """Worker of :func:`search` (a forked process that inherited ``_SEARCH``): the results
-    for targets ``idx``, without the structures (the parent has them)."""
+def _search_chunk(idx: Sequence[int]) -> list[tuple[int, object, dict | None]]:
+    """Worker of :func:`search` (a forked process that inherited ``_SEARCH``): for targets
+    ``idx``, (k, structure or error, result fields without the query and target). A target
+    given as a file spec is read here, so each file is read, featurised and aligned in the
+    same process (nothing is sent twice); a structure read here travels back without its
+    features (the parent does not need them). A target too large for the serial dense
+    route comes back unaligned (fields None) for the parent."""
+    from otbio.ot import DENSE_MAX_ENTRIES
+
     assert _SEARCH is not None
-    query, targets, qf, tfs, kw = _SEARCH
+    query, targets, qf, tfs, kw, model = _SEARCH
     out = []
     for k in idx:
+        tg = targets[k]
+        read_here = not isinstance(tg, Structure)
+        if read_here:
+            try:
+                tg = read_structure(tg, pdb_model=model)
+            except InputError as exc:
+                out.append((k, exc, None))
+                continue
+        if (len(query) + 1) * (len(tg) + 1) > DENSE_MAX_ENTRIES:
+            out.append((k, tg, None))
+            continue
         res = align(
             query,
-            targets[k],
+            tg,
             query_features=qf,
             target_features=None if tfs is None else tfs[k],
             **kw,
         )
         fields = {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
         del fields["query"], fields["target"]
-        out.append((k, fields))
+        if read_here:
+            tg._cache.clear()
+        out.append((k, tg if read_here else None, fields))
     return out
 
 
@@ -191,30 +221,36 @@ def search(
     jobs: int = 1,
     progress: bool = False,
     pdb_model: int = 1,
+    skip_bad: bool = False,
     **align_kw,
 ) -> list[Alignment]:
     """Align one query onto every target and rank the results by TM-score (best first).
 
     The query and the targets are :class:`Structure` objects or file specs (paths,
-    ``FILE:CHAIN:RANGES``, ``FILE@MODEL``), which are read here with :func:`read_structures`
-    (each file parsed once, ``jobs`` at a time, model ``pdb_model`` unless the spec names one). On the CPU, when every query-target problem is small enough for the
-    engine's serial dense Sinkhorn route (up to a few thousand residues each), the targets
-    are split over ``jobs`` forked worker processes (with at least ``PROCESS_MIN_TARGETS``
-    targets); otherwise the alignments run one after another, each using every core
-    through the engine's parallel kernels.
+    ``FILE:CHAIN:RANGES``, ``FILE@MODEL``; model ``pdb_model`` unless the spec names one).
+    On the CPU, with ``jobs > 1`` and at least ``PROCESS_MIN_TARGETS`` targets, the
+    targets are split over ``jobs`` forked worker processes, each reading its files (each
+    parsed once), computing their features and aligning them, every alignment a serial
+    dense Sinkhorn; targets of several thousand residues, and every target without worker
+    processes, align one after another in this process, each using every core through
+    the engine's parallel kernels.
 
     Parameters
     ----------
     query, targets
         Structures or file specs (mixed freely).
     query_features, target_features
-        Embeddings for the query and for every target (both or neither).
+        Embeddings for the query and for every target (both or neither; with embeddings
+        the targets must be structures).
     jobs
         Worker processes (the command line passes the global ``--jobs``).
     progress
         Report the alignments done on stderr.
     pdb_model
         Model read from multi-model files given as paths (``FILE@N`` overrides it).
+    skip_bad
+        Leave out target files that cannot be used (unreadable, no or too few protein
+        residues) with a warning instead of raising :class:`InputError` (database search).
     **align_kw
         Options of :func:`align`.
 
@@ -236,25 +272,39 @@ def search(
     if not isinstance(query, Structure):
         query = read_structure(query, pdb_model=pdb_model)
     targets = list(targets)
-    specs = [k for k, t in enumerate(targets) if not isinstance(t, Structure)]
-    if specs:
-        read = read_structures([targets[k] for k in specs], pdb_model=pdb_model, jobs=n_jobs)
-        for k, st in zip(specs, read, strict=True):
-            targets[k] = st
     if query_features is None:
         features_of(query)  # once, before the workers start
-
-    # the slack point of partial transport adds a row or a column
-    dense = resolve_device(align_kw.get("device", "cpu")) == "cpu" and all(
-        (len(query) + 1) * (len(t) + 1) <= DENSE_MAX_ENTRIES for t in targets
-    )
     ctx = _fork_context()
-    if n_jobs > 1 and dense and len(targets) >= PROCESS_MIN_TARGETS and ctx is not None:
+    cpu = resolve_device(align_kw.get("device", "cpu")) == "cpu"
+    # the slack point of partial transport adds a row or a column
+    forked = (
+        n_jobs > 1
+        and cpu
+        and len(targets) >= PROCESS_MIN_TARGETS
+        and ctx is not None
+        and all(
+            (len(query) + 1) * (len(t) + 1) <= DENSE_MAX_ENTRIES
+            for t in targets
+            if isinstance(t, Structure)
+        )
+    )
+    if target_features is not None or not forked:
+        specs = [k for k, t in enumerate(targets) if not isinstance(t, Structure)]
+        if specs:
+            found = _read_found([str(targets[k]) for k in specs], pdb_model, n_jobs, _no_bar)
+            for k, st in zip(specs, found, strict=True):
+                targets[k] = st
+            targets = _drop_bad(targets, skip_bad)
+    results: list[Alignment | None] = [None] * len(targets)
+    if forked:
         from concurrent.futures import ProcessPoolExecutor
 
-        n_chunks = min(len(targets), 8 * n_jobs)
+        # load the alignment kernels here, once, so that the forked workers inherit them
+        align(query, query, query_features=query_features, target_features=query_features,
+              **align_kw)  # fmt: skip
+        n_chunks = min(len(targets), 4 * n_jobs)
         chunks = [list(range(k, len(targets), n_chunks)) for k in range(n_chunks)]
-        _SEARCH = (query, list(targets), query_features, target_features, align_kw)
+        _SEARCH = (query, targets, query_features, target_features, align_kw, pdb_model)
         try:
             with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
                 parts = pool.map(_search_chunk, chunks)
@@ -263,24 +313,26 @@ def search(
                 parts = list(parts)
         finally:
             _SEARCH = None
-        results: list[Alignment | None] = [None] * len(targets)
         for part in parts:
-            for k, fields in part:
-                results[k] = Alignment(query=query, target=targets[k], **fields)
-    else:
-        idx = range(len(targets))
-        show = progress and len(targets) > 1
-        it = progress_bar(idx, total=len(targets), desc="aligning") if show else idx
-        results = [
-            align(
-                query,
-                targets[k],
-                query_features=query_features,
-                target_features=None if target_features is None else target_features[k],
-                **align_kw,
-            )
-            for k in it
-        ]
+            for k, st, fields in part:
+                if st is not None:
+                    targets[k] = st
+                if fields is not None:
+                    results[k] = Alignment(query=query, target=targets[k], **fields)
+        keep = [k for k in range(len(targets)) if not isinstance(targets[k], InputError)]
+        targets = _drop_bad(targets, skip_bad)
+        results = [results[k] for k in keep]
+    todo = [k for k in range(len(targets)) if results[k] is None]
+    show = progress and len(todo) > 1
+    it = progress_bar(todo, total=len(todo), desc="aligning") if show else todo
+    for k in it:
+        results[k] = align(
+            query,
+            targets[k],
+            query_features=query_features,
+            target_features=None if target_features is None else target_features[k],
+            **align_kw,
+        )
     order = sorted(
         range(len(results)),
         key=lambda i: (-np.nan_to_num(results[i].tm_score, nan=-1.0), -results[i].score, i),

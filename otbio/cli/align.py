@@ -126,7 +126,8 @@ log = logging.getLogger("otbio")
     type=click.IntRange(min=0),
     default=None,
     help="Fragment pairs tried as seeded superpositions (fragment -> Kabsch -> TM-weighted "
-    "extension -> up to two OT rounds on the distances after superposition); default 32, 0 "
+    "extension -> an OT round on the distances after superposition from each of the 3 best, "
+    "one more from the best of them); default 32, 0 "
     "with --plasma-pf or --mass other than partial. 0 turns them off (local features only).",
     show_default=True,
 )
@@ -239,11 +240,16 @@ def align_command(
     show = not settings.quiet
     q = read_structure(query, pdb_model=pdb_model)
     targets = read_structures(specs, pdb_model=pdb_model, jobs=settings.n_jobs, progress=show)
-    # files of a --targets folder or list that cannot be used are skipped with a warning
-    targets += read_structures(
-        listed, pdb_model=pdb_model, jobs=settings.n_jobs, skip_bad=True, progress=show
-    )
     qf = tf = None
+    if features == "geometric" and len(targets) + len(listed) > 1:
+        # database search: search() reads the listed files in its worker processes, each
+        # file read and aligned in the same process; files that cannot be used are skipped
+        # with a warning
+        targets += listed
+    else:
+        targets += read_structures(
+            listed, pdb_model=pdb_model, jobs=settings.n_jobs, skip_bad=True, progress=show
+        )
     if features != "geometric":
         if not features.endswith(".npy"):
             msg = f"--features must be 'geometric' or a .npy file, got '{features}'"
@@ -290,6 +296,8 @@ def align_command(
             target_features=tf,
             jobs=settings.n_jobs,
             progress=show,
+            pdb_model=pdb_model,
+            skip_bad=True,
             **kw,
         )
     table = score_table(results)

@@ -62,3 +62,28 @@ def test_search_computes_query_features_once(data, monkeypatch):
     monkeypatch.setattr(_search, "PROCESS_MIN_TARGETS", 2)
     res = search(motif, [st, st, st, st], jobs=2)
     assert "geometric" in motif._cache and len(res) == 4
+
+
+@pytest.mark.skipif(_search._fork_context() is None, reason="needs the fork start method")
+def test_search_reads_files_in_its_workers(chains, monkeypatch, tmp_path):
+    """File specs are read, featurised and aligned in the same forked worker: the same
+    results as aligning the structures in this process; unusable files are skipped with a
+    warning (``skip_bad``) or raise."""
+    paths = [str(p) for p in CHAINS[:6]]
+    motif = chains[0].subset(np.arange(10, 45))
+    one = search(motif, [read_structure(p) for p in paths], jobs=1)
+    bad = tmp_path / "bad.pdb"
+    bad.write_bytes(b"\x00\x01 not a structure")
+    monkeypatch.setattr(_search, "PROCESS_MIN_TARGETS", 2)
+    warned = []
+    monkeypatch.setattr(_search.log, "warning", lambda *a: warned.append(a[0] % a[1:]))
+    two = search(motif, [paths[0], str(bad), *paths[1:]], jobs=2, skip_bad=True)
+    assert len(warned) == 1 and "bad.pdb" in warned[0]
+    assert [r.target.path for r in one] == [r.target.path for r in two]
+    for a, b in zip(one, two, strict=True):
+        assert a.tm_score == b.tm_score and np.array_equal(a.pairs, b.pairs)
+        assert np.array_equal(a.target.ca, b.target.ca) and b.query is motif
+    with pytest.raises(InputError, match="bad.pdb"):
+        search(motif, [*paths, str(bad)], jobs=2)
+    with pytest.raises(InputError, match="no usable target"):
+        search(motif, [str(bad)] * 3, jobs=2, skip_bad=True)
