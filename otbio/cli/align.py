@@ -131,6 +131,14 @@ log = logging.getLogger("otbio")
     show_default=True,
 )
 @click.option(
+    "--sequential",
+    is_flag=True,
+    help="Add tm_score_seq and tm_score_seq_target to the score table: the TM-score of the "
+    "best sequential, TM-align-style alignment (iterated DP and superposition), by the query "
+    "and by the target; it ranks pairs as TM-align does. About doubles the time per chain pair.",
+    show_default=True,
+)
+@click.option(
     "--max-iter",
     type=click.IntRange(min=1),
     default=None,
@@ -183,6 +191,7 @@ def align_command(
     reg_m: float,
     refine: int | None,
     seeds: int | None,
+    sequential: bool,
     max_iter: int | None,
     pdb_model: int,
     save_plan: str | None,
@@ -269,6 +278,7 @@ def align_command(
         reg_m=reg_m,
         refine=refine,
         seeds=seeds,
+        sequential=sequential,
         max_iter=max_iter,
         device=settings.device,
     )
