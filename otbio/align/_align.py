@@ -426,8 +426,8 @@ def align(
         of the query (domains that moved); the answer with the best TM-score is kept.
     sequential
         Also compute ``tm_score_seq`` and ``tm_score_seq_target``: the TM-score of the best
-        sequential alignment, TM-align's recipe (Zhang & Skolnick 2005) started from the
-        seeded superpositions, the final one and gapless threadings (see
+        sequential alignment, TM-align's recipe (Zhang & Skolnick 2005) started from
+        gapless threadings, local fragment superpositions and the final superposition (see
         :func:`otbio.align._dp.sequential_tm`). It ranks unrelated and related pairs as
         TM-align does; it costs about as much again as the alignment of two chains, so
         it is off by default. Motifs whose segments come in another order than in the
@@ -603,10 +603,9 @@ def align(
     if sequential:
         from otbio.align._dp import sequential_tm
 
-        starts = [(r, t) for _, r, t in cands]
-        if len(pairs) >= 3:
-            starts.append((rot, tr))
-        sq = sequential_tm(query.ca, target.ca, starts)
+        # otbio's superposition is one start; its seeds add nothing beside the fragment
+        # starts of sequential_tm (measured over the 300 pairs of test chains)
+        sq = sequential_tm(query.ca, target.ca, [(rot, tr)] if len(pairs) >= 3 else [])
         tm_seq, tm_seq_t = sq.tm_score, sq.tm_score_target
     log.info(
         "align %s -> %s: TM-score %.3f, score %.3f, %d pairs, %d iterations, "

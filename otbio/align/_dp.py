@@ -7,18 +7,22 @@ module computes, beside it, the TM-score of the best *sequential* alignment, fol
 recipe of TM-align (Zhang & Skolnick 2005, Nucleic Acids Res. 33, 2302), written from the
 paper:
 
-1. initial superpositions: gapless threading of the query along the target at every
-   offset (the best few offsets), and superpositions given by the caller (otbio's seeded
-   fragment superpositions and its final one);
-2. from each, iterate: score matrix ``S_ij = 1 / (1 + d_ij^2 / d0^2)`` between the
+1. initial superpositions: gapless threading of the query along the target (the best few
+   offsets); local superpositions of query fragments of 20 residues onto target fragments
+   (Kabsch), the best few by a banded sequential proxy (each query residue's best TM term
+   within 10 residues of its place on the fragments' diagonal); and superpositions given
+   by the caller (otbio's final one);
+2. from each, one round: score matrix ``S_ij = 1 / (1 + d_ij^2 / d0^2)`` between the
    superposed CA atoms, Needleman-Wunsch with a gap-opening penalty of -0.6 (no extension
    penalty, free end gaps), then the superposition that maximises the TM-score of the
-   aligned pairs (Kabsch on the pairs within a distance cut, iterated from the whole
-   alignment and from its fragments), until the alignment stops changing or the TM-score
-   stops rising;
-3. the best alignment is scored with d0 of the query length (normalised by the query) and
+   aligned pairs (Kabsch on the pairs within a distance cut, iterated); this first round
+   on every second residue of both chains (a quarter of the cells), to rank the starts;
+3. from the best few, rounds on every residue until the alignment stops changing or the
+   TM-score stops rising;
+4. the best alignment is scored with d0 of the query length (normalised by the query) and
    of the target length (normalised by the target), each with its own TM-score-maximising
-   superposition.
+   superposition (Kabsch from the whole alignment and from its halves, then the cut
+   iterations).
 
 Every step is a serial Numba kernel: the DP is O(L_q L_t) per iteration, the superposition
 search O(L) per Kabsch. The order-free alignment is not changed by any of this.
@@ -38,14 +42,24 @@ GAP_OPEN = -0.6
 #: Gapless threading: offsets tried (every ``THREAD_STRIDE``-th), the fewest residues the
 #: chains must overlap, cut iterations of each offset's superposition, and the offsets
 #: kept as starts (the best by TM-score).
-THREAD_STRIDE = 2
+THREAD_STRIDE = 3
 MIN_OVERLAP = 8
 THREAD_ITER = 1
 N_THREAD = 6
-#: Every start gets one DP round; the ``N_KEEP`` best continue, up to ``MAX_ROUNDS``
-#: rounds in all, while the TM-score rises and the alignment changes.
+#: Local fragment superpositions: fragment length (starts half a fragment apart on both
+#: chains), half-width of the band of the proxy that ranks them, every ``FRAG_STEP``-th
+#: query residue in that proxy, and the fragment pairs kept as starts.
+FRAG_LEN = 20
+FRAG_BAND = 10
+FRAG_STEP = 2
+N_FRAG = 8
+#: Every start gets one DP round on every ``COARSE``-th residue; the ``N_KEEP`` best
+#: continue on every residue, up to ``MAX_ROUNDS`` rounds, while the TM-score rises and
+#: the alignment changes.
+COARSE = 2
+COARSE_MIN = 40  # residues of the shorter chain below which every residue is used
 N_KEEP = 3
-MAX_ROUNDS = 6
+MAX_ROUNDS = 4
 #: Added to d0 in the DP's score matrix (lenient while searching, as TM-align searches).
 SEARCH_D0_EXTRA = 0.8
 #: The superposition search over aligned pairs: the distance cut (A) starts at d0 clipped
@@ -89,13 +103,12 @@ class SequentialTM:
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def _nw(xq, t, inv_d02, gap, trace, aln):
-    """Needleman-Wunsch on ``S_ij = 1 / (1 + |xq_i - t_j|^2 inv_d02)`` with gap opening
-    ``gap`` (extension free) and free end gaps (three states, Gotoh); the alignment goes to
-    ``aln`` (target index per query residue, -1 for a gap). ``trace``: (L_q + 1, L_t + 1)
-    uint8 work array. Returns the alignment's score."""
-    n = xq.shape[0]
-    m = t.shape[0]
+def _nw(score, gap, trace, aln):
+    """Needleman-Wunsch on the (L_q, L_t) ``score`` matrix with gap opening ``gap``
+    (extension free) and free end gaps (three states, Gotoh); the alignment goes to ``aln``
+    (target index per query residue, -1 for a gap). ``trace``: (L_q + 1, L_t + 1) uint8
+    work array. Returns the alignment's score."""
+    n, m = score.shape
     ninf = -1e30
     m_prev = np.zeros(m + 1)  # state M: i and j aligned
     x_prev = np.full(m + 1, ninf)  # state X: query residue i in a gap
@@ -107,17 +120,12 @@ def _nw(xq, t, inv_d02, gap, trace, aln):
     bi = 0
     bj = 0
     for i in range(1, n + 1):
-        qx = xq[i - 1, 0]
-        qy = xq[i - 1, 1]
-        qz = xq[i - 1, 2]
+        row = score[i - 1]
         m_cur[0] = 0.0
         x_cur[0] = ninf
         y_cur[0] = ninf
         for j in range(1, m + 1):
-            dx = qx - t[j - 1, 0]
-            dy = qy - t[j - 1, 1]
-            dz = qz - t[j - 1, 2]
-            s = 1.0 / (1.0 + (dx * dx + dy * dy + dz * dz) * inv_d02)
+            s = row[j - 1]
             # M from the diagonal cell's best state (bits 0-1)
             a = m_prev[j - 1]
             src = 0
@@ -176,6 +184,20 @@ def _nw(xq, t, inv_d02, gap, trace, aln):
             state = (code >> 4) & 3
             j -= 1
     return best
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _tm_matrix(xq, t, inv_d02, out):
+    """``out[i, j] = 1 / (1 + |xq_i - t_j|^2 inv_d02)``: the DP's score of superposed atoms."""
+    for i in range(xq.shape[0]):
+        qx = xq[i, 0]
+        qy = xq[i, 1]
+        qz = xq[i, 2]
+        for j in range(t.shape[0]):
+            dx = qx - t[j, 0]
+            dy = qy - t[j, 1]
+            dz = qz - t[j, 2]
+            out[i, j] = 1.0 / (1.0 + (dx * dx + dy * dy + dz * dz) * inv_d02)
 
 
 @njit(cache=True, nogil=True)
@@ -323,62 +345,125 @@ def _threading(q, t, n_keep, min_overlap, stride, d0, cut0, lnorm, thread_iter, 
     return rs[order], ts[order], tms[order]
 
 
+@njit(cache=True, nogil=True, fastmath=True)
+def _fragment_starts(q, t, flen, jump, band, n_keep, inv_d02, step):
+    """Local superpositions: every query fragment of ``flen`` residues (starts ``jump``
+    apart) onto every target fragment (the same), by Kabsch; each ranked by a banded
+    sequential proxy: for every query residue i, the best TM term over the target residues
+    within ``band`` of i's place on the fragments' diagonal. Returns the ``n_keep`` best
+    rotations and translations."""
+    n = q.shape[0]
+    m = t.shape[0]
+    ni = (n - flen) // jump + 1
+    nj = (m - flen) // jump + 1
+    if ni <= 0 or nj <= 0:
+        return np.zeros((0, 3, 3)), np.zeros((0, 3))
+    uni = np.full(flen, 1.0 / flen)
+    tot = ni * nj
+    scores = np.full(tot, -1.0)
+    rs = np.empty((tot, 3, 3))
+    ts = np.empty((tot, 3))
+    for a in range(ni):
+        i0 = a * jump
+        for b in range(nj):
+            j0 = b * jump
+            r, tr = _kabsch(q[i0 : i0 + flen], t[j0 : j0 + flen], uni)
+            off = j0 - i0
+            sc = 0.0
+            for i in range(0, n, step):
+                px = r[0, 0] * q[i, 0] + r[0, 1] * q[i, 1] + r[0, 2] * q[i, 2] + tr[0]
+                py = r[1, 0] * q[i, 0] + r[1, 1] * q[i, 1] + r[1, 2] * q[i, 2] + tr[1]
+                pz = r[2, 0] * q[i, 0] + r[2, 1] * q[i, 1] + r[2, 2] * q[i, 2] + tr[2]
+                lo = max(0, i + off - band)
+                hi = min(m, i + off + band + 1)
+                bst = 0.0
+                for j in range(lo, hi):
+                    dx = px - t[j, 0]
+                    dy = py - t[j, 1]
+                    dz = pz - t[j, 2]
+                    v = 1.0 / (1.0 + (dx * dx + dy * dy + dz * dz) * inv_d02)
+                    bst = v if v > bst else bst
+                sc += bst
+            k = a * nj + b
+            scores[k] = sc
+            rs[k] = r
+            ts[k] = tr
+    order = np.argsort(-scores)[:n_keep]
+    return rs[order], ts[order]
+
+
 @njit(cache=True, nogil=True)
 def _round(q, t, r, tr, inv_dp, gap, d0, cut0, lnorm, min_frag, max_levels, n_iter, work):
     """One DP round from the superposition (r, tr): the alignment goes to ``work[1]``;
     returns the TM-score of the aligned pairs and its superposition."""
-    trace, aln, xq, x, y, w, d, sel = work
+    trace, aln, xq, x, y, w, d, sel, score = work
     n = q.shape[0]
     for i in range(n):
         for a in range(3):
             xq[i, a] = r[a, 0] * q[i, 0] + r[a, 1] * q[i, 1] + r[a, 2] * q[i, 2] + tr[a]
-    _nw(xq, t, inv_dp, gap, trace, aln)
+    _tm_matrix(xq, t, inv_dp, score)
+    _nw(score, gap, trace, aln)
     cnt = _gather(q, t, aln, x, y)
     return _tm_search(x, y, cnt, d0, cut0, lnorm, min_frag, max_levels, n_iter, w, d, sel)
 
 
 @njit(cache=True, nogil=True)
-def _iterate(q, t, rots, trs, n_keep, d0, d0_dp, cut0, lnorm, gap, max_rounds, min_frag,
-             max_levels, n_iter):  # fmt: skip
-    """From every start superposition one DP round (DP -> TM-score superposition of the
-    aligned pairs); from the ``n_keep`` best, further rounds while the TM-score rises and
-    the alignment changes. Returns the best alignment (target index per query residue),
-    its TM-score (scale ``d0``, by ``lnorm``) and its superposition."""
-    n = q.shape[0]
-    m = t.shape[0]
+def _work(n, m):
+    """Work arrays of :func:`_round` for L_q = n, L_t = m."""
     nn = min(n, m)
-    work = (
+    return (
         np.zeros((n + 1, m + 1), dtype=np.uint8), np.empty(n, dtype=np.int64),
         np.empty((n, 3)), np.empty((nn, 3)), np.empty((nn, 3)), np.empty(nn), np.empty(nn),
-        np.zeros(nn, dtype=np.int64),
+        np.zeros(nn, dtype=np.int64), np.empty((n, m)),
     )  # fmt: skip
-    aln = work[1]
+
+
+@njit(cache=True, nogil=True)
+def _iterate(q, t, rots, trs, n_keep, d0, d0_dp, cut0, lnorm, gap, max_rounds, min_frag,
+             max_levels, n_iter, coarse):  # fmt: skip
+    """From every start superposition one DP round (DP -> TM-score superposition of the
+    aligned pairs), on every ``coarse``-th residue of both chains when ``coarse`` > 1 (a
+    quarter of the cells at 2); from the ``n_keep`` best, rounds on all residues while the
+    TM-score rises and the alignment changes. Returns the best alignment (target index
+    per query residue), its TM-score (scale ``d0``, by ``lnorm``) and its superposition."""
+    n = q.shape[0]
     inv_dp = 1.0 / (d0_dp * d0_dp)
     n_start = rots.shape[0]
     tms = np.empty(n_start)
     rs = np.empty((n_start, 3, 3))
     ts = np.empty((n_start, 3))
-    alns = np.empty((n_start, n), dtype=np.int64)
+    qc = np.ascontiguousarray(q[::coarse])
+    tc = np.ascontiguousarray(t[::coarse])
+    work = _work(qc.shape[0], tc.shape[0])
+    alns = np.full((n_start, n), -2, dtype=np.int64)
     for s in range(n_start):
-        tm, r2, t2 = _round(q, t, rots[s], trs[s], inv_dp, gap, d0, cut0, lnorm, min_frag,
+        tm, r2, t2 = _round(qc, tc, rots[s], trs[s], inv_dp, gap, d0, cut0, lnorm, min_frag,
                             max_levels, n_iter, work)  # fmt: skip
         tms[s] = tm
-        rs[s] = r2
-        ts[s] = t2
-        alns[s] = aln
+        rs[s] = r2 if tm > 0.0 else rots[s]  # fewer than 3 pairs: keep the start
+        ts[s] = t2 if tm > 0.0 else trs[s]
+        if coarse == 1:
+            alns[s] = work[1]
     order = np.argsort(-tms)
-    best = order[0]
-    best_tm = tms[best]
-    best_r = rs[best].copy()
-    best_t = ts[best].copy()
-    best_aln = alns[best].copy()
+    work = work if coarse == 1 else _work(n, t.shape[0])
+    aln = work[1]
+    best_tm = -1.0
+    best_r = np.eye(3)
+    best_t = np.zeros(3)
+    best_aln = np.full(n, -1, dtype=np.int64)
+    if coarse == 1:  # the first round was on every residue already
+        best = order[0]
+        best_tm = tms[best]
+        best_r = rs[best].copy()
+        best_t = ts[best].copy()
+        best_aln[:] = alns[best]
     for k in range(min(n_keep, n_start)):
         s = order[k]
         r = rs[s]
         tr = ts[s]
-        local = tms[s]
+        local = tms[s] if coarse == 1 else -1.0
         prev = alns[s]
-        for _ in range(max_rounds - 1):
+        for _ in range(max_rounds - 1 if coarse == 1 else max_rounds):
             tm, r2, t2 = _round(q, t, r, tr, inv_dp, gap, d0, cut0, lnorm, min_frag,
                                 max_levels, n_iter, work)  # fmt: skip
             same = True
@@ -421,8 +506,9 @@ def sequential_tm(
     q, t
         (L_q, 3) and (L_t, 3) CA coordinates.
     starts
-        Initial superpositions ``(R, t)`` of the query onto the target (e.g. otbio's seeded
-        and final superpositions), tried besides the ``n_thread`` best gapless threadings.
+        Initial superpositions ``(R, t)`` of the query onto the target (e.g. otbio's
+        final one), tried besides the ``n_thread`` best gapless threadings and the best
+        local fragment superpositions.
     n_thread
         Gapless threading offsets used as starts.
     max_rounds
@@ -456,6 +542,13 @@ def sequential_tm(
     )  # fmt: skip
     rots = list(rs)
     trs = list(ts)
+    if N_FRAG > 0:
+        fl = min(FRAG_LEN, lmin)
+        fr, ft = _fragment_starts(
+            q, t, fl, max(1, fl // 2), FRAG_BAND, N_FRAG, 1.0 / (d0s * d0s), FRAG_STEP
+        )
+        rots += list(fr)
+        trs += list(ft)
     for r, tr in starts or ():
         rots.append(np.asarray(r, dtype=np.float64))
         trs.append(np.asarray(tr, dtype=np.float64))
@@ -465,6 +558,7 @@ def sequential_tm(
     aln, _, _, _ = _iterate(
         q, t, rots_a, trs_a, N_KEEP, d0s, d0s + SEARCH_D0_EXTRA, cut, float(lmin),
         float(gap), int(max_rounds), min_frag, SEARCH_LEVELS, CUT_ITER,
+        COARSE if lmin >= COARSE_MIN else 1,
     )  # fmt: skip
     # final scores: d0 and normalisation of the query, then of the target, each with a
     # fuller superposition search over the best alignment

@@ -31,7 +31,12 @@ TMALIGN = {
     ("1hvr.pdb:A", "1hvr.pdb:B"): (0.9945, 0.9945),
     ("adk_open.pdb::122-159", "1hvr.pdb"): (0.2590, 0.0926),
 }
-TOLERANCE = 0.05
+#: Both are heuristic searches for the best alignment and sometimes stop at different
+#: ones: over the 300 pairs of test chains the mean absolute difference is 0.02 and the
+#: largest 0.10 (benchmarks/RESULTS.md). Each pair within TOLERANCE, the mean within
+#: MEAN_TOLERANCE.
+TOLERANCE = 0.1
+MEAN_TOLERANCE = 0.03
 
 
 def _read(data, name):
@@ -40,13 +45,14 @@ def _read(data, name):
     return read_structure(f"{data}/{name}")
 
 
-@pytest.mark.parametrize("pair", list(TMALIGN))
-def test_agrees_with_tmalign(data, pair):
-    q, t = _read(data, pair[0]), _read(data, pair[1])
-    res = align(q, t, sequential=True)
-    ref_q, ref_t = TMALIGN[pair]
-    assert abs(res.tm_score_seq - ref_q) <= TOLERANCE, (res.tm_score_seq, ref_q)
-    assert abs(res.tm_score_seq_target - ref_t) <= TOLERANCE, (res.tm_score_seq_target, ref_t)
+def test_agrees_with_tmalign(data):
+    diffs = []
+    for pair, (ref_q, ref_t) in TMALIGN.items():
+        res = align(_read(data, pair[0]), _read(data, pair[1]), sequential=True)
+        diffs += [res.tm_score_seq - ref_q, res.tm_score_seq_target - ref_t]
+        assert abs(diffs[-2]) <= TOLERANCE, (pair, res.tm_score_seq, ref_q)
+        assert abs(diffs[-1]) <= TOLERANCE, (pair, res.tm_score_seq_target, ref_t)
+    assert np.mean(np.abs(diffs)) <= MEAN_TOLERANCE, diffs
 
 
 def test_ranks_related_above_unrelated(data):
@@ -96,7 +102,7 @@ def test_cli_sequential_columns(data):
     r = CliRunner().invoke(cli, [*args, "--sequential"])
     assert r.exit_code == 0, r.output
     row = pd.read_csv(io.StringIO(r.stdout), sep="\t").iloc[0]
-    assert abs(row["tm_score_seq"] - 0.6882) <= TOLERANCE
+    assert abs(row["tm_score_seq"] - 0.6882) <= 0.02
     assert row["tm_score_seq_target"] == pytest.approx(row["tm_score_seq"])
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0 and "tm_score_seq" not in r.stdout
