@@ -47,8 +47,9 @@ log = logging.getLogger("otbio")
     default=None,
     type=click.Path(dir_okay=False),
     help="Score table (TSV), one row per target ranked by TM-score: tm_score (normalised by "
-    "the query), tm_score_target, aligned_length, rmsd, seq_identity, PLASMA's score, "
-    "coverage. Without -o and --save-scores the table goes to stdout.",
+    "the query), tm_score_target, aligned_length, rmsd, seq_identity (with --sequential "
+    "tm_score_seq, tm_score_seq_target), PLASMA's score, coverage. Without -o and "
+    "--save-scores the table goes to stdout.",
     show_default=True,
 )
 @click.option(
