@@ -296,21 +296,6 @@ def _tm_search(x, y, n, d0, cut0, lnorm, min_frag, max_levels, n_iter, w, d, sel
     return best_tm, best_r, best_t
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def _tm_of(q, t, aln, r, tr, inv_d02, lnorm):
-    """TM-score of an alignment under a superposition (no search)."""
-    s = 0.0
-    for i in range(aln.shape[0]):
-        j = aln[i]
-        if j >= 0:
-            d2 = 0.0
-            for a in range(3):
-                p = r[a, 0] * q[i, 0] + r[a, 1] * q[i, 1] + r[a, 2] * q[i, 2] + tr[a] - t[j, a]
-                d2 += p * p
-            s += 1.0 / (1.0 + d2 * inv_d02)
-    return s / lnorm
-
-
 @njit(cache=True, nogil=True)
 def _threading(q, t, n_keep, min_overlap, stride, d0, cut0, lnorm, thread_iter, x, y, w, d, sel):
     """Gapless threading: query residue i on target residue i + k for every offset k with

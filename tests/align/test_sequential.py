@@ -92,6 +92,7 @@ def test_identity_and_superposition(chains):
     out = sequential_tm(x, st.ca)
     assert out.tm_score == pytest.approx(1.0) and out.tm_score_target == pytest.approx(1.0)
     assert np.array_equal(out.aln, np.arange(len(st)))
+    assert np.array_equal(out.pairs, np.stack([np.arange(len(st))] * 2, axis=1))
     np.testing.assert_allclose(x @ out.rotation.T + out.translation, st.ca, atol=1e-6)
     # too few residues: zero, not an error
     assert sequential_tm(x[:2], st.ca).tm_score == 0.0
