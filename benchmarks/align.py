@@ -6,10 +6,12 @@ Run from the repository root:
 
     python benchmarks/align.py [--draws 75] [--repeats 3] [--n-search 1000] [--no-append]
                                [--draw-seed 10] [--recovery-only]
+    python benchmarks/align.py --ranking-only [--no-append]
 
 ``--draw-seed S`` draws the noise motifs with rng seed S, the deformed ones with S + 1 and
 the swapped ones with S + 2 (default 10: the table's draws; 110 gives a second set);
-``--recovery-only`` stops after the recovery table (no ranking or speed rows).
+``--recovery-only`` stops after the recovery table (no ranking or speed rows);
+``--ranking-only`` runs only the ranking rows (Spearman with TM-align, cost).
 
 tmtools (TM-align's Python wrapper, GPL) is a benchmark-only dependency; otbio never imports
 it. Both tools get the same CA coordinates. Recovery of a motif: the share of its residues
@@ -136,6 +138,151 @@ def fmt_rec(r):
     return f"{r.mean():.3f} / {np.mean(r >= 0.95):.2f} / {r.min():.2f}"
 
 
+def _pairs(chains):
+    """Every pair of chains, the shorter as query (ties: the first)."""
+    for i in range(len(chains)):
+        for j in range(len(chains)):
+            q, t = chains[i], chains[j]
+            if i == j or len(q) > len(t) or (len(q) == len(t) and i > j):
+                continue
+            yield q, t
+
+
+def ranking(chains, closed, nmr) -> dict:
+    """Spearman correlations between otbio's columns and TM-align's TM-score over every pair
+    of unrelated test chains and over related pairs, and the CPU time per pair of otbio
+    (default, and with the sequential column) and TM-align on the same parsed pairs."""
+    from otbio.align import align, read_structure
+
+    our_tm, our_score, our_seq, our_seq_t, tms, tms_t = [], [], [], [], [], []
+    c_ot, c_seq, c_tm = [], [], []
+    for q, t in _pairs(chains):
+        # CPU time of each call, the three alternating pair by pair (structures parsed)
+        c0 = time.process_time()
+        plain = align(q, t)
+        c1 = time.process_time()
+        rr = align(q, t, sequential=True)  # the same alignment plus the sequential column
+        c2 = time.process_time()
+        ref = tm_align(q, t)
+        c3 = time.process_time()
+        c_ot.append(c1 - c0)
+        c_seq.append(c2 - c1)
+        c_tm.append(c3 - c2)
+        assert rr.tm_score == plain.tm_score or not np.isfinite(plain.tm_score)
+        our_tm.append(np.nan_to_num(rr.tm_score))
+        our_score.append(rr.score)
+        our_seq.append(rr.tm_score_seq)
+        our_seq_t.append(rr.tm_score_seq_target)
+        tms.append(ref.tm_norm_chain1)
+        tms_t.append(ref.tm_norm_chain2)
+    # TM-align's own stability on these pairs: its TM-score with the query moved by 0.5 A
+    # of noise (the ceiling of any ranking agreement over unrelated pairs)
+    rng = np.random.default_rng(13)
+    tms_noisy = []
+    for q, t in _pairs(chains):
+        qn = q.with_coordinates(q.ca + rng.normal(0, 0.5, q.ca.shape))
+        tms_noisy.append(tm_align(qn, t).tm_norm_chain1)
+    # related pairs (the realistic ranking set of a search): the same protein in another
+    # state or model, and its domains, from the test data; and a smoothly deformed copy of
+    # every chain (2, 4 or 6 A RMS plus 0.5 A noise) onto its original
+    rel_ot, rel_seq, rel_tm = [], [], []
+
+    def related(q, t):
+        rr = align(q, t, sequential=True)
+        rel_ot.append(np.nan_to_num(rr.tm_score))
+        rel_seq.append(rr.tm_score_seq)
+        rel_tm.append(tm_align(q, t).tm_norm_chain1)
+
+    related(read_structure(DATA / "adk_open.pdb"), closed)
+    for ranges in ("122-159", "30-59", "1-29,60-121,160-214"):
+        related(read_structure(f"{DATA / 'adk_open.pdb'}::{ranges}"), closed)
+    for k in range(2, 25):
+        related(read_structure(f"{nmr}@1"), read_structure(f"{nmr}@{k}"))
+    related(read_structure(f"{DATA / '1hvr.pdb'}:A"), read_structure(f"{DATA / '1hvr.pdb'}:B"))
+    for k, st in enumerate(chains):
+        x = st.ca + smooth_field(st.ca, rng, (2.0, 4.0, 6.0)[k % 3])
+        related(st.with_coordinates(x + rng.normal(0, 0.5, x.shape)), st)
+    diff = np.abs(np.array(our_seq) - np.array(tms))
+    return dict(
+        n=len(tms), n_rel=len(rel_tm), tms=tms,
+        rho_tm=spearmanr(our_tm, tms).statistic,
+        rho_score=spearmanr(our_score, tms).statistic,
+        rho_ceiling=spearmanr(tms, tms_noisy).statistic,
+        rho_rel=spearmanr(rel_ot, rel_tm).statistic,
+        rho_mix=spearmanr(our_tm + rel_ot, tms + rel_tm).statistic,
+        rho_seq=spearmanr(our_seq, tms).statistic,
+        rho_seq_t=spearmanr(our_seq_t, tms_t).statistic,
+        rho_seq_rel=spearmanr(rel_seq, rel_tm).statistic,
+        rho_seq_mix=spearmanr(our_seq + rel_seq, tms + rel_tm).statistic,
+        diff_mean=float(diff.mean()), within=float(np.mean(diff <= 0.05)),
+        rel_diff=float(np.mean(np.abs(np.array(rel_seq) - np.array(rel_tm)))),
+        c_ot=med(c_ot), c_seq=med(c_seq), c_tm=med(c_tm),
+    )  # fmt: skip
+
+
+def ranking_lines(rk: dict) -> list[str]:
+    """The ranking rows of the measures table."""
+    return [
+        f"| Spearman with TM-align's TM-score (by the shorter chain), {rk['n']} chain "
+        f"pairs: otbio tm_score column | {rk['rho_tm']:.3f} | 1 | |",
+        f"| the same for otbio's PLASMA score column | {rk['rho_score']:.3f} | | |",
+        f"| the same for otbio's tm_score_seq column (`sequential=True`, `--sequential`: "
+        f"best sequential alignment, TM-align's recipe) | {rk['rho_seq']:.3f} | 1 | |",
+        f"| the same by the target: tm_score_seq_target against TM-align's TM-score by the "
+        f"longer chain | {rk['rho_seq_t']:.3f} | 1 | |",
+        f"| tm_score_seq minus TM-align's TM-score over those pairs: mean absolute "
+        f"difference; share within 0.05 | {rk['diff_mean']:.3f}; {rk['within']:.2f} | | |",
+        f"| TM-align's TM-score over those pairs: median, max | {np.median(rk['tms']):.3f}, "
+        f"{np.max(rk['tms']):.3f} | | |",
+        f"| TM-align against itself with the query moved by 0.5 A of noise, same pairs "
+        f"(ceiling of a ranking agreement there) | | {rk['rho_ceiling']:.3f} | |",
+        f"| Spearman of the tm_score columns over {rk['n_rel']} related pairs (AdK open/closed "
+        f"and its 3 domains, NMR 2JUY model 1 vs 2-24, HIV protease chain A vs B, a deformed "
+        f"copy (2/4/6 A RMS) of every chain onto its original) | {rk['rho_rel']:.3f} | 1 | |",
+        f"| the same for tm_score_seq (mean absolute difference {rk['rel_diff']:.3f}) | "
+        f"{rk['rho_seq_rel']:.3f} | 1 | |",
+        f"| the same over the unrelated and related pairs together, {rk['n'] + rk['n_rel']} "
+        f"pairs: tm_score; tm_score_seq | {rk['rho_mix']:.3f}; {rk['rho_seq_mix']:.3f} | 1 | |",
+        f"| CPU ms per pair over the {rk['n']} pairs (parsed structures, the calls alternating): "
+        f"default; with `sequential=True` | {rk['c_ot'] * 1e3:.2f}; {rk['c_seq'] * 1e3:.2f} | "
+        f"{rk['c_tm'] * 1e3:.1f} | {rk['c_tm'] / rk['c_ot']:.1f}x; "
+        f"{rk['c_tm'] / rk['c_seq']:.1f}x |",
+    ]
+
+
+def ranking_only(args) -> None:
+    """``--ranking-only``: the ranking rows alone (no recovery, no speed sections)."""
+    from otbio._threading import tune_malloc
+    from otbio.align import align, read_structure
+
+    tune_malloc()
+    chains = [read_structure(p) for p in CHAINS]
+    align(chains[0], chains[1], sequential=True)  # compile the Numba kernels before timing
+    tm_align(chains[0], chains[1])
+    rk = ranking(chains, read_structure(DATA / "adk_closed.pdb"), DATA / "nmr_2juy.pdb.gz")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cmd = "python benchmarks/align.py " + " ".join(sys.argv[1:])
+    lines = [
+        "",
+        "## otbio align vs TM-align (tmtools): ranking",
+        "",
+        f"Command: `{cmd.strip()}` (from the repository root). Machine: {platform.machine()}, "
+        f"{os.cpu_count()} cores shared with other sessions (load average {load:.1f} at the "
+        f"end). {len(CHAINS)} chains from test_data/protein/chains, every pair with the "
+        "shorter chain as query; TM-scores by the query unless said.",
+        "",
+        "| measure | otbio align | TM-align (tmtools) | ratio |",
+        "|---|---|---|---|",
+        *ranking_lines(rk),
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_append:
+        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
+            fh.write(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--draws", type=int, default=75)
@@ -144,8 +291,14 @@ def main() -> None:
     ap.add_argument("--no-append", action="store_true")
     ap.add_argument("--draw-seed", type=int, default=10)
     ap.add_argument("--recovery-only", action="store_true")
+    ap.add_argument(
+        "--ranking-only", action="store_true", help="only the ranking rows (Spearman, cost)"
+    )
     args = ap.parse_args()
     seed = args.draw_seed
+    if args.ranking_only:
+        ranking_only(args)
+        return
 
     from otbio._threading import tune_malloc
     from otbio.align import align, read_structure
@@ -215,52 +368,8 @@ def main() -> None:
         _write(args, _recovery_lines(args, rows, "motif recovery only (--recovery-only)"))
         return
 
-    # 6. ranking: every pair of test chains (the shorter as query)
-    our_tm, our_score, tms = [], [], []
-    for i in range(len(chains)):
-        for j in range(len(chains)):
-            q, t = chains[i], chains[j]
-            if i == j or len(q) > len(t) or (len(q) == len(t) and i > j):
-                continue
-            rr = align(q, t)
-            our_tm.append(np.nan_to_num(rr.tm_score))
-            our_score.append(rr.score)
-            tms.append(tm_align(q, t).tm_norm_chain1)
-    rho_tm = spearmanr(our_tm, tms).statistic
-    rho_score = spearmanr(our_score, tms).statistic
-    # TM-align's own stability on these pairs: its TM-score with the query moved by 0.5 A
-    # of noise (the ceiling of any ranking agreement over unrelated pairs)
-    rng = np.random.default_rng(13)
-    tms_noisy = []
-    for i in range(len(chains)):
-        for j in range(len(chains)):
-            q, t = chains[i], chains[j]
-            if i == j or len(q) > len(t) or (len(q) == len(t) and i > j):
-                continue
-            qn = q.with_coordinates(q.ca + rng.normal(0, 0.5, q.ca.shape))
-            tms_noisy.append(tm_align(qn, t).tm_norm_chain1)
-    rho_ceiling = spearmanr(tms, tms_noisy).statistic
-    # related pairs (the realistic ranking set of a search): the same protein in another
-    # state or model, and its domains, from the test data; and a smoothly deformed copy of
-    # every chain (2, 4 or 6 A RMS plus 0.5 A noise) onto its original
-    rel_ot, rel_tm = [], []
-
-    def related(q, t):
-        rel_ot.append(np.nan_to_num(align(q, t).tm_score))
-        rel_tm.append(tm_align(q, t).tm_norm_chain1)
-
-    related(read_structure(DATA / "adk_open.pdb"), closed)
-    for ranges in ("122-159", "30-59", "1-29,60-121,160-214"):
-        related(read_structure(f"{DATA / 'adk_open.pdb'}::{ranges}"), closed)
-    for k in range(2, 25):
-        related(read_structure(f"{nmr}@1"), read_structure(f"{nmr}@{k}"))
-    related(read_structure(f"{DATA / '1hvr.pdb'}:A"), read_structure(f"{DATA / '1hvr.pdb'}:B"))
-    for k, st in enumerate(chains):
-        x = st.ca + smooth_field(st.ca, rng, (2.0, 4.0, 6.0)[k % 3])
-        related(st.with_coordinates(x + rng.normal(0, 0.5, x.shape)), st)
-    rho_rel = spearmanr(rel_ot, rel_tm).statistic
-    rho_mix = spearmanr(our_tm + rel_ot, tms + rel_tm).statistic
-    mix_tm = tms + rel_tm
+    # 6. ranking: every pair of test chains (the shorter as query), and related pairs
+    rk = ranking(chains, closed, nmr)
     # 7. speed per pair (in process, parsing and features included; 20 fixed pairs, each
     # tool running them back to back, the repeats alternating between the tools)
     rng = np.random.default_rng(0)
@@ -345,18 +454,7 @@ def main() -> None:
         "",
         "| measure | otbio align | TM-align (tmtools) | ratio |",
         "|---|---|---|---|",
-        f"| Spearman with TM-align's TM-score (by the shorter chain), {len(tms)} chain "
-        f"pairs: otbio tm_score column | {rho_tm:.3f} | 1 | |",
-        f"| the same for otbio's PLASMA score column | {rho_score:.3f} | | |",
-        f"| TM-align's TM-score over those pairs: median, max | {np.median(tms):.3f}, "
-        f"{np.max(tms):.3f} | | |",
-        f"| TM-align against itself with the query moved by 0.5 A of noise, same pairs "
-        f"(ceiling of a ranking agreement there) | | {rho_ceiling:.3f} | |",
-        f"| Spearman of the tm_score columns over {len(rel_tm)} related pairs (AdK open/closed "
-        f"and its 3 domains, NMR 2JUY model 1 vs 2-24, HIV protease chain A vs B, a deformed "
-        f"copy (2/4/6 A RMS) of every chain onto its original) | {rho_rel:.3f} | 1 | |",
-        f"| the same over the unrelated and related pairs together, {len(mix_tm)} pairs | "
-        f"{rho_mix:.3f} | 1 | |",
+        *ranking_lines(rk),
         f"| time per pair in process (ms, median of {args.repeats} x 20 pairs, parsing "
         f"included), default | {med(t_ot) * 1e3:.2f} | {med(t_tm) * 1e3:.1f} | "
         f"{med(t_tm) / med(t_ot):.1f}x |",
