@@ -38,6 +38,9 @@ _SELECT_MAX = 500  # landmarks per slice in the parameter selection
 _HOLDOUT = 0.2  # share of target cells held out by the parameter selection
 _OMEGA_START, _OMEGA_MIN, _OMEGA_MAX = 0.1, 1e-3, 0.5  # omega estimated from the data
 _N_SPLITS = 3  # disjoint held-out shares whose scores are averaged
+_POSE_CHECK = 3  # most likely distinct poses of the rotation search refitted non-rigidly
+_POSE_APART = 20.0  # degrees between two poses counted as distinct
+_POSE_ITER = 100  # EM iterations of each non-rigid pose check
 _COARSE = 2000  # beyond this many cells: fit on this many landmarks, then refine at full size
 _FINE_K = 32  # nearest sources per target in the full-resolution refinement
 _FINE_MIN_ITER = 10
@@ -394,13 +397,14 @@ def _select_smoothness(ctx, st0, lambda_, beta, rng, *, device):
 
 
 def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=500):
-    """Best similarity (or rigid) start among ``n_starts`` initial rotations.
+    """Similarity (or rigid) fits from ``n_starts`` initial rotations, most likely first.
 
     Each start rotates the source by ``360 k / n_starts`` degrees (about the z axis in 3-D)
     and runs a short rigid/similarity EM with the expression term on at most ``size``
-    landmarks per slice; the start whose fit has the highest likelihood wins. This is what
-    lets the registration recover 90 or 180 degree turns that a single start from the
-    identity falls short of. Returns ``(s, lin, t, angle_degrees, sigma, e)``.
+    landmarks per slice, ranked by the likelihood of the fit. This is what lets the
+    registration recover 90 or 180 degree turns that a single start from the identity
+    falls short of. Returns ``(fits, sub)``: ``fits`` a list of ``(state, angle_degrees)``
+    sorted by decreasing likelihood, ``sub`` the landmarks they were fitted on.
     """
     sub = ctx
     m, n = ctx.y0.shape[0], ctx.xw.shape[0]
@@ -410,8 +414,7 @@ def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=
         sub = ctx.subset(ix, iy)
     d = ctx.y0.shape[1]
     fit_mode = "rigid" if mode == "rigid" else "similarity"
-    best = None
-    best_angle = 0.0
+    fits = []
     for k in range(n_starts):
         ang = 2 * np.pi * k / n_starts
         st0 = _State(
@@ -432,9 +435,66 @@ def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=
             t0=0.0,
             sc=1.0,
         )
-        if best is None or st.loglik > best.loglik:
-            best, best_angle = st, float(np.rad2deg(ang))
-    return best.s, best.lin, best.t, best_angle, best.sigma, best.e
+        fits.append((st, float(np.rad2deg(ang))))
+    fits.sort(key=lambda f: -f[0].loglik)
+    return fits, sub
+
+
+def _turn(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle in degrees of the rotation between two rotation matrices."""
+    c = (np.trace(a.T @ b) - (a.shape[0] - 2)) / 2.0
+    return float(np.rad2deg(np.arccos(np.clip(c, -1.0, 1.0))))
+
+
+def _check_poses(sub, fits, gamma, lambda_, beta, rng, *, device):
+    """Among the rotation search's most likely distinct poses, the one a non-rigid fit
+    explains best.
+
+    A strong warp can make a wrong turn (say 90 degrees on a squarish slice) fit a
+    similarity map about as well as the right one; the deformation then separates them:
+    from the right pose it explains the targets (and their expression) far better. Each of
+    the ``_POSE_CHECK`` most likely poses whose rotations differ by more than
+    ``_POSE_APART`` degrees is refitted broad, non-rigid (``lambda_``/``beta`` or 2/2), on
+    the search's landmarks; the highest likelihood wins. Returns ``(index into fits,
+    record)``.
+    """
+    picked = []
+    for j, (st, _) in enumerate(fits):
+        if all(_turn(st.lin, fits[i][0].lin) > _POSE_APART for i in picked):
+            picked.append(j)
+        if len(picked) == _POSE_CHECK:
+            break
+    if len(picked) < 2:
+        return 0, {}
+    lam = 2.0 if lambda_ is None else lambda_
+    solver = DeformSolver(sub.y0, 2.0 if beta is None else beta, None, rng)
+    ll = []
+    for j in picked:
+        st = fits[j][0]
+        sig = gamma * _rms_sigma(sub.xw, st.s * sub.y0 @ st.lin.T + st.t)
+        fit = _em(
+            sub,
+            _State(s=st.s, lin=st.lin, t=st.t, v=np.zeros_like(sub.y0), sigma=sig, e=st.e),
+            mode="nonrigid",
+            solver=solver,
+            lambda_=lam,
+            max_iter=_POSE_ITER,
+            min_iter=30,
+            tol=1e-4,
+            estep="dense",
+            device=device,
+            band=0,
+            t0=0.0,
+            sc=1.0,
+        )
+        ll.append(fit.loglik)
+    best = picked[int(np.argmax(ll))]
+    record = {
+        "candidates_rotation": np.array([fits[j][1] for j in picked]),
+        "similarity_loglik": np.array([fits[j][0].loglik for j in picked]),
+        "nonrigid_loglik": np.array(ll),
+    }
+    return best, record
 
 
 def _procrustes(u, xh, nu, mode):
@@ -708,6 +768,7 @@ def register_points(
     )
     s, lin, t = 1.0, np.eye(d), np.zeros(d)
     chosen_angle = 0.0
+    pose_check = {}
     v_init = np.zeros_like(y0)
     local_k = _LOCAL_K
     min_it = min_iter
@@ -719,6 +780,7 @@ def register_points(
         lambda_, beta = coarse.params["lambda"], coarse.params["beta"]
         ctx.omega = coarse.params["omega"]
         chosen_angle = coarse.params["initial_rotation"]
+        pose_check = coarse.params["pose_check"]
         v_init = interpolate_displacement(y0, cn["centres"], cn["w"], beta, device=device)
         local_k, min_it = _FINE_K, _FINE_MIN_ITER
         # a low-rank map cannot follow every cell: below a quarter of the spacing the
@@ -727,9 +789,12 @@ def register_points(
         em_max = min(max_iter, _FINE_MAX_ITER)
         estep = "local" if estep == "auto" and device == "cpu" else estep
     elif n_starts > 1:
-        s, lin, t, chosen_angle, sig_r, e_r = _rotation_search(
-            ctx, sigma, e, mode, n_starts, rng, estep=estep, device=device
-        )
+        fits, sub = _rotation_search(ctx, sigma, e, mode, n_starts, rng, estep=estep, device=device)
+        k_pose = 0
+        if mode == "nonrigid":
+            k_pose, pose_check = _check_poses(sub, fits, gamma, lambda_, beta, rng, device=device)
+        best_fit, chosen_angle = fits[k_pose]
+        s, lin, t = best_fit.s, best_fit.lin, best_fit.t
         # restart broad from the chosen pose: the deformation fit then sees the whole
         # mismatch instead of the rigid fit's local optimum (a start at the rigid fit's small
         # sigma locks in its errors)
@@ -825,6 +890,7 @@ def register_points(
         "smoothness_selection": selection,
         "n_starts": n_starts,
         "initial_rotation": chosen_angle,
+        "pose_check": pose_check,
         "expression": bool(use_f),
     }
     norm = {
