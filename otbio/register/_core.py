@@ -600,7 +600,10 @@ def register_points(
         y: source coordinates (M, D).
         fx, fy: features (N, D') and (M, D') on a shared basis, or None (pure BCPD).
         lambda_: stiffness; larger keeps the deformation smoother.
-        beta: deformation kernel width in units of the normalised slice radius.
+        beta: deformation kernel width in units of the normalised slice radius. With
+            neither given, the pair is chosen by held-out likelihood among (2, 2),
+            (1, 1.414), (2, 1); with one given, the other among ``_BETA_GRID`` (2, 1, 0.7)
+            or ``_LAMBDA_GRID`` (0.5, 2, 8). The choice and the scores are in ``params``.
         omega: outlier probability (share of target cells no source cell explains); 0.1
             when slices overlap only partly; None estimates it from the data (EM update of
             the mixing weight every iteration, from 0.1, kept within [0.001, 0.5]).
@@ -622,8 +625,10 @@ def register_points(
             target and M N > 4e6).
         device: ``cpu`` or ``cuda`` for the dense E-step.
         n_starts: initial rotations tried (evenly spaced over 360 degrees; about the z axis
-            in 3-D) by a short rigid/similarity fit each; the most likely one starts the
-            full fit. 1 starts from the identity only.
+            in 3-D) by a short rigid/similarity fit each; the three most likely distinct
+            poses are then refitted non-rigidly (a strong warp can make a wrong turn the
+            more likely similarity fit) and the most likely of those starts the full fit
+            (``params['pose_check']``). 1 starts from the identity only.
         seed: seeds landmark sampling and Nystrom columns.
         band: with ``progress``, report on stderr every ``band`` iterations.
         progress: report the iteration, sigma and E-step kind on stderr (long runs).
