@@ -58,13 +58,13 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     "lambda_",
     type=float,
     default=None,
-    help="Stiffness of the deformation; raise it if the warp folds, lower it if it is too stiff. Default: 2, or chosen by held-out likelihood among 0.5, 2, 8 when --beta is given.",
+    help="Stiffness of the deformation; raise it if the warp folds, lower it if it is too stiff. Default: chosen with --beta by held-out likelihood among the (lambda, beta) pairs (2, 2), (1, 1.414), (2, 1); among 0.5, 2, 8 when --beta is given.",
 )
 @click.option(
     "--beta",
     type=float,
     default=None,
-    help="Width of the deformation kernel in units of the slice radius; lower (e.g. 1) for local warps. Default: chosen by held-out likelihood among 2, 1, 0.7 (recorded in uns['registration']['params']).",
+    help="Width of the deformation kernel in units of the slice radius; lower (e.g. 1) for local warps. Default: chosen with --lambda by held-out likelihood among the (lambda, beta) pairs (2, 2), (1, 1.414), (2, 1); among 2, 1, 0.7 when --lambda is given (recorded in uns['registration']['params']).",
 )
 @click.option(
     "--omega",

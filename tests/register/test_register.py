@@ -312,3 +312,28 @@ def test_outlier_share_estimated_on_partial_overlap(slice1):
     assert abs(res.params["omega"] - share) < 0.1
     cut = 1 - R.rmse(res.registered, truth[keep]) / R.rmse(y[keep], truth[keep])
     assert cut >= 0.9
+
+
+def test_pose_check_rejects_wrong_turn(slice3):
+    """A strong warp on a squarish slice: the similarity fit from 90 degrees is more likely
+    than from the identity (the right pose), and registering from it gave an RMSE cut of
+    -1.7. The non-rigid check of the most likely distinct poses picks the identity."""
+    src, tgt, truth = R.warped_pair(slice3, seed=3, amp=0.15, angle=0)
+    y = src.obsm["spatial"]
+    res = otbio.register(src, tgt, seed=3, progress=False)
+    rec = res.params["pose_check"]
+    assert rec["similarity_loglik"][0] > rec["similarity_loglik"][1]  # the search alone errs
+    assert res.params["initial_rotation"] == 0.0
+    assert 1 - R.rmse(res.registered, truth) / R.rmse(y, truth) >= 0.95
+
+
+def test_middle_smoothness_chosen_on_moderate_warp(slice1):
+    """Amplitude 0.06 at rotation 0, off-lattice: beta 2 (lambda 2) left an RMSE cut of
+    0.928 and beta 1 0.954; the held-out choice among stiff, middle and flexible maps
+    reaches 0.95 without being told."""
+    src, tgt, truth = R.warped_pair(slice1, seed=4, amp=0.06, angle=0)
+    y = src.obsm["spatial"]
+    res = otbio.register(src, tgt, seed=4, progress=False)
+    sel = res.params["smoothness_selection"]
+    assert len(sel["candidates_beta"]) == 3 and res.params["beta"] < 2.0
+    assert 1 - R.rmse(res.registered, truth) / R.rmse(y, truth) >= 0.95
