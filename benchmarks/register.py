@@ -9,8 +9,11 @@ Known warps (:func:`otbio.register.warped_pair`): each breast slice's spots move
 by up to ``--jitter`` of the spacing (source); the target is the warped lattice (smooth
 Gaussian-process displacement of RMS length ``amp`` x the tissue extent, length scale 1/3 of it,
 a rotation, a translation), counts thinned by half, 10% of spots dropped.
-PASTE (paste-bio) needs an old stack (numpy<2 scipy<1.12 pot==0.9.1 anndata<0.11 scanpy<1.11):
-it runs in its own virtual environment, as a subprocess, never in otbio's environment.
+PASTE (paste-bio 1.4.0) needs POT <= 0.9.4 (newer POT calls PASTE's line search with one more
+argument, and every PASTE run fails, recorded as NaN); the 2026-12-01 sweep ran it with
+`pip install paste-bio "pot==0.9.4" scanpy` (numpy 2.4, scipy 1.17, anndata 0.12; pot 0.9.1
+needs numpy<2 and scipy<1.12). It runs in its own virtual environment, as a subprocess, never
+in otbio's environment.
 The DET/BCPD C program gets the same joint-PCA features as otbio (-X/-Y); "best of grid" is the
 best RMSE over lambda {0.5, 2, 8} x beta {0.5, 1, 2} for each pair (an oracle
 choice, the most favourable reading for the peer).
