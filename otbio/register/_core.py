@@ -347,8 +347,8 @@ def _select_smoothness(ctx, st0, lambda_, beta, rng, *, device):
     noisy on a few hundred cells and picked beta 2 where beta 1 was better by up to 3
     points of RMSE cut; three splits chose as well as the best fixed candidate on the
     known-warp subset. The middle pair (lambda 1, beta 1.414) lifted the median RMSE cut at
-    amplitude 0.06 (rotation 0) from 0.947 to 0.952 over the 2-2 / 2-1 / 2-0.7 grid. Runs on at most ``_SELECT_MAX`` landmarks per slice. Returns
-    ``(lambda_, beta, record)``.
+    amplitude 0.06 (rotation 0) from 0.947 to 0.952 over the 2-2 / 2-1 / 2-0.7 grid. Runs on
+    at most ``_SELECT_MAX`` landmarks per slice. Returns ``(lambda_, beta, record)``.
     """
     m, n = ctx.y0.shape[0], ctx.xw.shape[0]
     iy = np.arange(m) if m <= _SELECT_MAX else np.sort(rng.choice(m, _SELECT_MAX, replace=False))
