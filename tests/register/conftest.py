@@ -55,3 +55,8 @@ def make_warped(src, seed, *, amp=0.05, length=1.0, drop=0.1, thin=0.5):
 @pytest.fixture(scope="session")
 def slice3():
     return ad.read_h5ad(DATA / "breast_st_slice3.h5ad")
+
+
+@pytest.fixture(scope="session")
+def slice4():
+    return ad.read_h5ad(DATA / "breast_st_slice4.h5ad")

@@ -327,6 +327,19 @@ def test_pose_check_rejects_wrong_turn(slice3):
     assert 1 - R.rmse(res.registered, truth) / R.rmse(y, truth) >= 0.95
 
 
+def test_plain_start_when_the_similarity_fit_is_pulled_off(slice4):
+    """A strong warp at rotation 0: the rotation search's similarity fit (the right turn) is
+    pulled off in scale and rotation, and the deformation started from it stopped at an RMSE
+    cut of 0.78. Its plain start (same turn, unit scale, no shift) explains the landmarks far
+    better under a non-rigid fit and is taken: 0.98."""
+    src, tgt, truth = R.warped_pair(slice4, seed=3, amp=0.15, angle=0)
+    y = src.obsm["spatial"]
+    res = otbio.register(src, tgt, seed=3, progress=False)
+    rec = res.params["pose_check"]
+    assert rec["plain_start"] and res.params["initial_rotation"] == 0.0
+    assert 1 - R.rmse(res.registered, truth) / R.rmse(y, truth) >= 0.95
+
+
 def test_middle_smoothness_chosen_on_moderate_warp(slice1):
     """Amplitude 0.06 at rotation 0, off-lattice: beta 2 (lambda 2) left an RMSE cut of
     0.928 and beta 1 0.954; the held-out choice among stiff, middle and flexible maps
