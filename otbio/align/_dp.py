@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from otbio.align._superpose import _kabsch, tm_d0
+from otbio.align._superpose import _distances, _kabsch, tm_d0
 
 __all__ = ["SequentialTM", "sequential_tm"]
 
@@ -214,16 +214,6 @@ def _gather(q, t, aln, x, y):
     return k
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def _dist(x, y, n, r, tr, d):
-    for i in range(n):
-        s = 0.0
-        for a in range(3):
-            p = r[a, 0] * x[i, 0] + r[a, 1] * x[i, 1] + r[a, 2] * x[i, 2] + tr[a] - y[i, a]
-            s += p * p
-        d[i] = np.sqrt(s)
-
-
 @njit(cache=True, nogil=True)
 def _tm_search(x, y, n, d0, cut0, lnorm, min_frag, max_levels, n_iter, w, d, sel):
     """Superposition of the first ``n`` pairs ``x[k] -> y[k]`` maximising their TM-score
@@ -254,7 +244,7 @@ def _tm_search(x, y, n, d0, cut0, lnorm, min_frag, max_levels, n_iter, w, d, sel
             # compare only the Kabsch inputs (x[:n], y[:n]); w is zero beyond
             r, tr = _kabsch(x[:n], y[:n], w[:n])
             for it in range(n_iter + 1):
-                _dist(x, y, n, r, tr, d)
+                _distances(x[:n], y[:n], r, tr, d[:n])
                 tm = 0.0
                 for k in range(n):
                     tm += 1.0 / (1.0 + d[k] * d[k] * inv)
