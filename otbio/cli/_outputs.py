@@ -64,7 +64,6 @@ _OUTPUT_NAMES = {"output", "plot_path", "plot", "check_path", "matches_path", "s
                  "plan_path", "superpose_path"}  # fmt: skip
 _POSITIVE = {"tol", "epsilon", "reg_m", "temperature", "alpha", "C"}
 _SEED_MAX = 2**32 - 1
-_STRUCTURE = {".pdb", ".ent", ".cif", ".mmcif", ".gz"}
 
 
 def _is_output(param: click.Parameter) -> bool:
@@ -98,11 +97,11 @@ def _kind(command: str, param: click.Parameter) -> str | None:
     return _PARAM_KIND.get(name, "table")
 
 
-def _values(value: Any) -> list[str]:
+def _values(value: Any, *, keep_empty: bool = False) -> list[str]:
     if value is None or isinstance(value, bool):
         return []
     if isinstance(value, (str, os.PathLike)):
-        return [os.fspath(value)] if os.fspath(value) != "" else []
+        return [os.fspath(value)] if keep_empty or os.fspath(value) != "" else []
     if isinstance(value, (list, tuple)):
         return [os.fspath(v) for v in value if isinstance(v, (str, os.PathLike))]
     return []
@@ -123,6 +122,67 @@ def _same_file(a: str, b: str) -> bool:
     except OSError:
         return False
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _spec_file(value: str) -> str | None:
+    """The file that a structure spec ``FILE[@MODEL][:CHAIN[:RANGES]]`` reads (the longest
+    prefix that is a file, as the reader takes it), the value itself when it exists, or None."""
+    if os.path.exists(value):
+        return value
+    cuts = sorted((k for k, c in enumerate(value) if c in ":@"), reverse=True)
+    for k in cuts:
+        if k and os.path.isfile(value[:k]):
+            return value[:k]
+    return None
+
+
+def _read_as_list(value: str) -> list[str]:
+    """``--targets``: a folder's structure files or a list file's entries (and the file)."""
+    from otbio.align import list_targets
+
+    found = list_targets(value)
+    return found if os.path.isdir(value) else [value, *found]
+
+
+def _feature_files(values: list[str], params: dict) -> list[str]:
+    """``--target-features DIR``: the ``<target stem>.npy`` files the command reads there."""
+    from otbio.cli.align import _stem
+
+    if len(values) != 1 or not os.path.isdir(values[0]):
+        return values
+    specs = [str(t) for t in params.get("target") or ()]
+    if params.get("targets_spec"):
+        specs += [s for s in _read_as_list(params["targets_spec"]) if s != params["targets_spec"]]
+    files = [_spec_file(s) for s in specs]
+    return [os.path.join(values[0], _stem(f) + ".npy") for f in files if f]
+
+
+def _input_files(param: click.Parameter, params: dict) -> list[tuple[str, str]]:
+    """(file, as the user named it) for every file an input option makes the command read:
+    selections and models stripped (``q.pdb::10-50``, ``t.pdb@2``), list files and folders
+    expanded (``--targets``), feature folders resolved (``--target-features DIR``)."""
+    vals = _values(params.get(param.name))
+    if param.name == "target_features":
+        return [(f, f) for f in _feature_files(vals, params) if os.path.exists(f)]
+    out = []
+    for v in vals:
+        named = [(v, v)]
+        if param.name == "targets_spec" and os.path.exists(v):
+            where = f"listed in {v}" if os.path.isfile(v) else f"in {v}"
+            named = [(e, e if e == v else f"{e} ({where})") for e in _read_as_list(v)]
+        for spec, label in named:
+            f = _spec_file(spec)
+            if f is not None:
+                out.append((f, label))
+    return out
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)  # follows symbolic links
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def check_location(path: str, opt: str, kind: str | None) -> None:
@@ -199,13 +259,16 @@ def guard(ctx: click.Context | None = None) -> None:
     _check_numbers(ctx)
     command = ctx.info_name or ctx.command.name or ""
     outputs: list[tuple[str, str, str | None]] = []
-    inputs: list[str] = []
+    inputs: dict[tuple[int, int], str] = {}  # (device, inode) -> the input as named
     for param in ctx.command.params:
-        vals = _values(ctx.params.get(param.name))
         if _is_output(param):
+            vals = _values(ctx.params.get(param.name), keep_empty=True)
             outputs += [(v, option_name(param), _kind(command, param)) for v in vals]
-        else:
-            inputs += [v for v in vals if os.path.exists(v)]
+            continue
+        for f, label in _input_files(param, ctx.params):
+            key = _file_id(f)
+            if key is not None and not os.path.isdir(f):
+                inputs.setdefault(key, label)
     seen: list[tuple[str, str]] = []
     for path, opt, kind in outputs:
         for other, other_opt in seen:
@@ -213,15 +276,10 @@ def guard(ctx: click.Context | None = None) -> None:
                 msg = f"{opt} and {other_opt} name the same file {path}; give different names"
                 raise InputError(msg)
         seen.append((path, opt))
-        for inp in inputs:
-            if os.path.isdir(inp) and kind != "dir":
-                inside = os.path.realpath(path).startswith(os.path.realpath(inp) + os.sep)
-                if inside and os.path.exists(path) and _suffix(Path(path)) in _STRUCTURE:
-                    msg = f"{opt} {path} is an input file (in {inp}); write to another file"
-                    raise InputError(msg)
-            elif os.path.exists(path) and _same_file(path, inp):
-                msg = f"{opt} {path} is the input file {inp}; write to another file"
-                raise InputError(msg)
+        key = _file_id(path) if path.strip() else None
+        if key is not None and key in inputs:
+            msg = f"{opt} {path} is the input file {inputs[key]}; write to another file"
+            raise InputError(msg)
         check_location(path, opt, kind)
         remove_orphans(path if kind == "dir" else (os.path.dirname(path) or "."))
 
