@@ -33,6 +33,7 @@ __all__ = [
     "write_npy",
     "write_npz",
     "write_table",
+    "write_text",
 ]
 
 
@@ -358,6 +359,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         ok = False
         try:
             yield tmp_path
+            _sync(tmp_path)
             ok = True
         except OSError as exc:  # name the output, not its temporary
             if exc.filename is None or TMP_PREFIX in str(exc.filename):
@@ -375,6 +377,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _sync(tmp_path)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
@@ -382,6 +385,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _sync(path: Path) -> None:
+    """Flush a finished temporary to the disk: a write error the writer did not see (a full
+    disk or an I/O error found at write-back, a library that ignores its stream's state)
+    becomes an OSError here, before the temporary can replace anything."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
@@ -447,6 +461,16 @@ def write_npz(path: str | os.PathLike, **arrays) -> None:
     def _w(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+
+    _write_with(path, _w)
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write text (PDB, mmCIF, ...) atomically; a short write is an OSError, never a cut file."""
+
+    def _w(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
 
     _write_with(path, _w)
 

@@ -350,14 +350,15 @@ def score_table(results: Sequence[Alignment]):
 
 
 def write_superposed(result: Alignment, path: str | os.PathLike) -> None:
-    """Write the query structure (all atoms of the model read) superposed onto the target.
+    """Write the query structure (all atoms of the model read) superposed onto the target,
+    as PDB or, for a ``.cif``/``.mmcif`` name, as mmCIF.
 
     Uses the rotation and translation of ``result`` (TM-score superposition of the pairs);
     raises :class:`InputError` when there were fewer than 3 pairs to superpose.
     """
     import gemmi
 
-    from otbio.io import atomic_path
+    from otbio.io import write_text
 
     if result.n_pairs < 3:
         msg = f"only {result.n_pairs} pair(s) above `threshold`: too few to superpose"
@@ -374,5 +375,6 @@ def write_superposed(result: Alignment, path: str | os.PathLike) -> None:
     rot = gemmi.Mat33(result.rotation.tolist())
     tr = gemmi.Vec3(*result.translation.tolist())
     st[0].transform_pos_and_adp(gemmi.Transform(rot, tr))
-    with atomic_path(path) as tmp:
-        st.write_pdb(str(tmp))
+    # text, then the checked staged write: gemmi's own writer ignores a full disk
+    cif = str(path).lower().endswith((".cif", ".mmcif"))
+    write_text(st.make_mmcif_document().as_string() if cif else st.make_pdb_string(), path)

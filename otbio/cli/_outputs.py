@@ -44,7 +44,7 @@ KINDS: dict[str, set[str] | None] = {
     "figure": FIGURE,
     "npy": {".npy"},
     "npz": {".npz"},
-    "pdb": {".pdb", ".ent"},
+    "pdb": {".pdb", ".ent", ".cif", ".mmcif"},
     "model": {".joblib", ".pkl", ".pickle"} | {".joblib" + c for c in _COMPRESS},
     "dir": None,
 }

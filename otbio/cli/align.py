@@ -174,7 +174,8 @@ log = logging.getLogger("otbio")
     "--save-superposed",
     default=None,
     type=click.Path(dir_okay=False),
-    help="Write the query superposed onto the best-ranked target (PDB), using the pairs.",
+    help="Write the query superposed onto the best-ranked target, using the pairs: PDB, or "
+    "mmCIF for a .cif or .mmcif name.",
     show_default=True,
 )
 def align_command(
