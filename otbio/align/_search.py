@@ -12,6 +12,7 @@ import numpy as np
 
 from otbio._errors import InputError
 from otbio._progress import progress as progress_bar
+from otbio._workers import process_pool, worker_count
 from otbio.align._align import Alignment, align, features_of
 from otbio.align._features import Features
 from otbio.align._structure import Structure, read_structure
@@ -130,12 +131,11 @@ def _drop_bad(found: list, skip_bad: bool) -> list:
 def _read_found(specs: list[str], pdb_model: int, jobs: int, bar) -> list:
     """The structures (with their features) or the errors, one per spec, in order."""
     ctx = _fork_context()
-    if jobs > 1 and len(specs) >= PROCESS_MIN_FILES and ctx is not None:
-        from concurrent.futures import ProcessPoolExecutor
-
-        n_chunks = min(len(specs), 8 * jobs)
+    workers = worker_count(jobs, len(specs))
+    if workers > 1 and len(specs) >= PROCESS_MIN_FILES and ctx is not None:
+        n_chunks = min(len(specs), 8 * workers)
         chunks = [specs[k::n_chunks] for k in range(n_chunks)]  # interleaved: even sizes
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with process_pool(workers, ctx, what="reading") as pool:
             parts = list(
                 bar(
                     pool.map(_read_chunk, chunks, [pdb_model] * n_chunks),
@@ -268,7 +268,7 @@ def search(
     if target_features is not None and len(target_features) != len(targets):
         msg = f"{len(target_features)} target embeddings for {len(targets)} targets"
         raise InputError(msg)
-    n_jobs = max(1, int(jobs))
+    n_jobs = worker_count(jobs, len(targets))  # never more workers than targets or CPUs
     if not isinstance(query, Structure):
         query = read_structure(query, pdb_model=pdb_model)
     targets = list(targets)
@@ -297,8 +297,6 @@ def search(
             targets = _drop_bad(targets, skip_bad)
     results: list[Alignment | None] = [None] * len(targets)
     if forked:
-        from concurrent.futures import ProcessPoolExecutor
-
         # load the alignment kernels here, once, so that the forked workers inherit them
         align(query, query, query_features=query_features, target_features=query_features,
               **align_kw)  # fmt: skip
@@ -306,7 +304,7 @@ def search(
         chunks = [list(range(k, len(targets), n_chunks)) for k in range(n_chunks)]
         _SEARCH = (query, targets, query_features, target_features, align_kw, pdb_model)
         try:
-            with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
+            with process_pool(n_jobs, ctx, what="alignments") as pool:
                 parts = pool.map(_search_chunk, chunks)
                 if progress:
                     parts = progress_bar(parts, total=n_chunks, desc="aligning")

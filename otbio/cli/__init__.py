@@ -66,9 +66,12 @@ class _Group(click.Group):
                 raise
             click.echo(f"Error: {_one_line(click.unstyle(exc.format_message()))}", err=True)
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as exc:
             if not standalone_mode:
                 raise
+            if isinstance(exc.__context__, KeyboardInterrupt):  # SIGINT with Python's handler
+                click.echo("Error: interrupted by SIGINT; no output written", err=True)
+                sys.exit(130)
             click.echo("Error: aborted", err=True)
             sys.exit(1)
         if not standalone_mode:
@@ -174,7 +177,10 @@ def cli(verbose: int, quiet: bool, seed: int, jobs: int, device: str, debug: boo
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (signals handled first: see :mod:`otbio._signals`)."""
+    from otbio._signals import install_early_handlers
+
+    install_early_handlers()
     cli.main(prog_name="otbio")
 
 

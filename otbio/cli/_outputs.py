@@ -5,7 +5,8 @@
 - every output is written to a temporary file beside its target (``.otbio-tmp-HOST-PID-K.NAME``)
   and all of them are moved into place together only when the command succeeded
   (:func:`otbio.io.staging`); a failed command leaves no output and no temporary;
-- SIGTERM and SIGINT remove the temporaries and exit 143 / 130 with one line on stderr;
+- SIGTERM, SIGINT and SIGHUP remove the temporaries (matplotlib's too) and exit 143 / 130 /
+  129 with one line on stderr;
 - convergence warnings become one ``otbio: warning: ...`` line on stderr (none under --quiet);
 - an ``OSError`` (read-only file system, full disk, ...) becomes one ``Error:`` line.
 
@@ -30,6 +31,7 @@ from typing import Any
 
 import click
 
+from otbio import _signals
 from otbio._errors import ConvergenceWarning, InputError, OtbioError
 
 __all__ = ["guard", "install", "run_command"]
@@ -185,6 +187,61 @@ def _file_id(path: str) -> tuple[int, int] | None:
     return (st.st_dev, st.st_ino)
 
 
+#: Modules that write a compressed table, by extension (pandas picks the codec by name).
+_CODEC = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma", ".zip": "zipfile", ".zst": "zstandard"}
+
+
+def _check_writer(p: Path, opt: str) -> None:
+    """Refuse, before any work, an output whose writer is missing (a codec, TeX for .pgf)."""
+    import importlib.util
+    import shutil
+
+    sfx = _suffix(p)
+    codec = _CODEC.get(Path(sfx).suffix) if sfx.count(".") == 2 else None
+    if codec is not None and importlib.util.find_spec(codec) is None:
+        pip = f"pip install {codec}" if codec == "zstandard" else f"a Python with {codec}"
+        msg = f"{opt} {p}: writing {Path(sfx).suffix} files needs {pip}; or use .gz"
+        raise InputError(msg)
+    if sfx == ".pgf":
+        import matplotlib as mpl
+
+        tex = str(mpl.rcParams["pgf.texsystem"])
+        if shutil.which(tex) is None:
+            msg = f"{opt} {p}: .pgf figures need {tex} (TeX) on PATH; use .pdf or .svg"
+            raise InputError(msg)
+
+
+def _check_replace(p: Path, opt: str) -> None:
+    """An existing output is replaced only when it could be written in place: a
+    write-protected file is refused (as ``cp`` does), and so is another user's file in a
+    sticky directory (``/tmp``), which cannot be renamed over."""
+    import stat
+
+    try:
+        st = p.lstat()
+    except OSError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return
+    if not st.st_mode & stat.S_IWUSR:
+        msg = (
+            f"{opt} {p} exists and is write-protected (mode {stat.S_IMODE(st.st_mode):04o}); "
+            "remove it or make it writable (chmod u+w) to replace it"
+        )
+        raise InputError(msg)
+    euid = os.geteuid()
+    try:
+        parent = os.stat(p.parent if str(p.parent) else ".")
+    except OSError:
+        return
+    if euid != 0 and parent.st_mode & stat.S_ISVTX and euid not in (st.st_uid, parent.st_uid):
+        msg = (
+            f"{opt} {p} belongs to another user in a sticky directory and cannot be replaced; "
+            "write to another name"
+        )
+        raise InputError(msg)
+
+
 def check_location(path: str, opt: str, kind: str | None) -> None:
     """Raise InputError unless ``path`` can be written as an output of ``kind``."""
     if not path.strip():
@@ -209,6 +266,8 @@ def check_location(path: str, opt: str, kind: str | None) -> None:
             shown = ", ".join(sorted(s for s in allowed if s.count(".") == 1))
             msg = f"{opt} {path}: unknown format '{_suffix(p) or 'no extension'}'; use {shown}"
             raise InputError(msg)
+        _check_writer(p, opt)
+        _check_replace(p, opt)
         where = p.parent
     d = where if str(where) else Path(".")
     while not d.exists():  # missing directories are created: check the first existing one
@@ -304,21 +363,48 @@ def install(group: click.Group) -> None:
 
 # --- the policy around one command ------------------------------------------------------
 
-_SIGNALS = {signal.SIGTERM: ("SIGTERM", 143), signal.SIGINT: ("SIGINT", 130)}
+_SIGNALS = _signals.SIGNALS
+#: MPLCONFIGDIR before any command: a value set later is matplotlib's own temporary folder
+#: (made when its config folder is not writable), removed on a signal as the outputs are.
+_MPLCONFIGDIR = os.environ.get("MPLCONFIGDIR")
+_finished = False  # the current command's outputs are all in place
+
+
+def _remove_library_temporaries() -> None:
+    import shutil
+    import tempfile
+
+    mpl = os.environ.get("MPLCONFIGDIR")
+    if (
+        mpl
+        and mpl != _MPLCONFIGDIR
+        and os.path.basename(mpl).startswith("matplotlib-")
+        and os.path.dirname(os.path.abspath(mpl)) == os.path.abspath(tempfile.gettempdir())
+    ):
+        shutil.rmtree(mpl, ignore_errors=True)
 
 
 def _on_signal(signum, frame) -> None:  # pragma: no cover - exercised in a subprocess
     from otbio import io
 
     name, code = _SIGNALS.get(signum, ("signal", 128 + signum))
-    st = io._active
-    if st is not None:
-        st.rollback()
     try:
-        sys.stderr.write(f"Error: interrupted by {name}; no output written\n")
-        sys.stderr.flush()
+        st = io._active
+        if st is not None:
+            st.rollback()
+        _remove_library_temporaries()
+        if _finished:
+            text = (
+                f"Error: interrupted by {name} after the outputs were written (they are complete)"
+            )
+        else:
+            text = f"Error: interrupted by {name}; no output written"
+        os.write(2, (text + "\n").encode())
     finally:
         os._exit(code)
+
+
+_on_signal._otbio = True
 
 
 class _ConvergenceLines(logging.Filter):
@@ -374,10 +460,13 @@ def run_command(invoke: Callable[[click.Context], Any], ctx: click.Context) -> A
 
     if isinstance(ctx.command, click.Group):
         install(ctx.command)  # commands registered after the import-time install, too
+    global _finished
+    _finished = False
     main = threading.current_thread() is threading.main_thread()
     old = {s: signal.getsignal(s) for s in _SIGNALS} if main else {}
-    for s in old:
-        signal.signal(s, _on_signal)
+    for s, h in old.items():
+        if h is not signal.SIG_IGN:  # nohup, background jobs: ignored signals stay ignored
+            signal.signal(s, _on_signal)
     lines = _ConvergenceLines()
     logger = logging.getLogger("otbio")
     logger.addFilter(lines)
@@ -388,6 +477,7 @@ def run_command(invoke: Callable[[click.Context], Any], ctx: click.Context) -> A
             try:
                 with io.staging():
                     rv = invoke(ctx)
+                _finished = True
             except OSError as exc:
                 if settings.debug or isinstance(exc, BrokenPipeError):
                     raise
@@ -397,4 +487,5 @@ def run_command(invoke: Callable[[click.Context], Any], ctx: click.Context) -> A
     finally:
         logger.removeFilter(lines)
         for s, h in old.items():
-            signal.signal(s, h)
+            if not getattr(h, "_otbio_early", False):  # the console script keeps _on_signal
+                signal.signal(s, h)
