@@ -8,8 +8,10 @@ truncated cache file, each of these steps raises and every command dies.
 
 :func:`install` (run once, when Numba is first imported: see :mod:`otbio._threading`) makes the three steps fail soft:
 
-- no writable location: the cache moves to ``$TMPDIR/otbio-numba-cache-UID`` (or a fresh
-  temporary directory); when even that fails the kernels are compiled without a cache;
+- no writable location: the cache moves to ``$TMPDIR/otbio-numba-cache-UID`` (the same
+  folder every run; ``...-UID-1`` and so on when another user holds that name), else to a
+  temporary directory removed at exit; when even that fails the kernels are compiled
+  without a cache;
 - a cache file that cannot be read (truncated, corrupt): a cache miss, the kernel is compiled;
 - a cache file that cannot be written (full disk, read-only): the compiled kernel is used
   and not cached.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import tempfile
 
 __all__ = ["install"]
@@ -36,22 +39,50 @@ def _say_once(key: str, msg: str) -> None:
         log.warning(msg)
 
 
-def _fallback_dir() -> str | None:
-    """A writable directory for the cache when Numba's own locations are not writable."""
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    cand = os.path.join(tempfile.gettempdir(), f"otbio-numba-cache-{uid}")
+#: A fallback cache folder made for this process only (removed at exit and on a signal).
+temporary_dir: str | None = None
+
+
+def _own_dir(path: str, uid: int) -> bool:
+    """Whether ``path`` is (or can be made) a private cache folder of user ``uid``: a real
+    directory, not a link, owned by ``uid``, writable by it and by no one else."""
     try:
-        os.makedirs(cand, mode=0o700, exist_ok=True)
-        st = os.stat(cand)
-        if (not hasattr(os, "getuid") or st.st_uid == uid) and os.access(cand, os.W_OK | os.X_OK):
-            tempfile.TemporaryFile(dir=cand).close()
-            return cand
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022:
+            return False
+        if hasattr(os, "getuid") and st.st_uid != uid:
+            return False
+        if not os.access(path, os.W_OK | os.X_OK):
+            return False
+        tempfile.TemporaryFile(dir=path).close()
     except OSError:
-        pass
+        return False
+    return True
+
+
+def _fallback_dir() -> str | None:
+    """A writable directory for the cache when Numba's own locations are not writable.
+
+    ``$TMPDIR/otbio-numba-cache-UID``, or when that name is taken (another user's folder, a
+    file) the first of ``...-UID-1`` to ``...-UID-8`` that is this user's: the same folder every
+    run, so kernels are compiled once. When none is, a fresh folder removed when the process
+    ends (the kernels are then compiled in every run)."""
+    global temporary_dir
+    import atexit
+    import shutil
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    base = os.path.join(tempfile.gettempdir(), f"otbio-numba-cache-{uid}")
+    for cand in (base, *(f"{base}-{k}" for k in range(1, 9))):
+        if _own_dir(cand, uid):
+            return cand
     try:
-        return tempfile.mkdtemp(prefix="otbio-numba-cache-")
+        temporary_dir = tempfile.mkdtemp(prefix=f"otbio-numba-cache-{uid}-tmp-")
     except OSError:
         return None
+    atexit.register(shutil.rmtree, temporary_dir, True)
+    return temporary_dir
 
 
 def install() -> None:

@@ -22,6 +22,7 @@ import threading
 from contextlib import contextmanager
 
 __all__ = [
+    "check_environment",
     "num_threads",
     "apply_pending_threads",
     "one_blas_thread",
@@ -210,3 +211,72 @@ def tune_malloc() -> None:
         libc.mallopt(-2, 16 << 20)  # M_TOP_PAD
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+_LAYERS = {  # NUMBA_THREADING_LAYER -> the backends Numba may load for it (on Linux)
+    "default": ("tbb", "omp", "workqueue"),
+    "workqueue": ("workqueue",),
+    "tbb": ("tbb",),
+    "omp": ("omp",),
+    "safe": ("tbb",),
+    "threadsafe": ("tbb", "omp"),
+    "forksafe": ("tbb", "workqueue")
+    if sys.platform.startswith("linux")
+    else ("tbb", "omp", "workqueue"),
+}
+
+
+def _backend_loads(name: str) -> bool:
+    """Whether Numba's threading backend ``name`` can load, without importing Numba."""
+    import ctypes
+    import glob
+    import importlib.util
+
+    if name == "workqueue":
+        return True
+    try:
+        if name == "tbb":  # as Numba checks it: libtbb.so.12, interface version >= 12060
+            lib = ctypes.CDLL({"darwin": "libtbb.12.dylib", "win32": "tbb12.dll"}.get(
+                sys.platform, "libtbb.so.12"))  # fmt: skip
+            lib.TBB_runtime_interface_version.restype = ctypes.c_int
+            if lib.TBB_runtime_interface_version() < 12060:
+                return False
+        spec = importlib.util.find_spec("numba")
+        where = os.path.join(os.path.dirname(spec.origin), "np", "ufunc") if spec else ""
+        found = glob.glob(os.path.join(where, f"{name}pool*"))
+        if not found:
+            return False
+        ctypes.CDLL(found[0])
+    except (OSError, AttributeError, ImportError):
+        return False
+    return True
+
+
+def check_environment() -> None:
+    """Refuse, before any work, Numba settings of the environment that would fail later:
+    ``NUMBA_NUM_THREADS`` that is not a positive whole number, ``NUMBA_THREADING_LAYER`` that
+    is unknown or names a layer whose library (TBB, OpenMP) is missing. Raises InputError."""
+    from otbio._errors import InputError
+
+    n = os.environ.get("NUMBA_NUM_THREADS")
+    if n is not None and not (n.strip().isdigit() and int(n) > 0):
+        msg = f"NUMBA_NUM_THREADS must be a positive whole number, got '{n}'; unset it to use every CPU"
+        raise InputError(msg)
+    layer = os.environ.get("NUMBA_THREADING_LAYER")
+    if layer is None:
+        return
+    want = layer.strip().lower()
+    if want not in _LAYERS:
+        msg = (
+            f"NUMBA_THREADING_LAYER '{layer}' is not a Numba threading layer; use one of "
+            f"{', '.join(_LAYERS)}, or unset it (otbio picks workqueue)"
+        )
+        raise InputError(msg)
+    if not any(_backend_loads(b) for b in _LAYERS[want]):
+        need = " or ".join({"tbb": "Intel TBB 2021.6 or later (pip install tbb)",
+                            "omp": "OpenMP"}[b] for b in _LAYERS[want])  # fmt: skip
+        msg = (
+            f"NUMBA_THREADING_LAYER={layer} needs {need}, which cannot be loaded; install it "
+            "or unset NUMBA_THREADING_LAYER (otbio picks workqueue)"
+        )
+        raise InputError(msg)

@@ -14,7 +14,7 @@ import click
 from otbio import __version__
 from otbio._errors import InputError, OtbioError
 from otbio._settings import settings
-from otbio._threading import expected_threads, threading_layer_name, use_threads
+from otbio._threading import check_environment, expected_threads, threading_layer_name, use_threads
 from otbio.cli._util import hoist_global_options, python_to_option, rewrite_aliases, translate_names
 
 __all__ = ["cli", "main"]
@@ -149,6 +149,7 @@ def cli(verbose: int, quiet: bool, seed: int, jobs: int, device: str, debug: boo
 
     Run `otbio COMMAND -h` for the options of each command.
     """
+    check_environment()  # Numba's variables: one line and exit 2, before any work
     settings.verbosity = 0 if quiet else verbose
     settings.quiet = quiet
     settings.seed = seed

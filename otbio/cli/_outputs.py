@@ -66,6 +66,7 @@ _OUTPUT_NAMES = {"output", "plot_path", "plot", "check_path", "matches_path", "s
                  "plan_path", "superpose_path"}  # fmt: skip
 _POSITIVE = {"tol", "epsilon", "reg_m", "temperature", "alpha", "C"}
 _SEED_MAX = 2**32 - 1
+_INT_MAX = 2**63 - 1
 
 
 def _is_output(param: click.Parameter) -> bool:
@@ -299,6 +300,9 @@ def _check_numbers(ctx: click.Context) -> None:
         if param.name in _POSITIVE and not value > 0:
             msg = f"{opt} must be positive, got {value}"
             raise InputError(msg)
+        if isinstance(value, int) and value > _INT_MAX:  # kernels take 64-bit integers
+            msg = f"{opt} must be at most {_INT_MAX}, got {value}"
+            raise InputError(msg)
         if isinstance(value, int) and value < 0:
             msg = f"{opt} must be >= 0, got {value}"
             raise InputError(msg)
@@ -382,6 +386,9 @@ def _remove_library_temporaries() -> None:
         and os.path.dirname(os.path.abspath(mpl)) == os.path.abspath(tempfile.gettempdir())
     ):
         shutil.rmtree(mpl, ignore_errors=True)
+    cache = sys.modules.get("otbio._numba_cache")
+    if cache is not None and cache.temporary_dir:
+        shutil.rmtree(cache.temporary_dir, ignore_errors=True)
 
 
 def _on_signal(signum, frame) -> None:  # pragma: no cover - exercised in a subprocess

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import click
@@ -80,7 +81,19 @@ def stack(sections, spatial_keys, z_values, names, join, output):
         msg = f"--z must be finite numbers, got '{z_values}'"
         raise InputError(msg)
     nm = _split(names) if names else [Path(s).name.split(".")[0] for s in sections]
-    adatas = [io.read_h5ad(s) for s in sections]
+    adatas = []
+    for k, path in enumerate(sections):
+        name = nm[k] if k < len(nm) else Path(path).name
+        with warnings.catch_warnings():  # anndata's repeated warning becomes one line below
+            warnings.filterwarnings("ignore", "Observation names are not unique")
+            adatas.append(io.read_h5ad(path))
+        dup = adatas[-1].obs_names[adatas[-1].obs_names.duplicated()]
+        if len(dup):
+            msg = (
+                f"section '{name}' ({path}) has {len(dup)} repeated cell names (obs_names), "
+                f"e.g. '{dup[0]}'; make them unique first (AnnData.obs_names_make_unique)"
+            )
+            raise InputError(msg)
     out = stack_sections(adatas, spatial_keys=keys, z=z, names=nm, join=join)
     if out.n_vars == 0 and any(a.n_vars for a in adatas):
         msg = f"--join {join}: the sections share no genes (var_names); use --join outer"
