@@ -460,6 +460,22 @@ def _os_error(exc: OSError) -> OtbioError:
     return InputError(msg) if exc.errno in user else OtbioError(msg)
 
 
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG, errno.EROFS}
+
+
+def _write_error_in(exc: BaseException) -> OSError | None:
+    """A disk error (full, quota, I/O, read-only) among the causes of ``exc``: matplotlib's
+    PDF writer, for one, fails on it with an AttributeError of its own."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def run_command(invoke: Callable[[click.Context], Any], ctx: click.Context) -> Any:
     """Run one subcommand with staged outputs, signal cleanup and one convergence line."""
     from otbio import io
@@ -489,6 +505,11 @@ def run_command(invoke: Callable[[click.Context], Any], ctx: click.Context) -> A
                 if settings.debug or isinstance(exc, BrokenPipeError):
                     raise
                 raise _os_error(exc) from None
+            except Exception as exc:  # a writer that hides the disk's error behind its own
+                cause = _write_error_in(exc)
+                if settings.debug or cause is None:
+                    raise
+                raise _os_error(cause) from None
         lines.flush()
         return rv
     finally:

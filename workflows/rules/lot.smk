@@ -50,14 +50,19 @@ def _lot_samples():
     if any("," in v for v in ids):
         msg = "config key 'lot.samples': sample ids must not contain ',' (otbio embed --samples splits on it)"
         raise ConfigError(msg)
-    if len(LOT["cells"]) == 1:  # cheap check against the file, so that no shard fails later
-        missing = sorted(set(ids) - set(_read_sample_ids(LOT["cells"][0], LOT["sample_key"])))
-        if missing:
-            msg = (
-                f"config key 'lot.samples': {len(missing)} sample(s) not in obs['{LOT['sample_key']}'] "
-                f"of {LOT['cells'][0]}, e.g. '{missing[0]}'"
-            )
-            raise ConfigError(msg)
+    # cheap check against the files (obs column or file stems), so that no shard fails later
+    if LOT.get("sample_key"):
+        known = set()
+        for f in LOT["cells"]:
+            known.update(_read_sample_ids(f, LOT["sample_key"]))
+        where = f"obs['{LOT['sample_key']}'] of {', '.join(LOT['cells'][:3])}"
+    else:  # one file per sample, named by its file stem
+        known = {os.path.basename(f).removesuffix(".h5ad") for f in LOT["cells"]}
+        where = "the stems of the lot.cells files"
+    missing = sorted(set(ids) - known)
+    if missing:
+        msg = f"config key 'lot.samples': {len(missing)} sample(s) not in {where}, e.g. '{missing[0]}'"
+        raise ConfigError(msg)
     return ids
 
 
