@@ -226,6 +226,7 @@ class Staging:
         self.pending: list[tuple[Path, Path]] = []
         self.temps: set[Path] = set()
         self.made_dirs: list[Path] = []
+        self.done = False  # every output is in place
         self._k = 0
 
     def temp_for(self, target: Path) -> Path:
@@ -246,6 +247,7 @@ class Staging:
                 os.replace(tmp, target)
                 self.temps.discard(tmp)
             self.pending.clear()
+            self.done = True  # before the signals are let through again
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
@@ -320,8 +322,7 @@ def staging() -> Iterator[Staging]:
     _active = st
     try:
         yield st
-        _active = outer
-        st.commit()
+        st.commit()  # still the active staging: a signal handler sees ``done``
     except BaseException:
         st.rollback()
         raise

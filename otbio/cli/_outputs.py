@@ -397,10 +397,11 @@ def _on_signal(signum, frame) -> None:  # pragma: no cover - exercised in a subp
     name, code = _SIGNALS.get(signum, ("signal", 128 + signum))
     try:
         st = io._active
-        if st is not None:
+        done = _finished or (st is not None and st.done)
+        if st is not None and not st.done:
             st.rollback()
         _remove_library_temporaries()
-        if _finished:
+        if done:
             text = (
                 f"Error: interrupted by {name} after the outputs were written (they are complete)"
             )

@@ -9,7 +9,6 @@ stub that records the worker's pid and sleeps, so that a signal always finds the
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import shutil
@@ -233,3 +232,226 @@ def test_a_worker_killed_mid_task_is_one_line(search_dir):
     lines = error_lines(err)
     assert len(lines) == 1 and "worker process" in lines[0] and "died" in lines[0], err
     assert wait_gone(workers) == [] and not (d / "out").exists()
+
+
+# 12. Numba's cache fallback is stable; library temporaries and SIGHUP leave nothing -------
+
+_KERNEL = "import numba\n@numba.njit(cache=True)\ndef twice(x):\n    return 2 * x\n"
+
+
+def test_numba_cache_fallback_is_reused_when_the_name_is_taken(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("a folder owned by another user needs root to make")
+    (tmp_path / "kmod.py").write_text(_KERNEL)
+    (tmp_path / "afile").write_text("")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    taken = tmp / f"otbio-numba-cache-{os.getuid()}"
+    taken.mkdir()
+    os.chown(taken, 65534, 65534)  # another user's
+    env = {**ENV, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "TMPDIR": str(tmp),
+           "NUMBA_CACHE_LOCATOR_CLASSES": "UserProvidedCacheLocator",
+           "NUMBA_CACHE_DIR": str(tmp_path / "afile" / "sub")}  # fmt: skip
+    code = "import otbio, kmod; print(kmod.twice(21))"
+    seen = []
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.strip() == "42", r.stderr
+        assert f"{taken}-1" in r.stderr, r.stderr
+        seen.append(sorted(p.name for p in tmp.iterdir()))
+    assert seen[0] == seen[1] == seen[2] == [taken.name, f"{taken.name}-1"]
+    assert list(Path(f"{taken}-1").rglob("*.nbi")), "the kernel was not cached"
+    assert list(taken.iterdir()) == []  # the other user's folder is left alone
+
+
+_SLOW_SAVE = textwrap.dedent(
+    """
+    import sys, time
+    from otbio.cli import main  # first, as the console script does: then matplotlib
+    import matplotlib.figure
+    import anndata
+    real_fig, real_h5 = matplotlib.figure.Figure.savefig, anndata.AnnData.write_h5ad
+    def slow_fig(self, path, *a, **k):
+        real_fig(self, path, *a, **k)
+        print("WRITING", path, flush=True)
+        time.sleep(60)
+    def slow_h5(self, path, *a, **k):
+        real_h5(self, path, *a, **k)
+        print("WRITING", path, flush=True)
+        time.sleep(60)
+    matplotlib.figure.Figure.savefig, anndata.AnnData.write_h5ad = slow_fig, slow_h5
+    sys.argv[0] = "otbio"
+    main()
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "args"),
+    [
+        (signal.SIGTERM, 143, ["align", "q.pdb::122-159", "t.pdb", "--plot", "out/plan.png"]),
+        (signal.SIGHUP, 129, ["stack", "s1.h5ad", "s2.h5ad", "-o", "out/st.h5ad"]),
+    ],
+)
+def test_signal_mid_write_leaves_no_library_temporaries(tmp_path, sig, code, args):
+    d = tmp_path
+    shutil.copy(QUERY, d / "q.pdb")
+    shutil.copy(DATA / "protein" / "adk_closed.pdb", d / "t.pdb")
+    shutil.copy(SLICE1, d / "s1.h5ad")
+    shutil.copy(SLICE2, d / "s2.h5ad")
+    (d / "afile").write_text("")
+    (d / "tmp").mkdir()
+    before = files(d)
+    env = {**ENV, "TMPDIR": str(d / "tmp"), "MPLCONFIGDIR": str(d / "afile" / "mpl")}
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE, "--quiet", *args], cwd=d,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("WRITING") and ".otbio-tmp-" in line, proc.stderr.read()
+        if sig == signal.SIGTERM:  # matplotlib made its temporary config folder in $TMPDIR
+            assert [p.name[:11] for p in (d / "tmp").iterdir()] == ["matplotlib-"]
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, err
+    name = signal.Signals(sig).name
+    assert error_lines(err) == [f"Error: interrupted by {name}; no output written"], err
+    assert files(d) == before and not (d / "out").exists()
+    assert list((d / "tmp").iterdir()) == []
+
+
+# 13. signals from the first line; a hostile environment refused at start -----------------
+
+_ENTRY = textwrap.dedent(
+    """
+    import sys
+    from otbio._entry import main   # the console script's first line
+    print("READY", flush=True)
+    sys.argv[0] = "otbio"
+    main()
+    """
+)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.1])
+def test_sigint_at_start_is_one_line(tmp_path, delay):
+    d = tmp_path
+    shutil.copy(SLICE1, d / "s1.h5ad")
+    before = files(d)
+    proc = subprocess.Popen([sys.executable, "-c", _ENTRY, "stack", "s1.h5ad", "-o", "st.h5ad"],
+                            cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV)  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "READY"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if proc.returncode == 0:  # the command finished before the signal: nothing to check
+        return
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert [ln for ln in err.splitlines() if ln.strip()] == [
+        "Error: interrupted by SIGINT; no output written"
+    ], err
+    assert files(d) == before
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "text"),
+    [
+        ("NUMBA_NUM_THREADS", "0", "NUMBA_NUM_THREADS must be a positive whole number"),
+        ("NUMBA_NUM_THREADS", "garbage", "got 'garbage'"),
+        ("NUMBA_THREADING_LAYER", "garbage", "is not a Numba threading layer"),
+        ("NUMBA_THREADING_LAYER", "tbb", "needs Intel TBB"),
+    ],
+)
+def test_hostile_numba_environment_is_refused_at_start(tmp_path, var, value, text):
+    from click.testing import CliRunner
+
+    from otbio._threading import _backend_loads
+    from otbio.cli import cli
+
+    if value == "tbb" and _backend_loads("tbb"):
+        pytest.skip("TBB is installed here")
+    shutil.copy(SLICE1, tmp_path / "s1.h5ad")
+    before = files(tmp_path)
+    res = CliRunner().invoke(
+        cli, ["stack", str(tmp_path / "s1.h5ad"), "-o", str(tmp_path / "st.h5ad")],
+        env={var: value},
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and text in lines[0], res.stderr
+    assert files(tmp_path) == before
+
+
+# 14. a signal after the outputs are in place; a workflow's missing samples ----------------
+
+_AFTER_COMMIT = textwrap.dedent(
+    """
+    import sys, time
+    import otbio.io as io
+    real = io.Staging.commit
+    def commit(self):
+        real(self)
+        print("COMMITTED", flush=True)
+        time.sleep(60)
+    io.Staging.commit = commit
+    from otbio.cli import main
+    sys.argv[0] = "otbio"
+    main()
+    """
+)
+
+
+def test_sigterm_after_the_outputs_are_written_says_so(tmp_path):
+    import anndata as ad
+
+    d = tmp_path
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _AFTER_COMMIT, "stack", str(SLICE1), str(SLICE2), "-o", "st.h5ad"],
+        cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "COMMITTED"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert error_lines(err) == [
+        "Error: interrupted by SIGTERM after the outputs were written (they are complete)"
+    ], err
+    n = ad.read_h5ad(SLICE1).n_obs + ad.read_h5ad(SLICE2).n_obs
+    assert ad.read_h5ad(d / "st.h5ad").n_obs == n
+    assert sorted(p.name for p in d.iterdir()) == ["st.h5ad"]
+
+
+def test_workflow_samples_missing_from_the_files_fail_the_dry_run(tmp_path):
+    import importlib.util
+
+    import yaml
+
+    if importlib.util.find_spec("snakemake") is None:
+        pytest.skip("snakemake is not installed")
+    shutil.copy(SLICE1, tmp_path / "a.h5ad")
+    shutil.copy(SLICE1, tmp_path / "b.h5ad")
+    cfg = {"pipeline": "lot", "outdir": "out", "otbio": sys.executable,
+           "lot": {"cells": [str(tmp_path / "a.h5ad"), str(tmp_path / "b.h5ad")],
+                   "use_rep": "X", "samples": ["a", "c"]}}  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflows" / "Snakefile"),
+         "--configfile", "config.yaml", "--directory", str(tmp_path), "--nocolor", "-n"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode != 0, r.stdout
+    assert "config key 'lot.samples': 1 sample(s) not in the stems of the lot.cells files, " \
+           "e.g. 'c'" in r.stdout + r.stderr, r.stdout  # fmt: skip
+    assert not (tmp_path / "out").exists()
