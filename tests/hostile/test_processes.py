@@ -335,8 +335,12 @@ _ENTRY = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.02, 0.05, 0.1])
-def test_sigint_at_start_is_one_line(tmp_path, delay):
+@pytest.mark.parametrize(
+    ("sig", "delay"),
+    [(signal.SIGINT, 0.0), (signal.SIGINT, 0.02), (signal.SIGINT, 0.05), (signal.SIGINT, 0.1),
+     (signal.SIGHUP, 0.0), (signal.SIGHUP, 0.05)],
+)  # fmt: skip
+def test_signal_at_start_is_one_line(tmp_path, sig, delay):
     d = tmp_path
     shutil.copy(SLICE1, d / "s1.h5ad")
     before = files(d)
@@ -346,17 +350,18 @@ def test_sigint_at_start_is_one_line(tmp_path, delay):
     try:
         assert proc.stdout.readline().strip() == "READY"
         time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
     if proc.returncode == 0:  # the command finished before the signal: nothing to check
         return
-    assert proc.returncode == 130, err
+    name, code = signal.Signals(sig).name, 128 + sig
+    assert proc.returncode == code, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert [ln for ln in err.splitlines() if ln.strip()] == [
-        "Error: interrupted by SIGINT; no output written"
+        f"Error: interrupted by {name}; no output written"
     ], err
     assert files(d) == before
 
