@@ -243,7 +243,9 @@ def search(
         Embeddings for the query and for every target (both or neither; with embeddings
         the targets must be structures).
     jobs
-        Worker processes (the command line passes the global ``--jobs``).
+        Worker processes (the command line passes the global ``--jobs``); at most one per
+        available CPU and per target (:func:`otbio._workers.worker_count`). The workers die
+        with this process (:func:`otbio._workers.process_pool`).
     progress
         Report the alignments done on stderr.
     pdb_model

@@ -215,7 +215,8 @@ def align_command(
 
     Search: with --targets DIR the global --jobs reads and featurises the structures in
     parallel worker processes (each file once) and splits the alignments over as many
-    processes (each alignment a serial dense Sinkhorn); chains of several thousand
+    processes (each alignment a serial dense Sinkhorn; at most one process per CPU, and
+    they end with the command, however it ends); chains of several thousand
     residues instead align one after another, each using every core.
 
     Example: otbio align adk_open.pdb::122-159 adk_closed.pdb 1hvr.pdb -o pairs.tsv
