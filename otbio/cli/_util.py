@@ -182,11 +182,18 @@ def check_epsilon(epsilon: float) -> None:
         raise InputError(msg)
 
 
-def handle_convergence(converged: bool, what: str, policy: str) -> None:
-    """Apply the --on-nonconvergence policy to one result."""
+def handle_convergence(
+    converged: bool,
+    what: str,
+    policy: str = "warn",
+    advice: str = "raise --max-iter, loosen --tol or raise --epsilon",
+) -> None:
+    """Apply the --on-nonconvergence policy to a result: the one convergence policy of
+    every solver. ``warn`` gives one ``otbio: warning: WHAT did not converge; ADVICE``
+    line at the end of the command (none under --quiet); ``error`` fails with exit 1."""
     if converged:
         return
-    msg = f"{what} did not converge; raise --max-iter, loosen --tol or raise --epsilon"
+    msg = f"{what} did not converge; {advice}"
     if policy == "error":
         raise OtbioError(msg)
     warnings.warn(msg, ConvergenceWarning, stacklevel=2)

@@ -7,7 +7,7 @@ import warnings
 
 import click
 
-from otbio._errors import InputError
+from otbio._errors import InputError, OtbioError
 from otbio.cli import cli
 from otbio.cli._util import check_epsilon, handle_convergence, on_nonconvergence_option
 from otbio.ot._defaults import SINKHORN_DEFAULTS as SD
@@ -179,6 +179,13 @@ def transport(
             )
             out = solver_(geom, a, b)
             n_iter, eps, err = out.n_iter, out.epsilon, out.marginal_error
+    if not all(np.isfinite(v) for v in (out.cost, eps, err)):
+        msg = (
+            f"the {solver} solver gave a non-finite result (cost {out.cost}, epsilon {eps}, "
+            f"marginal error {err}); use --dtype float64, rescale the coordinates or raise "
+            "--epsilon"
+        )
+        raise OtbioError(msg)
     handle_convergence(out.converged, "transport", on_nonconvergence)
     log.info("solver=%s cost=%s epsilon=%.4g", solver, cost, eps)
     # compute every output before writing any

@@ -25,6 +25,7 @@ __all__ = [
     "REF_KEY",
     "Samples",
     "check_same_reference",
+    "representation_mismatch",
     "collect_samples",
     "dim_names",
     "embedding_entry",
@@ -123,6 +124,37 @@ def check_same_reference(ids: Sequence[str], names: Sequence[str] | None = None)
             )
             raise InputError(msg)
     return ids[0]
+
+
+def same_value(a, b) -> bool:
+    """Equal parameters (None, scalars, strings or lists) as read back from h5ad."""
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool((a == b).all())
+
+
+#: the parameters that name the cell coordinates of a reference or an embedding
+REP_KEYS = ("use_rep", "vars")
+
+
+def _rep_text(params: Mapping) -> str:
+    vars_ = params.get("vars")
+    if vars_ is not None and np.size(vars_):
+        return f"vars {','.join(str(v) for v in np.atleast_1d(vars_))}"
+    return f"use_rep {params.get('use_rep')}"
+
+
+def representation_mismatch(params: Mapping, other: Mapping) -> str | None:
+    """None when two parameter sets name the same cell coordinates (``use_rep`` and
+    ``vars``), else the two as text (``"use_rep X_other" / "use_rep X_pca"``).
+
+    The one check of :func:`otbio.lot.embed` (cells against the reference they are
+    embedded on) and :func:`otbio.lot.concat` (shards against each other)."""
+    for key in REP_KEYS:
+        if not same_value(params.get(key), other.get(key)):
+            return f"{_rep_text(params)} / {_rep_text(other)}"
+    return None
 
 
 @dataclass
