@@ -242,6 +242,10 @@ def collect_samples(
     frames = []
     seen: dict[str, str] = {}
     want = None if samples is None else [str(s) for s in samples]
+    if want is not None and len(set(want)) < len(want):
+        dup = next(s for i, s in enumerate(want) if s in want[:i])
+        msg = f"`samples` names '{dup}' {want.count(dup)} times; give each sample once"
+        raise InputError(msg)
     d = None
     loadings = genes = None
     for ad_, name in zip(adatas, names):
