@@ -44,6 +44,8 @@ Scale = Literal["standard", "mass", "none"]
 SCALES: tuple[str, ...] = ("standard", "mass", "none")
 #: inverse regularisation strengths tried by the nested CV (features scaled first)
 C_GRID: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: the C accepted: liblinear's solver does not end for C near the float limit (1e308)
+C_RANGE: tuple[float, float] = (1e-6, 1e6)
 #: features kept by the shrunken centroids, tried by the nested CV (capped at the features)
 N_FEATURES_GRID: tuple[int, ...] = (5, 10, 20, 50, 100, 200, 500)
 
@@ -690,8 +692,11 @@ def classify(
     v, z, r = embedding_arrays(emb)
     u = embedding_entry(emb)
     k, d = z.shape
-    if C is not None and not (C > 0 and np.isfinite(C)):
-        msg = f"C must be positive, got {C}"
+    if C is not None and not (C_RANGE[0] <= C <= C_RANGE[1]):
+        msg = (
+            f"C must lie between {C_RANGE[0]:g} and {C_RANGE[1]:g} (the features are scaled "
+            f"first; beyond that the fit is unregularised or all zero), got {C}"
+        )
         raise InputError(msg)
     if n_features is not None and n_features < 1:
         msg = f"n_features must be >= 1, got {n_features}"
