@@ -145,6 +145,8 @@ def python_to_option(command: click.Command) -> dict[str, str]:
         out[opt[2:].replace("-", "_")] = opt
         if p.name and p.name.rstrip("_") not in out:
             out[p.name.rstrip("_")] = opt
+        if p.name and p.name.endswith("_") and p.name not in out:  # lambda_ -> --lambda
+            out[p.name] = opt
         if opt.startswith("--no-") and p.is_flag:
             out[f"{opt[5:].replace('-', '_')}=False"] = opt
     return out
