@@ -82,8 +82,8 @@ def get_rep(
         if use_rep == "X":
             arr = adata.X
         elif use_rep not in adata.obsm:
-            keys = ", ".join(adata.obsm.keys()) or "none"
-            msg = f"obsm key '{use_rep}' not found (available: {keys}); pass use_rep"
+            keys = ", ".join(f"'{k}'" for k in adata.obsm.keys()) or "none"
+            msg = f"obsm key '{use_rep}' not found for the {what} (available: {keys}); pass use_rep"
             raise InputError(msg)
         else:
             arr = adata.obsm[use_rep]

@@ -49,6 +49,8 @@ def _read_all(paths) -> tuple[list, list[str]]:
         raise InputError(msg)
     adatas = [read_h5ad(p) for p in paths]
     names = [Path(p).name.removesuffix(".h5ad") for p in paths]
+    if len(set(names)) < len(names):  # a/s0.h5ad and b/s0.h5ad: name them by their paths
+        names = [str(p).removesuffix(".h5ad") for p in paths]
     return adatas, names
 
 

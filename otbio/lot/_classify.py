@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from otbio._errors import InputError
-from otbio.lot._format import collect_samples, embedding_entry, reference_id
+from otbio.lot._format import collect_embedded, embedding_entry, reference_id
 from otbio.lot._ops import embedding_arrays
 
 if TYPE_CHECKING:
@@ -277,15 +277,7 @@ def sample_cells(
     adatas = list(cells) if isinstance(cells, (list, tuple)) else [cells]
     names = list(names) if names is not None else [f"cells {i}" for i in range(len(adatas))]
     ids = [str(i) for i in emb.obs_names]
-    s = collect_samples(
-        adatas,
-        sample_key=sample_key,
-        use_rep=u.get("use_rep") or None,
-        vars=list(u.get("vars", [])) or None,
-        weight_key=u.get("weight_key") or None,
-        samples=ids,
-        names=names,
-    )
+    s = collect_embedded(adatas, u, samples=ids, names=names)
     rows_of: dict[str, tuple[int, np.ndarray]] = {}
     for a, (ad_, name) in enumerate(zip(adatas, names)):
         if sample_key is None:

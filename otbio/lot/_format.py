@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ __all__ = [
     "Samples",
     "check_same_reference",
     "representation_mismatch",
+    "collect_embedded",
     "collect_samples",
     "dim_names",
     "embedding_entry",
@@ -336,3 +338,39 @@ def collect_samples(
     obs.index.name = None
     obs["n_cells"] = np.array([p.shape[0] for p in pts], dtype=np.int64)
     return Samples(ids, pts, wts, obs, loadings, genes)
+
+
+#: hints of :func:`collect_samples` that name options of ``embed`` / ``reference``
+_EMBED_HINT = re.compile(
+    r"(?:drop it or )?(?:pass|check) `?(?:use_rep|vars|sample_key|weight_key|samples)`?"
+)
+
+
+def collect_embedded(
+    adatas: Sequence[AnnData],
+    params: Mapping,
+    *,
+    samples: Sequence[str],
+    names: Sequence[str] | None = None,
+) -> Samples:
+    """The cells of an embedding's ``samples``, read as :func:`otbio.lot.embed` read them
+    (``params``: its ``use_rep``, ``vars``, ``sample_key`` and ``weight_key``).
+
+    For the analyses that take the cells again (distances, barycenter, classify): their
+    errors point to the cells, not to options of ``embed`` the command at hand lacks.
+    """
+    try:
+        return collect_samples(
+            adatas,
+            sample_key=params.get("sample_key") or None,
+            use_rep=params.get("use_rep") or None,
+            vars=[str(v) for v in np.atleast_1d(params["vars"])]
+            if params.get("vars") is not None and np.size(params["vars"])
+            else None,
+            weight_key=params.get("weight_key") or None,
+            samples=samples,
+            names=names,
+        )
+    except InputError as exc:
+        msg = _EMBED_HINT.sub("pass the cells the embedding was made from", str(exc))
+        raise InputError(msg) from None

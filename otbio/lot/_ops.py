@@ -15,7 +15,7 @@ from otbio.lot._format import (
     BARY_KEY,
     EMB_KEY,
     check_same_reference,
-    collect_samples,
+    collect_embedded,
     embedding_entry,
     representation_mismatch,
     same_value,
@@ -179,19 +179,8 @@ def _clouds_for(emb, cells, names):
     u = embedding_entry(emb)["params"]
     if not isinstance(cells, (list, tuple)):
         cells = [cells]
-    try:
-        s = collect_samples(
-            cells,
-            sample_key=u.get("sample_key") or None,
-            use_rep=u.get("use_rep") or None,
-            vars=list(u.get("vars", [])) or None,
-            weight_key=u.get("weight_key") or None,
-            samples=[str(i) for i in emb.obs_names],
-            names=names,
-        )
-    except InputError as exc:  # the samples are the embedding's, not a --samples option
-        msg = str(exc).replace("check `samples`", "pass the cells the embedding was made from")
-        raise InputError(msg) from None
+    ids = [str(i) for i in emb.obs_names]
+    s = collect_embedded(cells, u, samples=ids, names=names)
     d = embedding_arrays(emb)[1].shape[1]
     if s.points and s.points[0].shape[1] != d:
         msg = (
@@ -271,7 +260,7 @@ def barycenter(
     u = embedding_entry(emb)
     use_rep = u["params"].get("use_rep")
     if groupby not in emb.obs:
-        cols = ", ".join(map(str, emb.obs.columns[:10]))
+        cols = ", ".join(f"'{c}'" for c in emb.obs.columns[:10])
         msg = f"obs column '{groupby}' not found in the embedding (columns: {cols}); pass `groupby`"
         raise InputError(msg)
     grp = emb.obs[groupby]
