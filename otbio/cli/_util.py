@@ -28,7 +28,9 @@ on_nonconvergence_option = click.option(
     type=click.Choice(["warn", "error"]),
     default="warn",
     show_default=True,
-    help="What a solver that stops at --max-iter does: warn and write the result, or fail with exit 1.",
+    help="What a solver that stops at --max-iter before reaching its tolerance does: warn (one "
+    "line on stderr, none under --quiet) and write the result marked converged False, or fail "
+    "with exit 1.",
 )
 
 #: global options of ``otbio`` that take a value / that are flags; accepted after the command too

@@ -237,7 +237,7 @@ def reference_cmd(
     default=SD.max_iter,
     show_default=True,
     help="Sinkhorn iteration limit per sample (epsilon-scaling levels included); raise it if "
-    "samples do not converge.",
+    "samples do not converge (obs['lot_converged'] False: the marginal error stayed above --tol).",
 )
 @click.option(
     "--epsilon-scaling",

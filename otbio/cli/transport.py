@@ -139,8 +139,9 @@ def transport(
     """Optimal transport between two point clouds SOURCE and TARGET.
 
     Inputs are .h5ad (coordinates from --use-rep or X), .npy, or .csv/.tsv tables of numeric
-    columns. Prints the transport cost and convergence; optional outputs save the
-    potentials, the barycentric projection and the top matches.
+    columns. Prints the transport cost and convergence (converged: the marginal error fell
+    below --tol within --max-iter); optional outputs save the potentials, the barycentric
+    projection and the top matches.
     """
     import numpy as np
 
