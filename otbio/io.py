@@ -83,8 +83,8 @@ def get_rep(
         if use_rep == "X":
             arr = adata.X
         elif use_rep not in adata.obsm:
-            keys = ", ".join(adata.obsm.keys()) or "none"
-            msg = f"obsm key '{use_rep}' not found (available: {keys}); pass use_rep"
+            keys = ", ".join(f"'{k}'" for k in adata.obsm.keys()) or "none"
+            msg = f"obsm key '{use_rep}' not found for the {what} (available: {keys}); pass use_rep"
             raise InputError(msg)
         else:
             arr = adata.obsm[use_rep]
@@ -440,10 +440,35 @@ def write_h5ad(adata: AnnData, path: str | os.PathLike) -> None:
     _write_with(path, lambda tmp: adata.write_h5ad(tmp))
 
 
+#: Compression of a table output by its last extension (pandas' codec names).
+TABLE_COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip", ".zst": "zstd"}
+
+
+def table_format(path: str | os.PathLike) -> tuple[str, str | None]:
+    """``(separator, compression)`` of a table output named ``path``: comma for ``.csv``
+    (``d.csv.gz`` too), tab otherwise; compression from a last extension .gz, .bz2, .xz,
+    .zip or .zst, none otherwise."""
+    name = Path(path).name.lower()
+    compression = None
+    for ext, codec in TABLE_COMPRESSION.items():
+        if name.endswith(ext):
+            compression, name = codec, name[: -len(ext)]
+            break
+    return ("," if name.endswith(".csv") else "\t"), compression
+
+
 def write_table(df, path: str | os.PathLike, *, index: bool = False) -> None:
-    """Write a pandas DataFrame as TSV (or CSV for a .csv name) atomically."""
-    sep = "," if str(path).endswith(".csv") else "\t"
-    _write_with(path, lambda tmp: df.to_csv(tmp, sep=sep, index=index))
+    """Write a pandas DataFrame atomically: separator and compression by the name
+    (:func:`table_format`; ``d.csv.gz`` is gzip-compressed CSV)."""
+    sep, compression = table_format(path)
+    if compression == "zip":  # the member is named after the output, not its temporary
+        inner = Path(path).name[: -len(".zip")]
+        compression = {"method": "zip", "archive_name": inner}
+
+    def _w(tmp: Path) -> None:
+        df.to_csv(tmp, sep=sep, index=index, compression=compression)
+
+    _write_with(path, _w)
 
 
 def write_npy(arr: np.ndarray, path: str | os.PathLike) -> None:

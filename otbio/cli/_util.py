@@ -28,7 +28,9 @@ on_nonconvergence_option = click.option(
     type=click.Choice(["warn", "error"]),
     default="warn",
     show_default=True,
-    help="What a solver that stops at --max-iter does: warn and write the result, or fail with exit 1.",
+    help="What a solver that stops at --max-iter before reaching its tolerance does: warn (one "
+    "line on stderr, none under --quiet) and write the result marked converged False, or fail "
+    "with exit 1.",
 )
 
 #: global options of ``otbio`` that take a value / that are flags; accepted after the command too
@@ -145,6 +147,8 @@ def python_to_option(command: click.Command) -> dict[str, str]:
         out[opt[2:].replace("-", "_")] = opt
         if p.name and p.name.rstrip("_") not in out:
             out[p.name.rstrip("_")] = opt
+        if p.name and p.name.endswith("_") and p.name not in out:  # lambda_ -> --lambda
+            out[p.name] = opt
         if opt.startswith("--no-") and p.is_flag:
             out[f"{opt[5:].replace('-', '_')}=False"] = opt
     return out
@@ -182,11 +186,18 @@ def check_epsilon(epsilon: float) -> None:
         raise InputError(msg)
 
 
-def handle_convergence(converged: bool, what: str, policy: str) -> None:
-    """Apply the --on-nonconvergence policy to one result."""
+def handle_convergence(
+    converged: bool,
+    what: str,
+    policy: str = "warn",
+    advice: str = "raise --max-iter, loosen --tol or raise --epsilon",
+) -> None:
+    """Apply the --on-nonconvergence policy to a result: the one convergence policy of
+    every solver. ``warn`` gives one ``otbio: warning: WHAT did not converge; ADVICE``
+    line at the end of the command (none under --quiet); ``error`` fails with exit 1."""
     if converged:
         return
-    msg = f"{what} did not converge; raise --max-iter, loosen --tol or raise --epsilon"
+    msg = f"{what} did not converge; {advice}"
     if policy == "error":
         raise OtbioError(msg)
     warnings.warn(msg, ConvergenceWarning, stacklevel=2)

@@ -8,7 +8,7 @@ import sys
 import click
 
 from otbio.cli import cli
-from otbio.cli._util import deprecated_aliases
+from otbio.cli._util import deprecated_aliases, handle_convergence
 
 log = logging.getLogger("otbio")
 
@@ -48,8 +48,10 @@ log = logging.getLogger("otbio")
     type=click.Path(dir_okay=False),
     help="Score table (TSV), one row per target ranked by TM-score: tm_score (normalised by "
     "the query), tm_score_target, aligned_length, rmsd, seq_identity (with --sequential "
-    "tm_score_seq, tm_score_seq_target), PLASMA's score, coverage. Without -o and "
-    "--save-scores the table goes to stdout.",
+    "tm_score_seq, tm_score_seq_target), PLASMA's score, coverage, converged (the alignment "
+    "settled: --max-iter more Sinkhorn iterations give the same pairs or TM-score within "
+    "0.02; the rounds are capped by design). Without -o and --save-scores the table goes to "
+    "stdout.",
     show_default=True,
 )
 @click.option(
@@ -315,6 +317,12 @@ def align_command(
         )
     table = score_table(results)
     best = results[0]
+    n_bad = sum(not r.converged for r in results)
+    handle_convergence(
+        n_bad == 0,
+        f"{n_bad} of {len(results)} alignments" if len(results) > 1 else "the alignment",
+        advice="the pairs still change with more iterations (converged False); raise --max-iter",
+    )
     if all(r.n_pairs == 0 for r in results):
         tm = best.tm_score
         log.warning(

@@ -49,6 +49,8 @@ def _read_all(paths) -> tuple[list, list[str]]:
         raise InputError(msg)
     adatas = [read_h5ad(p) for p in paths]
     names = [Path(p).name.removesuffix(".h5ad") for p in paths]
+    if len(set(names)) < len(names):  # a/s0.h5ad and b/s0.h5ad: name them by their paths
+        names = [str(p).removesuffix(".h5ad") for p in paths]
     return adatas, names
 
 
@@ -114,9 +116,10 @@ def _check_out(path: str) -> None:
     type=click.IntRange(min=1),
     default=20,
     show_default=True,
-    help="Iterations of the barycenter fixed point (--method barycenter only); raise it if the "
-    "log says it did not converge.",
+    help="Iterations of the barycenter fixed point (--method barycenter only); raise it if a "
+    "warning says it did not converge (uns['lot_reference']['converged'] is then False).",
 )
+@on_nonconvergence_option
 @click.option("-o", "--output", required=True, help="Output reference .h5ad.")
 def reference_cmd(
     cells,
@@ -130,6 +133,7 @@ def reference_cmd(
     celltype_key,
     stratify,
     max_iter,
+    on_nonconvergence,
     output,
 ) -> None:
     """Build a LOT reference measure from the cells of many samples.
@@ -158,10 +162,17 @@ def reference_cmd(
         jobs=settings.n_jobs,
         names=names,
     )
+    handle_convergence(
+        bool(ref.uns["lot_reference"]["converged"]),
+        f"the barycenter reference (--max-iter {max_iter})",
+        on_nonconvergence,
+        advice="raise --max-iter",
+    )
     write_h5ad(ref, output)
     p = ref.uns["lot_reference"]
     _say(
-        f"reference {p['reference_id']}: {ref.n_obs} points in {ref.n_vars} dimensions "
+        f"reference {p['reference_id']}: {ref.n_obs} point{'' if ref.n_obs == 1 else 's'} "
+        f"in {ref.n_vars} dimensions "
         f"from {p['n_samples']} samples"
         + (f", stratified by {celltype_key}" if p["params"].get("stratify") else "")
         + f" -> {output}",
@@ -226,7 +237,7 @@ def reference_cmd(
     default=SD.max_iter,
     show_default=True,
     help="Sinkhorn iteration limit per sample (epsilon-scaling levels included); raise it if "
-    "samples do not converge.",
+    "samples do not converge (obs['lot_converged'] False: the marginal error stayed above --tol).",
 )
 @click.option(
     "--epsilon-scaling",

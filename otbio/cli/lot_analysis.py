@@ -63,8 +63,8 @@ def _model_alias(value: str | None) -> str:
     "C",
     type=float,
     default=None,
-    help="Inverse regularisation strength (logistic, svm). Default: chosen by nested "
-    "cross-validation (inner 3-fold CV on each training fold) from 0.25-4.",
+    help="Inverse regularisation strength (logistic, svm), between 1e-6 and 1e6. Default: "
+    "chosen by nested cross-validation (inner 3-fold CV on each training fold) from 0.25-4.",
 )
 @click.option(
     "--n-features",
@@ -178,6 +178,7 @@ def classify_cmd(
 
     Scoring new samples: otbio classify --predict new_emb.h5ad --load-model m.joblib -o pred/
     """
+    from otbio._interruptible import interruptible
     from otbio.io import write_npy, write_table
     from otbio.lot._classify import classify
     from otbio.lot._classify import load_model as load_fn
@@ -217,7 +218,8 @@ def classify_cmd(
         raise InputError(msg)
     emb = _read(embedding)
     cell_ad = _read(cells) if cells is not None else None
-    res = classify(
+    res = interruptible(  # the fits run in native code: SIGTERM / SIGINT still end them
+        classify,
         emb,
         groupby=groupby,
         classifier=classifier,

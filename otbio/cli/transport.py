@@ -7,7 +7,7 @@ import warnings
 
 import click
 
-from otbio._errors import InputError
+from otbio._errors import InputError, OtbioError
 from otbio.cli import cli
 from otbio.cli._util import check_epsilon, handle_convergence, on_nonconvergence_option
 from otbio.ot._defaults import SINKHORN_DEFAULTS as SD
@@ -139,8 +139,9 @@ def transport(
     """Optimal transport between two point clouds SOURCE and TARGET.
 
     Inputs are .h5ad (coordinates from --use-rep or X), .npy, or .csv/.tsv tables of numeric
-    columns. Prints the transport cost and convergence; optional outputs save the
-    potentials, the barycentric projection and the top matches.
+    columns. Prints the transport cost and convergence (converged: the marginal error fell
+    below --tol within --max-iter); optional outputs save the potentials, the barycentric
+    projection and the top matches.
     """
     import numpy as np
 
@@ -179,6 +180,13 @@ def transport(
             )
             out = solver_(geom, a, b)
             n_iter, eps, err = out.n_iter, out.epsilon, out.marginal_error
+    if not all(np.isfinite(v) for v in (out.cost, eps, err)):
+        msg = (
+            f"the {solver} solver gave a non-finite result (cost {out.cost}, epsilon {eps}, "
+            f"marginal error {err}); use --dtype float64, rescale the coordinates or raise "
+            "--epsilon"
+        )
+        raise OtbioError(msg)
     handle_convergence(out.converged, "transport", on_nonconvergence)
     log.info("solver=%s cost=%s epsilon=%.4g", solver, cost, eps)
     # compute every output before writing any

@@ -42,7 +42,8 @@ Reference AnnData (written by ``otbio reference``, read by ``--reference``)
   nearest to each support point (a categorical), to name reference points.
 - ``uns['lot_reference']`` (dict): ``reference_id`` (str, see below), ``n_samples`` (int),
   ``cells_per_sample`` (int, cells drawn from every sample to pool), ``samples`` (list of
-  str), ``otbio_version``; when the input had ``varm['PCs']`` and ``use_rep='X_pca'``:
+  str), ``converged`` (bool: the barycenter fixed point reached its tolerance; True for
+  the other methods), ``otbio_version``; when the input had ``varm['PCs']`` and ``use_rep='X_pca'``:
   ``loadings`` float (n_genes, d) and ``genes`` (list of str), so that a direction in PCA
   space can be read as genes (``loadings @ direction``); only genes with finite loadings
   (scanpy writes NaN rows for genes outside the PCA, which cannot be read back).
@@ -50,7 +51,8 @@ Reference AnnData (written by ``otbio reference``, read by ``--reference``)
   (kmeans|barycenter|sample|gaussian), ``size`` (int, as asked), ``use_rep`` or ``vars``,
   ``sample_key``, ``weight_key``, ``celltype_key``, ``stratify`` (bool), ``min_points``
   (when stratified), ``cells_per_sample`` (when given), ``seed``, ``max_iter``; a
-  parameter left at None is absent. Files written before the contract kept these flat in
+  parameter left at None is absent. ``use_rep`` / ``vars`` name the representation:
+  :func:`embed` refuses cells given by another one. Files written before the contract kept these flat in
   ``uns['lot_reference']`` (``stratified_by`` for the stratifying column); they are still read.
 
 Embedding AnnData (written by ``otbio embed`` / ``otbio concat``)

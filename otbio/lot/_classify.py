@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from otbio._errors import InputError
-from otbio.lot._format import collect_samples, embedding_entry, reference_id
+from otbio.lot._format import collect_embedded, embedding_entry, reference_id
 from otbio.lot._ops import embedding_arrays
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ Scale = Literal["standard", "mass", "none"]
 SCALES: tuple[str, ...] = ("standard", "mass", "none")
 #: inverse regularisation strengths tried by the nested CV (features scaled first)
 C_GRID: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: the C accepted: liblinear's solver does not end for C near the float limit (1e308)
+C_RANGE: tuple[float, float] = (1e-6, 1e6)
 #: features kept by the shrunken centroids, tried by the nested CV (capped at the features)
 N_FEATURES_GRID: tuple[int, ...] = (5, 10, 20, 50, 100, 200, 500)
 
@@ -275,15 +277,7 @@ def sample_cells(
     adatas = list(cells) if isinstance(cells, (list, tuple)) else [cells]
     names = list(names) if names is not None else [f"cells {i}" for i in range(len(adatas))]
     ids = [str(i) for i in emb.obs_names]
-    s = collect_samples(
-        adatas,
-        sample_key=sample_key,
-        use_rep=u.get("use_rep") or None,
-        vars=list(u.get("vars", [])) or None,
-        weight_key=u.get("weight_key") or None,
-        samples=ids,
-        names=names,
-    )
+    s = collect_embedded(adatas, u, samples=ids, names=names)
     rows_of: dict[str, tuple[int, np.ndarray]] = {}
     for a, (ad_, name) in enumerate(zip(adatas, names)):
         if sample_key is None:
@@ -690,8 +684,11 @@ def classify(
     v, z, r = embedding_arrays(emb)
     u = embedding_entry(emb)
     k, d = z.shape
-    if C is not None and not (C > 0 and np.isfinite(C)):
-        msg = f"C must be positive, got {C}"
+    if C is not None and not (C_RANGE[0] <= C <= C_RANGE[1]):
+        msg = (
+            f"C must lie between {C_RANGE[0]:g} and {C_RANGE[1]:g} (the features are scaled "
+            f"first; beyond that the fit is unregularised or all zero), got {C}"
+        )
         raise InputError(msg)
     if n_features is not None and n_features < 1:
         msg = f"n_features must be >= 1, got {n_features}"

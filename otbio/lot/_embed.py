@@ -16,6 +16,7 @@ from otbio.lot._format import (
     collect_samples,
     dim_names,
     reference_arrays,
+    representation_mismatch,
 )
 from otbio.ot._defaults import SINKHORN_DEFAULTS as _SD
 
@@ -236,9 +237,27 @@ def embed(
 
     z, r, ref_entry = reference_arrays(ref)
     ref_params = ref_entry["params"]
+    recorded = bool(ref_params.get("use_rep")) or np.size(ref_params.get("vars", [])) > 0
     if use_rep is None and not vars:
         use_rep = ref_params.get("use_rep") or None
         vars = list(ref_params.get("vars", [])) or None
+    elif recorded:
+        mine = {"use_rep": use_rep, "vars": [str(v) for v in vars] if vars else None}
+        rep = representation_mismatch(mine, ref_params)
+        if rep is not None:
+            given, made = rep.split(" / ")
+            msg = (
+                f"the cells are given by {given} but the reference was made from {made}; "
+                "embed with the representation of the reference (leave `use_rep` out)"
+            )
+            raise InputError(msg)
+    else:
+        log.info(
+            "the reference does not record its representation (an older file): only its "
+            "width (%d dimensions) is checked against %s",
+            z.shape[1],
+            f"use_rep {use_rep}" if use_rep is not None else "vars",
+        )
     if not isinstance(adatas, (list, tuple)):
         adatas = [adatas]
     s = collect_samples(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ __all__ = [
     "REF_KEY",
     "Samples",
     "check_same_reference",
+    "representation_mismatch",
+    "collect_embedded",
     "collect_samples",
     "dim_names",
     "embedding_entry",
@@ -125,6 +128,37 @@ def check_same_reference(ids: Sequence[str], names: Sequence[str] | None = None)
     return ids[0]
 
 
+def same_value(a, b) -> bool:
+    """Equal parameters (None, scalars, strings or lists) as read back from h5ad."""
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and bool((a == b).all())
+
+
+#: the parameters that name the cell coordinates of a reference or an embedding
+REP_KEYS = ("use_rep", "vars")
+
+
+def _rep_text(params: Mapping) -> str:
+    vars_ = params.get("vars")
+    if vars_ is not None and np.size(vars_):
+        return f"vars {','.join(str(v) for v in np.atleast_1d(vars_))}"
+    return f"use_rep {params.get('use_rep')}"
+
+
+def representation_mismatch(params: Mapping, other: Mapping) -> str | None:
+    """None when two parameter sets name the same cell coordinates (``use_rep`` and
+    ``vars``), else the two as text (``"use_rep X_other" / "use_rep X_pca"``).
+
+    The one check of :func:`otbio.lot.embed` (cells against the reference they are
+    embedded on) and :func:`otbio.lot.concat` (shards against each other)."""
+    for key in REP_KEYS:
+        if not same_value(params.get(key), other.get(key)):
+            return f"{_rep_text(params)} / {_rep_text(other)}"
+    return None
+
+
 @dataclass
 class Samples:
     """Cells grouped by sample: ids, point clouds, weights and sample-level obs."""
@@ -210,6 +244,10 @@ def collect_samples(
     frames = []
     seen: dict[str, str] = {}
     want = None if samples is None else [str(s) for s in samples]
+    if want is not None and len(set(want)) < len(want):
+        dup = next(s for i, s in enumerate(want) if s in want[:i])
+        msg = f"`samples` names '{dup}' {want.count(dup)} times; give each sample once"
+        raise InputError(msg)
     d = None
     loadings = genes = None
     for ad_, name in zip(adatas, names):
@@ -300,3 +338,39 @@ def collect_samples(
     obs.index.name = None
     obs["n_cells"] = np.array([p.shape[0] for p in pts], dtype=np.int64)
     return Samples(ids, pts, wts, obs, loadings, genes)
+
+
+#: hints of :func:`collect_samples` that name options of ``embed`` / ``reference``
+_EMBED_HINT = re.compile(
+    r"(?:drop it or )?(?:pass|check) `?(?:use_rep|vars|sample_key|weight_key|samples)`?"
+)
+
+
+def collect_embedded(
+    adatas: Sequence[AnnData],
+    params: Mapping,
+    *,
+    samples: Sequence[str],
+    names: Sequence[str] | None = None,
+) -> Samples:
+    """The cells of an embedding's ``samples``, read as :func:`otbio.lot.embed` read them
+    (``params``: its ``use_rep``, ``vars``, ``sample_key`` and ``weight_key``).
+
+    For the analyses that take the cells again (distances, barycenter, classify): their
+    errors point to the cells, not to options of ``embed`` the command at hand lacks.
+    """
+    try:
+        return collect_samples(
+            adatas,
+            sample_key=params.get("sample_key") or None,
+            use_rep=params.get("use_rep") or None,
+            vars=[str(v) for v in np.atleast_1d(params["vars"])]
+            if params.get("vars") is not None and np.size(params["vars"])
+            else None,
+            weight_key=params.get("weight_key") or None,
+            samples=samples,
+            names=names,
+        )
+    except InputError as exc:
+        msg = _EMBED_HINT.sub("pass the cells the embedding was made from", str(exc))
+        raise InputError(msg) from None

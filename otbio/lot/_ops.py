@@ -15,8 +15,10 @@ from otbio.lot._format import (
     BARY_KEY,
     EMB_KEY,
     check_same_reference,
-    collect_samples,
+    collect_embedded,
     embedding_entry,
+    representation_mismatch,
+    same_value,
 )
 
 if TYPE_CHECKING:
@@ -29,13 +31,38 @@ log = logging.getLogger("otbio")
 
 
 def embedding_arrays(emb: AnnData, *, name: str = "the embedding") -> tuple[np.ndarray, ...]:
-    """``(V (n, k*d), z (k, d), r (k,))`` of an embedding AnnData, checked."""
+    """``(V (n, k*d), z (k, d), r (k,))`` of an embedding AnnData, checked.
+
+    The one validator of every LOT analysis (distances, barycenter, generate, classify):
+    raises InputError for an embedding with no samples, a non-finite LOT vector, or a
+    non-finite or negative stored reference.
+    """
+    from otbio.io import check_points, check_weights
+
     u = embedding_entry(emb, name=name)
-    z = np.asarray(u["reference"], dtype=np.float64)
-    r = np.asarray(u["reference_weights"], dtype=np.float64)
-    v = np.asarray(emb.X.toarray() if hasattr(emb.X, "toarray") else emb.X, dtype=np.float64)
+    z = check_points(np.asarray(u["reference"]), name=f"{name}: the stored reference points")
+    r = check_weights(
+        np.asarray(u["reference_weights"]), z.shape[0], name=f"{name}: the reference weights"
+    )
+    if emb.n_obs == 0:
+        msg = f"{name} holds 0 samples; embed at least one sample with `otbio embed`"
+        raise InputError(msg)
+    try:
+        v = np.asarray(emb.X.toarray() if hasattr(emb.X, "toarray") else emb.X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        msg = f"{name}: X is not numeric ({exc})"
+        raise InputError(msg) from None
     if v.ndim != 2 or v.shape[1] != z.size:
         msg = f"{name}: X has {v.shape[1]} columns but the reference has k*d = {z.size}"
+        raise InputError(msg)
+    bad = ~np.isfinite(v).all(axis=1)
+    if bad.any():
+        ids = [str(i) for i in np.asarray(emb.obs_names)[bad][:3]]
+        more = f" and {int(bad.sum()) - 3} more" if bad.sum() > 3 else ""
+        msg = (
+            f"{name}: the LOT vectors of {int(bad.sum())} sample(s) ({', '.join(ids)}{more}) "
+            "hold NaN or infinite values; embed those samples again"
+        )
         raise InputError(msg)
     if bool(u["params"].get("raw_map", False)):  # stored T itself: convert to v
         v = (v.reshape(-1, *z.shape) - z) * np.sqrt(r)[None, :, None]
@@ -72,9 +99,14 @@ def concat(embs: Sequence[AnnData], *, names: Sequence[str] | None = None) -> An
             msg = f"{name} stores another reference than {names[0]}; re-embed it"
             raise InputError(msg)
         p = u["params"]
-        for key in ("solver", "epsilon", "relative_epsilon", "raw_map", "use_rep", "vars"):
+        rep = representation_mismatch(p, p0)
+        if rep is not None:
+            mine, first = rep.split(" / ")
+            msg = f"{name} was embedded from {mine}, {names[0]} from {first}"
+            raise InputError(msg)
+        for key in ("solver", "epsilon", "relative_epsilon", "raw_map"):
             a, b = p0.get(key), p.get(key)
-            if not _same_value(a, b):
+            if not same_value(a, b):
                 msg = f"{name} was embedded with {key}={b!r}, {names[0]} with {a!r}"
                 raise InputError(msg)
     all_ids = [str(i) for e in embs for i in e.obs_names]
@@ -96,14 +128,6 @@ def concat(embs: Sequence[AnnData], *, names: Sequence[str] | None = None) -> An
     uns["convergence"] = conv
     out.uns = {EMB_KEY: uns}
     return out
-
-
-def _same_value(a, b) -> bool:
-    """Equal parameters (None, scalars, strings or lists) as read back from h5ad."""
-    if a is None or b is None:
-        return a is None and b is None
-    a, b = np.asarray(a), np.asarray(b)
-    return a.shape == b.shape and bool((a == b).all())
 
 
 def distance_matrix(v: np.ndarray) -> np.ndarray:
@@ -155,19 +179,8 @@ def _clouds_for(emb, cells, names):
     u = embedding_entry(emb)["params"]
     if not isinstance(cells, (list, tuple)):
         cells = [cells]
-    try:
-        s = collect_samples(
-            cells,
-            sample_key=u.get("sample_key") or None,
-            use_rep=u.get("use_rep") or None,
-            vars=list(u.get("vars", [])) or None,
-            weight_key=u.get("weight_key") or None,
-            samples=[str(i) for i in emb.obs_names],
-            names=names,
-        )
-    except InputError as exc:  # the samples are the embedding's, not a --samples option
-        msg = str(exc).replace("check `samples`", "pass the cells the embedding was made from")
-        raise InputError(msg) from None
+    ids = [str(i) for i in emb.obs_names]
+    s = collect_embedded(cells, u, samples=ids, names=names)
     d = embedding_arrays(emb)[1].shape[1]
     if s.points and s.points[0].shape[1] != d:
         msg = (
@@ -247,7 +260,7 @@ def barycenter(
     u = embedding_entry(emb)
     use_rep = u["params"].get("use_rep")
     if groupby not in emb.obs:
-        cols = ", ".join(map(str, emb.obs.columns[:10]))
+        cols = ", ".join(f"'{c}'" for c in emb.obs.columns[:10])
         msg = f"obs column '{groupby}' not found in the embedding (columns: {cols}); pass `groupby`"
         raise InputError(msg)
     grp = emb.obs[groupby]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from otbio._contract import clean_params
-from otbio._errors import InputError
+from otbio._errors import ConvergenceWarning, InputError
 from otbio.lot._format import REF_KEY, collect_samples, dim_names, reference_id
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def reference_from_arrays(
         lab = x[:, -1].astype(np.int64)
         x = np.ascontiguousarray(x[:, :-1])
         per_sample = [(pp[:, :-1], ww) for pp, ww in per_sample]
+    _check_scale(x)
     log.info(
         "reference: %s of size %d from %d cells (%d per sample, %d samples)",
         method,
@@ -135,7 +137,7 @@ def reference_from_arrays(
 
         if lab is None:
             km = KMeans(n_clusters=size, n_init=1, random_state=seed, max_iter=100)
-            km.fit(x, sample_weight=w)
+            _quiet_fit(km, x, w)
             z = np.asarray(km.cluster_centers_, dtype=np.float64)
             r = np.bincount(km.labels_, weights=w, minlength=size)
         else:
@@ -158,12 +160,65 @@ def reference_from_arrays(
                 jobs=jobs,
             )
             log.info("barycenter reference: %d iterations, converged=%s", out.n_iter, out.converged)
+            if not out.converged:
+                warnings.warn(
+                    f"the barycenter reference did not converge in {out.n_iter} iterations "
+                    "(support still moving); raise max_iter",
+                    ConvergenceWarning,
+                    stacklevel=2,
+                )
             z = out.x
+    if z.shape[0] < size:
+        n_distinct = np.unique(x, axis=0).shape[0]
+        why = (
+            f"the pooled cells take only {n_distinct} distinct position(s)"
+            if n_distinct < size
+            else "k-means left clusters empty"
+        )
+        log.warning(
+            "warning: the reference has %d point%s instead of the %d requested: %s",
+            z.shape[0],
+            "" if z.shape[0] == 1 else "s",
+            size,
+            why,
+        )
     return (
         np.ascontiguousarray(z, dtype=np.float64),
         np.asarray(r, dtype=np.float64),
         int(cells_per_sample),
     )
+
+
+#: Largest distance of a cell from the median, in units of the cells' interquartile range,
+#: that k-means resolves: squared distances of farther ones swamp the others in float64.
+MAX_SPREAD_RATIO = 1e8
+
+
+def _check_scale(x: np.ndarray) -> None:
+    """Raise InputError when one cell lies so far out that k-means would collapse the rest."""
+    if x.shape[0] < 2:
+        return
+    med = np.median(x, axis=0)
+    q25, q75 = np.percentile(x, [25, 75], axis=0)
+    spread = float((q75 - q25).max())
+    far = float(np.abs(x - med).max())
+    if spread > 0 and far > MAX_SPREAD_RATIO * spread:
+        msg = (
+            f"a cell lies {far:.3g} from the median while the cells spread over {spread:.3g} "
+            "(interquartile range): k-means cannot place reference points at both scales; "
+            "remove or rescale the outlying cells"
+        )
+        raise InputError(msg)
+
+
+def _quiet_fit(km, x: np.ndarray, w: np.ndarray) -> None:
+    """Fit k-means; its own warnings (fewer distinct points than clusters) are replaced by
+    the one line of :func:`reference_from_arrays` on the size of the result."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        km.fit(x, sample_weight=w)
 
 
 def allocate(size: int, mass: np.ndarray, count: np.ndarray, min_points: int) -> np.ndarray:
@@ -196,7 +251,7 @@ def _stratified_kmeans(x, w, lab, codes, size, min_points, seed):
             continue
         sel = lab == t
         km = KMeans(n_clusters=int(n_t[t]), n_init=1, random_state=seed, max_iter=100)
-        km.fit(x[sel], sample_weight=w[sel])
+        _quiet_fit(km, x[sel], w[sel])
         zs.append(np.asarray(km.cluster_centers_, dtype=np.float64))
         rs.append(np.bincount(km.labels_, weights=w[sel], minlength=int(n_t[t])))
     log.info(
@@ -274,18 +329,24 @@ def reference(
     if stratify and labs is None:
         msg = "stratify needs celltype_key (the cell-type column)"
         raise InputError(msg)
-    z, r, cps = reference_from_arrays(
-        s.points,
-        s.weights,
-        method=method,
-        size=size,
-        cells_per_sample=cells_per_sample,
-        seed=seed,
-        max_iter=max_iter,
-        jobs=jobs,
-        strata=labs if stratify else None,
-        min_points=min_points,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        z, r, cps = reference_from_arrays(
+            s.points,
+            s.weights,
+            method=method,
+            size=size,
+            cells_per_sample=cells_per_sample,
+            seed=seed,
+            max_iter=max_iter,
+            jobs=jobs,
+            strata=labs if stratify else None,
+            min_points=min_points,
+        )
+    converged = True
+    for w in caught:  # passed on; the reference records whether its solver converged
+        converged = converged and not issubclass(w.category, ConvergenceWarning)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     d = z.shape[1]
     dims = dim_names(use_rep, vars, d)
     obs = pd.DataFrame({"weight": r}, index=[f"z{k}" for k in range(z.shape[0])])
@@ -296,6 +357,7 @@ def reference(
         "n_samples": len(s.ids),
         "cells_per_sample": cps,
         "samples": list(s.ids),
+        "converged": bool(converged),
         "otbio_version": __version__,
         "params": clean_params(
             {

@@ -15,6 +15,26 @@ CostName = Literal["sqeuclidean", "l1", "hinge"]
 COSTS: dict[str, int] = {"sqeuclidean": 0, "l1": 1, "hinge": 2}
 
 
+#: Largest cost accepted in float32: sums and exponents of larger ones overflow (max 3.4e38).
+FLOAT32_MAX_COST = float(np.finfo(np.float32).max) / 1e4
+
+
+def _check_float32_range(x: np.ndarray, y: np.ndarray, cost: str) -> None:
+    """Raise InputError when costs between float32 points could overflow float32."""
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        msg = "float32 points hold NaN or infinite values (too large for float32?)"
+        raise InputError(msg)
+    big = float(max(np.abs(x).max(initial=0.0), np.abs(y).max(initial=0.0)))
+    d = x.shape[1]
+    bound = (2.0 * big) ** 2 * d if cost == "sqeuclidean" else 2.0 * big * d
+    if bound > FLOAT32_MAX_COST:
+        msg = (
+            f"float32 points reach {big:.3g}: their {cost} costs (up to {bound:.3g}) "
+            f"overflow float32; use `dtype` float64 or rescale the coordinates"
+        )
+        raise InputError(msg)
+
+
 @dataclass(frozen=True)
 class PointCloud:
     """Two point clouds ``x`` (n, d) and ``y`` (m, d) and a ground cost between them.
@@ -59,6 +79,8 @@ class PointCloud:
         if x.shape[0] == 0 or y.shape[0] == 0:
             msg = "a point cloud is empty"
             raise InputError(msg)
+        if dtype == np.float32:
+            _check_float32_range(x, y, self.cost)
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
 

@@ -201,9 +201,19 @@ def resolve_epsilon(
     else:
         msg = f"relative epsilon must be 'mean' or 'max', got '{relative}'"
         raise InputError(msg)
+    if not np.isfinite(scale):
+        msg = f"the {relative} cost is {scale}: the coordinates are too large for {geom.dtype}"
+        raise InputError(msg)
     if scale <= 0:
         scale = 1.0
-    return float(epsilon * scale)
+    eps = float(epsilon * scale)
+    if not np.isfinite(eps):
+        msg = (
+            f"`epsilon` {epsilon:g} times the {relative} cost ({scale:.4g}) overflows to {eps}; "
+            "give a smaller one"
+        )
+        raise InputError(msg)
+    return eps
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

@@ -55,7 +55,14 @@ def joint_features(
         raise InputError(msg)
     xs = source[:, shared].X
     xt = target[:, shared].X
-    mat = sp.vstack([sp.csr_matrix(xs), sp.csr_matrix(xt)]).tocsr().astype(np.float64)
+    try:  # any numeric X (float16 and integer counts too) as float64
+        mat = sp.vstack(
+            [sp.csr_matrix(x, dtype=np.float64) if sp.issparse(x) else
+             sp.csr_matrix(np.asarray(x, dtype=np.float64)) for x in (xs, xt)]
+        ).tocsr()  # fmt: skip
+    except (TypeError, ValueError) as exc:
+        msg = f"expression X is not numeric ({exc}); pass use_rep or expression=False"
+        raise InputError(msg) from None
     if mat.data.size and not np.isfinite(mat.data).all():
         msg = "expression counts contain NaN or infinite values; pass use_rep or expression=False"
         raise InputError(msg)

@@ -575,6 +575,12 @@ def _band(it, sigma, n_pairs, t0, kind):
     sys.stderr.flush()
 
 
+#: Accepted ranges of the fit parameters (in the units of the normalised slices): beyond
+#: them the EM overflows (gamma 1e300), never ends (lambda 1e300) or fails in its SVD.
+PARAM_RANGES = {"lambda_": (1e-4, 1e4), "beta": (1e-3, 1e3), "gamma": (1e-6, 1e4),
+                "eta": (0.0, 1e4)}  # fmt: skip
+
+
 def register_points(
     x: np.ndarray,
     y: np.ndarray,
@@ -674,9 +680,10 @@ def register_points(
     if x.shape[0] < 3 or y.shape[0] < 3:
         msg = f"each slice needs at least 3 cells (source {y.shape[0]}, target {x.shape[0]})"
         raise InputError(msg)
-    for name, v in (("lambda_", lambda_), ("beta", beta), ("gamma", gamma)):
-        if v is not None and not v > 0:
-            msg = f"`{name}` must be positive, got {v}"
+    for name, v in (("lambda_", lambda_), ("beta", beta), ("gamma", gamma), ("eta", eta)):
+        lo, hi = PARAM_RANGES[name]
+        if v is not None and not lo <= v <= hi:
+            msg = f"`{name}` must lie between {lo:g} and {hi:g}, got {v}"
             raise InputError(msg)
     omega_auto = omega is None
     omega = _OMEGA_START if omega_auto else omega

@@ -233,9 +233,11 @@ def test_input_errors(small):
         run(["reference", cells, "--sample-key", "donor", "-o", out]), out, "--use-rep"
     )
 
-    # a reference of another dimension
+    # another representation (and dimension) than the reference's
     assert_input_error(
-        run([*emb, cells, "--sample-key", "donor", "--use-rep", "X_umap"]), out, "dimensions"
+        run([*emb, cells, "--sample-key", "donor", "--use-rep", "X_umap"]),
+        out,
+        "the reference was made from --use-rep X_pca",
     )
 
     # an unknown sample id in --samples
