@@ -25,13 +25,15 @@ def progress(
 
     A terminal gets a one-line bar redrawn in place; a log file (stderr not a terminal) gets
     a plain line at about every 10% so that batch logs show that work is moving. Nothing is
-    shown with ``show=False`` (the items are still yielded).
+    shown with ``show=False`` or for a single item (the items are still yielded).
     """
     if total is None:
         try:
             total = len(items)  # type: ignore[arg-type]
         except TypeError:
             total = None
+    if total == 1:  # one item: a progress line says nothing (and would come before its error)
+        show = False
     tty = sys.stderr.isatty()
     step = max(1, (total or 10) // 10)
     t0 = time.perf_counter()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from otbio._errors import InputError
+from otbio._errors import InputError, listing, not_found
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -70,10 +70,13 @@ def get_rep(
     vars: list[str] | None = None,
     dtype: type = np.float64,
     what: str = "cells",
+    not_reps: tuple[str, ...] = (),
 ) -> np.ndarray:
     """Coordinates of the cells: ``obsm[use_rep]``, ``X[:, vars]`` or the whole ``X``.
 
-    Returns a C-contiguous array of ``dtype`` after checking that it is finite.
+    Returns a C-contiguous array of ``dtype`` after checking that it is finite. A missing
+    ``use_rep`` is reported with the obsm keys there, less ``not_reps`` (keys that are no
+    representation, such as the spatial coordinates of a slice).
     """
     if use_rep is not None and vars:
         msg = "give either use_rep or `vars`, not both"
@@ -82,15 +85,17 @@ def get_rep(
         if use_rep == "X":
             arr = adata.X
         elif use_rep not in adata.obsm:
-            keys = ", ".join(adata.obsm.keys()) or "none"
-            msg = f"obsm key '{use_rep}' not found (available: {keys}); pass use_rep"
-            raise InputError(msg)
+            keys = [k for k in adata.obsm.keys() if k not in not_reps] + ["X"]
+            raise not_found("obsm key", use_rep, f"the {what}", keys, "use_rep")
         else:
             arr = adata.obsm[use_rep]
     elif vars:
         missing = [v for v in vars if v not in adata.var_names]
         if missing:
-            msg = f"variables not found in var_names: {', '.join(missing[:5])}"
+            msg = (
+                f"variables not found in var_names of the {what}: {listing(missing, 5)} "
+                f"(var_names there: {listing(adata.var_names)}); check `vars`"
+            )
             raise InputError(msg)
         arr = adata[:, list(vars)].X
     else:
@@ -175,8 +180,7 @@ def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_k
         x = get_rep(adata, use_rep=use_rep, what=f"points in {p.name}")
         if weight_key is not None:
             if weight_key not in adata.obs:
-                msg = f"obs column '{weight_key}' not found in {p.name}; pass weight_key"
-                raise InputError(msg)
+                raise not_found("obs column", weight_key, p.name, adata.obs.columns, "weight_key")
             weights = adata.obs[weight_key].to_numpy()
         return x, weights
     if suffix == ".npy":
@@ -197,8 +201,7 @@ def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_k
             raise InputError(msg) from exc
         if weight_key is not None:
             if weight_key not in df.columns:
-                msg = f"column '{weight_key}' not found in {p.name}; pass weight_key"
-                raise InputError(msg)
+                raise not_found("column", weight_key, p.name, df.columns, "weight_key")
             weights = df.pop(weight_key).to_numpy()
         df = df.select_dtypes(include="number")
         return check_points(df.to_numpy(), name=f"points in {p.name}"), weights

@@ -149,6 +149,7 @@ def _model_alias(value: str | None) -> str:
     "-o",
     "--output",
     required=True,
+    metavar="DIR",
     help="Output directory (created). Training writes metrics.tsv, folds.tsv, confusion.tsv, "
     "cv_predictions.tsv, reference_points.tsv, features.tsv, weights.npy and classify.png; "
     "--predict writes predictions.tsv.",

@@ -209,7 +209,7 @@ def register_cmd(
     import pandas as pd
 
     from otbio import io
-    from otbio._errors import ConvergenceWarning, InputError, OtbioError
+    from otbio._errors import ConvergenceWarning, InputError, OtbioError, not_found
     from otbio._settings import settings
     from otbio.register import register, registration_keys, score, spatial_coords
 
@@ -231,13 +231,11 @@ def register_cmd(
         if key is not None:
             for ad_, name in ((src, "source"), (tgt, "target")):
                 if key not in ad_.obs:
-                    msg = f"obs column '{key}' not found in the {name} slice; pass {what}"
-                    raise InputError(msg)
+                    raise not_found("obs column", key, f"the {name} slice", ad_.obs.columns, what)
     truth = None
     if true_key is not None:
         if true_key not in src.obsm:
-            msg = f"obsm key '{true_key}' not found in the source slice; pass --true-key"
-            raise InputError(msg)
+            raise not_found("obsm key", true_key, "the source slice", src.obsm.keys(), "--true-key")
         truth = io.check_points(np.asarray(src.obsm[true_key]), name="true positions")
     # the coordinates before registration (key_added may name spatial_key and replace them)
     y = spatial_coords(src, spatial_key, "source slice")

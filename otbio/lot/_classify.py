@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from otbio._errors import InputError
+from otbio._errors import InputError, not_found
 from otbio.lot._format import collect_samples, embedding_entry, reference_id
 from otbio.lot._ops import embedding_arrays
 
@@ -309,8 +309,8 @@ def sample_cells(
         for sid in ids:
             a, rows = rows_of[sid]
             if celltype_key not in adatas[a].obs:
-                msg = f"obs column '{celltype_key}' not found in the cells (celltype_key)"
-                raise InputError(msg)
+                cols = adatas[a].obs.columns
+                raise not_found("obs column", celltype_key, "the cells", cols, "celltype_key")
             types.append(adatas[a].obs[celltype_key].iloc[rows].astype(str).to_numpy())
     return CellsBySample(s.points, s.weights, types)
 

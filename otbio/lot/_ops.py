@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from otbio._compat import renamed_kwargs
 from otbio._contract import clean_params
-from otbio._errors import InputError
+from otbio._errors import InputError, not_found
 from otbio.lot._embed import to_cloud
 from otbio.lot._format import (
     BARY_KEY,
@@ -202,11 +203,12 @@ def exact_w2_matrix(clouds, *, jobs: int = 1, progress: bool = False) -> np.ndar
     return out
 
 
+@renamed_kwargs({"weights": "weight_key"})
 def barycenter(
     emb: AnnData,
     *,
     groupby: str,
-    weights: str | None = None,
+    weight_key: str | None = None,
     n_cells: int | None = None,
     exact: bool = False,
     cells: AnnData | Sequence[AnnData] | None = None,
@@ -227,8 +229,9 @@ def barycenter(
         An embedding from :func:`embed`.
     groupby
         obs column of ``emb`` defining the groups (e.g. ``condition``).
-    weights
-        Optional obs column of non-negative sample weights :math:`\\lambda_i`.
+    weight_key
+        Optional obs column of ``emb`` with non-negative sample weights :math:`\\lambda_i`
+        within each group (``weights=`` before 0.2).
     n_cells
         Resample each group's barycenter to ``n_cells`` cells (drawn with replacement by
         mass, seeded) instead of returning the weighted support.
@@ -247,21 +250,19 @@ def barycenter(
     u = embedding_entry(emb)
     use_rep = u["params"].get("use_rep")
     if groupby not in emb.obs:
-        cols = ", ".join(map(str, emb.obs.columns[:10]))
-        msg = f"obs column '{groupby}' not found in the embedding (columns: {cols}); pass `groupby`"
-        raise InputError(msg)
+        raise not_found("obs column", groupby, "the embedding", emb.obs.columns, "`groupby`")
     grp = emb.obs[groupby]
     if grp.isna().any():
         msg = f"obs column '{groupby}' has missing values"
         raise InputError(msg)
     grp = grp.astype(str).to_numpy()
-    if weights is not None:
-        if weights not in emb.obs:
-            msg = f"obs column '{weights}' not found in the embedding; pass `weights`"
-            raise InputError(msg)
-        lam_all = pd.to_numeric(emb.obs[weights], errors="coerce").to_numpy(np.float64)
+    if weight_key is not None:
+        if weight_key not in emb.obs:
+            cols = emb.obs.columns
+            raise not_found("obs column", weight_key, "the embedding", cols, "weight_key")
+        lam_all = pd.to_numeric(emb.obs[weight_key], errors="coerce").to_numpy(np.float64)
         if not np.isfinite(lam_all).all() or (lam_all < 0).any():
-            msg = f"sample weights '{weights}' contain NaN or negative values"
+            msg = f"sample weights '{weight_key}' contain NaN or negative values"
             raise InputError(msg)
     else:
         lam_all = np.ones(emb.n_obs)
@@ -335,7 +336,7 @@ def barycenter(
         "params": clean_params(
             {
                 "groupby": groupby,
-                "weights": weights,
+                "weight_key": weight_key,
                 "n_cells": n_cells,
                 "exact": bool(exact),
                 "seed": int(seed),

@@ -114,7 +114,7 @@ def test_weights_are_read_back_per_reference_point(res, emb):
     np.testing.assert_allclose(norms[res.points["ref_point"]], res.points["weight_norm"])
     # positions are the reference support of each ranked point
     z = np.asarray(emb.uns["lot"]["reference"])
-    np.testing.assert_allclose(res.points["z:X_pca_0"], z[res.points["ref_point"], 0])
+    np.testing.assert_allclose(res.points["z:X_pca_1"], z[res.points["ref_point"], 0])
     # genes through the PCA loadings: the monocyte markers lead
     genes = res.features[res.features["kind"] == "gene"]["feature"].head(15).tolist()
     assert {"LST1", "FCER1G", "TYROBP"} <= set(genes), genes
