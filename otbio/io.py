@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 __all__ = [
+    "point_names",
     "atomic_path",
     "check_points",
     "check_weights",
@@ -164,6 +165,21 @@ def check_weights(w: Any, n: int, *, name: str = "weights", dtype: type = np.flo
         msg = f"{name} sum to zero"
         raise InputError(msg)
     return arr
+
+
+def point_names(path: str | os.PathLike, n: int) -> np.ndarray:
+    """Names of the ``n`` points of a file read by :func:`read_points`: the obs names of an
+    .h5ad (read alone, backed), else the row numbers 0 ... n-1."""
+    p = Path(path)
+    if p.suffix == ".h5ad":
+        ad_ = read_h5ad(p, backed=True)
+        try:
+            names = np.asarray(ad_.obs_names, dtype=object)
+        finally:
+            ad_.file.close()
+        if len(names) == n:
+            return names
+    return np.arange(n)
 
 
 def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_key=None):

@@ -352,8 +352,8 @@ def align_command(
             pairs=best.pairs,
             query_labels=best.query.labels(),
             target_labels=best.target.labels(),
-            title=f"{best.query.name} -> {best.target.name}: score {best.score:.3f}, "
-            f"{best.n_pairs} pairs",
+            title=f"{best.query.name} -> {best.target.name}: TM-score {best.tm_score:.3f} "
+            f"(by the query; PLASMA score {best.score:.3f}), {best.n_pairs} pairs",
         )
     if save_superposed and best.n_pairs < 3:
         msg = (

@@ -155,7 +155,9 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     "--save-matches",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write each source cell's top target matches and their posterior probabilities to this TSV.",
+    help="Write each source cell's top target matches to this TSV, with p_target_from_source: "
+    "the posterior probability that the target cell came from this source cell (it sums to at "
+    "most 1 over the sources of one target, so one source's top matches can sum to more).",
 )
 @click.option(
     "--topk",
@@ -307,7 +309,7 @@ def register_cmd(
                 "source": np.repeat(np.asarray(src.obs_names), k),
                 "rank": np.tile(np.arange(1, k + 1), len(y)),
                 "target": np.asarray(tgt.obs_names)[idx.ravel()],
-                "probability": prob.ravel(),
+                "p_target_from_source": prob.ravel(),
             }
         )
     fig = None

@@ -61,7 +61,7 @@ Embedding AnnData (written by ``otbio embed`` / ``otbio concat``)
   (``--raw-map``), ``X[i].reshape(k, d)`` is :math:`T_i(z)` itself (pyLOT convention).
 - ``obs_names``: sample ids (str). ``obs``: every column of the cells' obs that is constant
   within each sample (e.g. ``condition``), plus ``n_cells`` (int), ``lot_converged``
-  (bool), ``lot_n_iter`` (int; 0 for exact), ``lot_cost`` (float, transport cost
+  (bool), ``lot_n_iter`` (int, Sinkhorn iterations; only with the sinkhorn solver), ``lot_cost`` (float, transport cost
   :math:`W_2^2` (exact) or :math:`\\langle P, C \\rangle` (sinkhorn) from the reference).
 - ``var_names``: ``"z{k}:{dim}"``; ``var['ref_point']`` (int k), ``var['dim']`` (str).
 - ``uns['lot']`` (dict):

@@ -301,7 +301,8 @@ def embed(
     )
     obs = s.obs.copy()
     obs["lot_converged"] = np.array([f.converged for f in fits], dtype=bool)
-    obs["lot_n_iter"] = np.array([f.n_iter for f in fits], dtype=np.int64)
+    if solver == "sinkhorn":  # the exact solver has no iterations to report
+        obs["lot_n_iter"] = np.array([f.n_iter for f in fits], dtype=np.int64)
     obs["lot_cost"] = np.array([f.cost for f in fits], dtype=np.float64)
     n_bad = int((~obs["lot_converged"]).sum())
     if n_bad:

@@ -196,10 +196,15 @@ def exact_w2_matrix(clouds, *, jobs: int = 1, progress: bool = False) -> np.ndar
         return O.emd(clouds[i][0], clouds[j][0], clouds[i][1], clouds[j][1]).cost
 
     step = max(1, jobs) * 4
-    chunks = [pairs[s : s + step] for s in range(0, len(pairs), step)]
-    for ch in progress_bar(chunks, total=len(chunks), desc="exact W2", show=progress):
-        for (i, j), c in zip(ch, O.map_batch(one, ch, jobs=jobs, threads=True)):
-            out[i, j] = out[j, i] = np.sqrt(max(c, 0.0))
+
+    def done():  # batches of pairs in threads; progress counts pairs, not batches
+        for s in range(0, len(pairs), step):
+            ch = pairs[s : s + step]
+            yield from zip(ch, O.map_batch(one, ch, jobs=jobs, threads=True))
+
+    bar = progress_bar(done(), total=len(pairs), desc="exact W2 pairs", show=progress)
+    for (i, j), c in bar:
+        out[i, j] = out[j, i] = np.sqrt(max(c, 0.0))
     return out
 
 
