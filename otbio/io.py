@@ -125,17 +125,17 @@ def check_points(
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        msg = f"{name} must be a 2-D array (points x dimensions), got shape {arr.shape}"
+        msg = f"{name} must be a 2-D array (points x dimensions), got shape {arr.shape}; reshape it"
         raise InputError(msg)
     if arr.shape[0] < min_points:
-        msg = f"{name} hold {arr.shape[0]} points; at least {min_points} needed"
+        msg = f"{name} hold {arr.shape[0]} points; give at least {min_points}"
         raise InputError(msg)
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).any(axis=1).sum())
-        msg = f"{name} contain NaN or infinite values ({bad} rows)"
+        msg = f"{name} contain NaN or infinite values ({bad} rows); remove or impute those rows"
         raise InputError(msg)
     if arr.shape[1] == 0:
-        msg = f"{name} have 0 columns (dimensions)"
+        msg = f"{name} have 0 columns (dimensions); give at least one coordinate column"
         raise InputError(msg)
     big = float(np.abs(arr).max()) if arr.size else 0.0
     if big > MAX_COORDINATE:
