@@ -388,10 +388,10 @@ def main() -> None:
         for i, j in pair_idx:
             timed(align, i, j, t_ot)
         for i, j in pair_idx:
-            timed(align, i, j, t_ot0, seeds=0)
+            timed(align, i, j, t_ot0, n_fragments=0)
         for i, j in pair_idx:
             timed(tm_align, i, j, t_tm)
-    log(f"pair: otbio {med(t_ot) * 1e3:.2f} ms (seeds=0 {med(t_ot0) * 1e3:.2f}), "
+    log(f"pair: otbio {med(t_ot) * 1e3:.2f} ms (n_fragments=0 {med(t_ot0) * 1e3:.2f}), "
         f"TM-align {med(t_tm) * 1e3:.1f} ms")  # fmt: skip
 
     # 8. whole processes: one pair, and one motif against N files (CLI, end to end)
@@ -460,7 +460,7 @@ def main() -> None:
         f"{med(t_tm) / med(t_ot):.1f}x |",
         f"| the same in CPU ms (process time; less sensitive to the load) | "
         f"{med(c_ot) * 1e3:.2f} | {med(c_tm) * 1e3:.1f} | {med(c_tm) / med(c_ot):.1f}x |",
-        f"| time per pair in process (ms), --seeds 0 | {med(t_ot0) * 1e3:.2f} | "
+        f"| time per pair in process (ms), --n-fragments 0 | {med(t_ot0) * 1e3:.2f} | "
         f"{med(t_tm) * 1e3:.1f} | {med(t_tm) / med(t_ot0):.1f}x |",
         f"| one pair as a whole process (s wall; CPU s), `otbio align A B` vs python "
         f"+ tmtools (both mostly interpreter start and imports) | {proc_ot:.2f}; "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConvergenceWarning", "InputError", "OtbioError"]
+__all__ = ["ConvergenceWarning", "InputError", "OtbioError", "listing", "not_found"]
 
 
 class OtbioError(Exception):
@@ -21,3 +21,24 @@ class InputError(OtbioError, ValueError):
 
 class ConvergenceWarning(UserWarning):
     """A solver stopped at its iteration limit before reaching its tolerance."""
+
+
+def listing(names, n: int = 6) -> str:
+    """A few of ``names`` for a message: ``a, b, c, ... (12 in all)``, or ``none``."""
+    names = [str(x) for x in names]
+    if not names:
+        return "none"
+    head = ", ".join(names[:n])
+    return head if len(names) <= n else f"{head}, ... ({len(names)} in all)"
+
+
+def not_found(what: str, key: str, where: str, available, param: str) -> InputError:
+    """The error for a missing key: what was asked, what exists, and the fix.
+
+    ``param`` names the option as the library knows it (``sample_key``, ```groupby```) or as
+    the command line spells it (``--color-key``); the command line translates the former.
+    """
+    return InputError(
+        f"{what} '{key}' not found in {where} (there: {listing(available)}); "
+        f"set {param} to one of those"
+    )

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from otbio._errors import InputError
+from otbio._errors import InputError, listing, not_found
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 __all__ = [
+    "point_names",
     "atomic_path",
     "check_points",
     "check_weights",
@@ -71,10 +72,13 @@ def get_rep(
     vars: list[str] | None = None,
     dtype: type = np.float64,
     what: str = "cells",
+    not_reps: tuple[str, ...] = (),
 ) -> np.ndarray:
     """Coordinates of the cells: ``obsm[use_rep]``, ``X[:, vars]`` or the whole ``X``.
 
-    Returns a C-contiguous array of ``dtype`` after checking that it is finite.
+    Returns a C-contiguous array of ``dtype`` after checking that it is finite. A missing
+    ``use_rep`` is reported with the obsm keys there, less ``not_reps`` (keys that are no
+    representation, such as the spatial coordinates of a slice).
     """
     if use_rep is not None and vars:
         msg = "give either use_rep or `vars`, not both"
@@ -83,15 +87,17 @@ def get_rep(
         if use_rep == "X":
             arr = adata.X
         elif use_rep not in adata.obsm:
-            keys = ", ".join(f"'{k}'" for k in adata.obsm.keys()) or "none"
-            msg = f"obsm key '{use_rep}' not found for the {what} (available: {keys}); pass use_rep"
-            raise InputError(msg)
+            keys = [k for k in adata.obsm.keys() if k not in not_reps] + ["X"]
+            raise not_found("obsm key", use_rep, f"the {what}", keys, "use_rep")
         else:
             arr = adata.obsm[use_rep]
     elif vars:
         missing = [v for v in vars if v not in adata.var_names]
         if missing:
-            msg = f"variables not found in var_names: {', '.join(missing[:5])}"
+            msg = (
+                f"variables not found in var_names of the {what}: {listing(missing, 5)} "
+                f"(var_names there: {listing(adata.var_names)}); check `vars`"
+            )
             raise InputError(msg)
         arr = adata[:, list(vars)].X
     else:
@@ -120,17 +126,17 @@ def check_points(
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        msg = f"{name} must be a 2-D array (points x dimensions), got shape {arr.shape}"
+        msg = f"{name} must be a 2-D array (points x dimensions), got shape {arr.shape}; reshape it"
         raise InputError(msg)
     if arr.shape[0] < min_points:
-        msg = f"{name} hold {arr.shape[0]} points; at least {min_points} needed"
+        msg = f"{name} hold {arr.shape[0]} points; give at least {min_points}"
         raise InputError(msg)
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).any(axis=1).sum())
-        msg = f"{name} contain NaN or infinite values ({bad} rows)"
+        msg = f"{name} contain NaN or infinite values ({bad} rows); remove or impute those rows"
         raise InputError(msg)
     if arr.shape[1] == 0:
-        msg = f"{name} have 0 columns (dimensions)"
+        msg = f"{name} have 0 columns (dimensions); give at least one coordinate column"
         raise InputError(msg)
     big = float(np.abs(arr).max()) if arr.size else 0.0
     if big > MAX_COORDINATE:
@@ -162,6 +168,21 @@ def check_weights(w: Any, n: int, *, name: str = "weights", dtype: type = np.flo
     return arr
 
 
+def point_names(path: str | os.PathLike, n: int) -> np.ndarray:
+    """Names of the ``n`` points of a file read by :func:`read_points`: the obs names of an
+    .h5ad (read alone, backed), else the row numbers 0 ... n-1."""
+    p = Path(path)
+    if p.suffix == ".h5ad":
+        ad_ = read_h5ad(p, backed=True)
+        try:
+            names = np.asarray(ad_.obs_names, dtype=object)
+        finally:
+            ad_.file.close()
+        if len(names) == n:
+            return names
+    return np.arange(n)
+
+
 def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_key=None):
     """Read a point cloud from .h5ad (``obsm[use_rep]`` or X), .npy, .csv or .tsv.
 
@@ -176,8 +197,7 @@ def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_k
         x = get_rep(adata, use_rep=use_rep, what=f"points in {p.name}")
         if weight_key is not None:
             if weight_key not in adata.obs:
-                msg = f"obs column '{weight_key}' not found in {p.name}; pass weight_key"
-                raise InputError(msg)
+                raise not_found("obs column", weight_key, p.name, adata.obs.columns, "weight_key")
             weights = adata.obs[weight_key].to_numpy()
         return x, weights
     if suffix == ".npy":
@@ -198,8 +218,7 @@ def read_points(path: str | os.PathLike, *, use_rep: str | None = None, weight_k
             raise InputError(msg) from exc
         if weight_key is not None:
             if weight_key not in df.columns:
-                msg = f"column '{weight_key}' not found in {p.name}; pass weight_key"
-                raise InputError(msg)
+                raise not_found("column", weight_key, p.name, df.columns, "weight_key")
             weights = df.pop(weight_key).to_numpy()
         df = df.select_dtypes(include="number")
         return check_points(df.to_numpy(), name=f"points in {p.name}"), weights

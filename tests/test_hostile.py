@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -46,13 +47,33 @@ def files(d: Path) -> dict[str, str]:
     }
 
 
+#: what a line that says how to fix the problem contains: an option, a list of what exists, or
+#: an instruction (a verb the user can act on)
+_FIX = re.compile(
+    r"(?<![\w-])--?[a-zA-Z]"  # an option: -o, --sample-key
+    r"|\((?:there|chains|samples there|var_names there|available)[: ]"  # what exists
+    r"|\b(?:pass|use|set|give|choose|check|remove|free|rerun|run|write|raise|lower|fix|embed"
+    r"|make|try|delete|rename|install|point|keep|split|add|drop|convert|select|name|wait"
+    r"|unset|export|move|copy|increase|reduce|call|read|see|ask|leave|omit|rescale)\b",
+    re.IGNORECASE,
+)
+
+
+def names_a_fix(line: str) -> bool:
+    """Whether an ``Error:`` line tells the user what to do: an option to change, the values
+    that exist, or an instruction."""
+    return bool(_FIX.search(line.removeprefix("Error: ")))
+
+
 def refused(res, before: dict, d: Path, text: str, code: int = 2) -> str:
-    """One ``Error:`` line containing ``text``, exit ``code``, the directory unchanged."""
+    """One ``Error:`` line containing ``text`` and naming a fix, exit ``code``, the directory
+    unchanged."""
     assert res.exit_code == code, (res.exit_code, res.output)
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
     assert text in lines[0], lines[0]
     assert "internal error" not in lines[0]
+    assert names_a_fix(lines[0]), f"the error names no fix: {lines[0]}"
     assert files(d) == before, "an input changed or an output/temporary was left"
     return lines[0]
 

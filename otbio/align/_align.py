@@ -10,6 +10,7 @@ from typing import Literal
 import numpy as np
 from numba import njit
 
+from otbio._compat import renamed_kwargs
 from otbio._errors import InputError
 from otbio.align._features import (
     Features,
@@ -55,7 +56,7 @@ SEED_OT_ROUNDS = 2
 #: Sinkhorn iteration limit of the first round from each start (they are compared by their
 #: TM-score; the leader's further round runs to the usual limit).
 SEED_MAX_ITER = 10
-#: An alignment has settled (``converged``) when ``max_iter`` more iterations of its kept
+#: An alignment has settled (``converged``) when ``round_iter`` more iterations of its kept
 #: round change the TM-score of its pairs by less than this (at most 0.015 on the bundled
 #: chains against adk at the default 20 iterations).
 SETTLE_TM = 0.02
@@ -119,9 +120,9 @@ class Alignment:
     epsilon, n_iter
         The Sinkhorn runs (epsilon, and their iterations in all).
     converged
-        Whether the alignment settled: ``max_iter`` more iterations of the kept Sinkhorn
+        Whether the alignment settled: ``round_iter`` more iterations of the kept Sinkhorn
         round give the same residue pairs, or pairs whose TM-score differs by less than
-        0.02 (or the round reached ``tol``). The rounds are capped at ``max_iter`` (20) by
+        0.02 (or the round reached ``tol``). The rounds are capped at ``round_iter`` (20) by
         design, as in PLASMA, so the Sinkhorn tolerance alone is seldom reached, even on a
         perfect match.
     """
@@ -346,23 +347,30 @@ def _with_slack(hq: np.ndarray, hc: np.ndarray, partial: bool):
     return xq, xc, a, b
 
 
+@renamed_kwargs(
+    {
+        "temperature": ("epsilon", lambda t: 1.0 / t if t else float("inf")),
+        "max_iter": "round_iter",
+        "seeds": "n_fragments",
+    }
+)
 def align(
     query: Structure,
     target: Structure,
     *,
     query_features: Features | None = None,
     target_features: Features | None = None,
-    temperature: float | None = None,
+    epsilon: float | None = None,
     threshold: float = 0.5,
     sequence_weight: float = 0.0,
     plasma_pf: bool = False,
     mass: MassMode = "partial",
     reg_m: float = 1.0,
-    max_iter: int | None = None,
+    round_iter: int | None = None,
     tol: float = 1e-2,
     refine: int | None = None,
     refine_weight: float = 3.0,
-    seeds: int | None = None,
+    n_fragments: int | None = None,
     sequential: bool = False,
     device: str = "cpu",
 ) -> Alignment:
@@ -375,7 +383,7 @@ def align(
     .. math:: C_{ij} = \\sum_k \\max(0, h^q_{ik} - h^c_{jk}),
 
     and the plan solves :math:`\\min_P \\langle P, C \\rangle + \\varepsilon \\mathrm{KL}(P)`
-    with :math:`\\varepsilon = 1 / T` (T the temperature), in the log domain with the engine's
+    with :math:`\\varepsilon` = ``epsilon`` (PLASMA's temperature is :math:`1/\\varepsilon`), in the log domain with the engine's
     Sinkhorn (:class:`otbio.ot.Sinkhorn`). Marginals (``mass``):
 
     - ``"partial"`` (default): every residue of the smaller protein sends mass 1, every
@@ -400,9 +408,11 @@ def align(
     query_features, target_features
         Embeddings from :func:`load_embedding` (both or neither); geometric features when
         None.
-    temperature
-        Inverse of epsilon. Default 1.0 for geometric features, 0.1 with ``plasma_pf``.
-        Raise it for sharper plans (more pairs, more iterations), lower it for smoother.
+    epsilon
+        Entropic regularisation on the hinge cost (absolute). Default 1.0 for geometric
+        features, 10 with ``plasma_pf`` (PLASMA's temperature 0.1 is its inverse). Lower it
+        for sharper plans (more pairs, more iterations), raise it for smoother ones.
+        (``temperature=T`` before 0.2, now ``epsilon=1/T``.)
     threshold
         Plan value above which a residue pair is reported.
     sequence_weight
@@ -412,12 +422,12 @@ def align(
         temperature 0.1, 20 Sinkhorn iterations.
     mass, reg_m
         Marginal constraints, see above.
-    max_iter, tol
-        Sinkhorn iteration limit per round (default 20 in both modes, as
-        PLASMA's fixed 20 iterations) and tolerance on the row-marginal error per residue.
+    round_iter, tol
+        Sinkhorn iterations per round (default 20 in both modes, as
+        PLASMA's fixed 20 iterations; ``max_iter`` before 0.2) and tolerance on the row-marginal error per residue.
         The plan is thresholded at 0.5, so a few percent of marginal error does not change
         the pairs; ``Alignment.converged`` says whether the alignment settled (the same
-        pairs, or the same TM-score within 0.02, after ``max_iter`` more iterations).
+        pairs, or the same TM-score within 0.02, after ``round_iter`` more iterations).
     refine, refine_weight
         Rounds of geometric refinement of the local-feature round (default 1, or 0 with
         ``plasma_pf``; beyond PLASMA, 0 turns it off): superpose the query on the target
@@ -427,8 +437,8 @@ def align(
         raises the TM-score. It sharpens the plan in helices and sheets, whose local
         geometry repeats, and stays order-free. ``refine_weight`` also weighs the distances
         of the seeded rounds.
-    seeds
-        Fragment pairs tried as seeded superpositions (default 32, or 0 with
+    n_fragments
+        Fragment pairs tried as seeded superpositions (``seeds`` before 0.2; default 32, or 0 with
         ``plasma_pf`` or a ``mass`` other than ``"partial"``; 0 turns them off). Beyond
         PLASMA, as TM-align and Foldseek seed: windows of 12 query residues are matched to
         target windows by their internal CA distances (any order, so swapped segments and
@@ -480,11 +490,13 @@ def align(
     if plasma_pf and query_features is None:
         msg = "plasma_pf needs embeddings; pass `features` with .npy files"
         raise InputError(msg)
-    if temperature is None:
-        temperature = PLASMA_PF_TEMPERATURE if plasma_pf else DEFAULT_TEMPERATURE
-    if not (np.isfinite(temperature) and temperature > 0):
-        msg = f"`temperature` must be positive, got {temperature}"
+    max_iter, seeds = round_iter, n_fragments  # the stages below use the short names
+    if epsilon is None:
+        epsilon = 1.0 / (PLASMA_PF_TEMPERATURE if plasma_pf else DEFAULT_TEMPERATURE)
+    if not (np.isfinite(epsilon) and epsilon > 0):
+        msg = f"epsilon must be positive and finite, got {epsilon}"
         raise InputError(msg)
+    temperature = 1.0 / epsilon
     if max_iter is None:
         max_iter = PLASMA_PF_ITER if plasma_pf else DEFAULT_MAX_ITER
     if refine is None:
@@ -680,7 +692,7 @@ def align(
         n_iter=n_iter,
         converged=settled,
         params={
-            "temperature": temperature,
+            "epsilon": float(epsilon),
             "threshold": threshold,
             "sequence_weight": sequence_weight,
             "plasma_pf": plasma_pf,
@@ -688,7 +700,7 @@ def align(
             "features": fq.kind,
             "refine": refine,
             "refined": refined,
-            "seeds": seeds,
+            "n_fragments": seeds,
             "seeded": bool(seeded),
             "seed_tm": float(seed_tm),
             "sequential": bool(sequential),
@@ -701,7 +713,7 @@ def align(
 
 
 def _settled(solver, out, pairs, tm, threshold, q, t) -> bool:
-    """Whether the alignment settled: ``max_iter`` more Sinkhorn iterations from the final
+    """Whether the alignment settled: ``round_iter`` more Sinkhorn iterations from the final
     potentials of ``out`` give the same residue pairs, or pairs whose TM-score differs from
     ``tm`` by less than ``SETTLE_TM``."""
     nq, nc = q.shape[0], t.shape[0]

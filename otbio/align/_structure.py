@@ -396,7 +396,10 @@ def read_structure(spec: str | os.PathLike, *, pdb_model: int = 1) -> Structure:
     path, chain, ranges = parse_selection(sel)
     p = Path(path)
     if os.path.isdir(path):
-        msg = f"expected a structure file, got a directory: {p}"
+        msg = (
+            f"expected a structure file, got a directory: {p}; to search every structure in "
+            f"it, pass it with --targets {p}"
+        )
         raise InputError(msg)
     try:
         st = gemmi.read_structure(str(p), merge_chain_parts=True)
@@ -428,8 +431,13 @@ def read_structure(spec: str | os.PathLike, *, pdb_model: int = 1) -> Structure:
         )  # fmt: skip
     chain_names = {ch.name for ch in mdl} if chain is not None else set()
     if chain is not None and chain not in chain_names:
-        have = ", ".join(sorted(repr(c) for c in chain_names)) or "none"
-        msg = f"chain '{chain}' not found in {p} (chains: {have}); fix the selection '{spec}'"
+        have = ", ".join(sorted(repr(c) if c else "one unnamed chain" for c in chain_names))
+        msg = f"chain '{chain}' not found in {p} (chains: {have or 'none'}); "
+        if re.fullmatch(r"-?\d+[A-Za-z]?(-\d+[A-Za-z]?)?(,-?\d+[A-Za-z]?(-\d+[A-Za-z]?)?)*", chain):
+            # FILE:122-159 reads '122-159' as a chain: residue ranges go after two colons
+            msg += f"for residues {chain} of every chain write '{path}::{chain}'"
+        else:
+            msg += f"fix the selection '{spec}'"
         raise InputError(msg)
     if len(cas) == 0:
         if chain is None and ranges is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 
 import click
 
@@ -34,12 +35,24 @@ _GLOBAL_EPILOG = (
 )
 
 
+#: options that name files, shown as FILE in every command's --help (not TEXT in some)
+_FILE_OPTIONS = {"--output", "--plot", "--reference", "--cells", "--predict", "--load-model"}
+
+
 class _Command(click.Command):
-    """A subcommand: deprecated option spellings are rewritten (with a warning) before parsing."""
+    """A subcommand: deprecated option spellings are rewritten (with a warning) before parsing;
+    file options are shown as FILE in --help."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("epilog", _GLOBAL_EPILOG)
         super().__init__(*args, **kwargs)
+        for p in self.params:
+            if not isinstance(p, click.Option) or p.metavar is not None or p.is_flag:
+                continue
+            longs = [o for o in p.opts if o.startswith("--")]
+            if longs and (longs[0] in _FILE_OPTIONS or longs[0].startswith("--save-")):
+                if isinstance(p.type, (click.Path, click.types.StringParamType)):
+                    p.metavar = "FILE"
 
     def parse_args(self, ctx, args):
         aliases = getattr(self.callback, "__otbio_aliases__", None)
@@ -59,6 +72,12 @@ class _Group(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         """Run the group; every error is one line on stderr, ``Error: ...``."""
+        if args is None:
+            args = sys.argv[1:]
+        if not args and standalone_mode:  # bare `otbio`: the normal help, exit 0 (as git does)
+            with self.make_context(prog_name or "otbio", ["--help"], resilient_parsing=True) as ctx:
+                click.echo(self.get_help(ctx))
+            sys.exit(0)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
@@ -87,8 +106,8 @@ class _Group(click.Group):
             sys.stderr.close()
             raise click.exceptions.Exit(0) from None
         except InputError as exc:
-            if settings.debug:
-                raise
+            if settings.debug:  # the traceback, and still exit 2: bad input stays bad input
+                traceback.print_exc()
             raise OtbioClickError(self._for_cli(ctx, _one_line(exc)), 2) from None
         except OtbioError as exc:
             if settings.debug:

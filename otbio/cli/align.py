@@ -20,6 +20,8 @@ log = logging.getLogger("otbio")
         "--plan": "--save-plan",
         "--superpose": "--save-superposed",
         "--scores": "--save-scores",
+        "--seeds": "--n-fragments",
+        "--max-iter": "--round-iter",
     }
 )
 @click.argument("query")
@@ -28,6 +30,7 @@ log = logging.getLogger("otbio")
     "--targets",
     "targets_spec",
     default=None,
+    metavar="DIR|LIST",
     help="A directory of structures (.pdb, .cif, .ent, gzipped too) or a text file with one "
     "structure per line, searched in addition to TARGET arguments; use it for database search. "
     "Files there that cannot be used (no protein, too few residues) are skipped with a warning.",
@@ -49,7 +52,7 @@ log = logging.getLogger("otbio")
     help="Score table (TSV), one row per target ranked by TM-score: tm_score (normalised by "
     "the query), tm_score_target, aligned_length, rmsd, seq_identity (with --sequential "
     "tm_score_seq, tm_score_seq_target), PLASMA's score, coverage, converged (the alignment "
-    "settled: --max-iter more Sinkhorn iterations give the same pairs or TM-score within "
+    "settled: --round-iter more Sinkhorn iterations give the same pairs or TM-score within "
     "0.02; the rounds are capped by design). Without -o and --save-scores the table goes to "
     "stdout.",
     show_default=True,
@@ -76,13 +79,15 @@ log = logging.getLogger("otbio")
     show_default=True,
 )
 @click.option(
-    "--temperature",
+    "--epsilon",
     type=float,
     default=None,
-    help="Inverse of the entropic epsilon (default 1.0 for geometric features, 0.1 with "
-    "--plasma-pf). Raise it for sharper plans, lower it for smoother ones.",
+    help="Entropic regularisation of the plan, absolute (default 1.0 for geometric features, "
+    "10 with --plasma-pf, i.e. PLASMA's temperature 0.1). Lower it for sharper plans, raise "
+    "it for smoother ones.",
     show_default=True,
 )
+@click.option("--temperature", type=float, default=None, hidden=True)  # deprecated: 1/epsilon
 @click.option(
     "--threshold",
     type=float,
@@ -125,7 +130,7 @@ log = logging.getLogger("otbio")
     show_default=True,
 )
 @click.option(
-    "--seeds",
+    "--n-fragments",
     type=click.IntRange(min=0),
     default=None,
     help="Fragment pairs tried as seeded superpositions (fragment -> Kabsch -> TM-weighted "
@@ -143,10 +148,11 @@ log = logging.getLogger("otbio")
     show_default=True,
 )
 @click.option(
-    "--max-iter",
+    "--round-iter",
     type=click.IntRange(min=1),
     default=None,
-    help="Sinkhorn iteration limit per round (default 20, as in PLASMA); raise it if pairs look noisy.",
+    help="Sinkhorn iterations per round (default 20, as in PLASMA): a fixed budget, not a "
+    "convergence limit; raise it if pairs look noisy.",
     show_default=True,
 )
 @click.option(
@@ -189,15 +195,16 @@ def align_command(
     features: str,
     target_features: tuple[str, ...],
     plasma_pf: bool,
+    epsilon: float | None,
     temperature: float | None,
     threshold: float,
     sequence_weight: float,
     mass: str,
     reg_m: float,
     refine: int | None,
-    seeds: int | None,
+    n_fragments: int | None,
     sequential: bool,
-    max_iter: int | None,
+    round_iter: int | None,
     pdb_model: int,
     save_plan: str | None,
     plot_path: str | None,
@@ -240,6 +247,19 @@ def align_command(
         search,
     )
 
+    if temperature is not None:  # the old spelling: PLASMA's temperature is 1 / epsilon
+        click.echo(
+            "otbio: warning: 'align --temperature' is deprecated and will be removed; use "
+            "--epsilon (--epsilon E is --temperature 1/E)",
+            err=True,
+        )
+        if epsilon is not None:
+            msg = "give --epsilon or the deprecated --temperature, not both"
+            raise InputError(msg)
+        if not temperature > 0:
+            msg = f"--temperature must be positive, got {temperature}"
+            raise InputError(msg)
+        epsilon = 1.0 / temperature
     specs = list(target)
     listed = list_targets(targets_spec) if targets_spec else []
     if not specs and not listed:
@@ -281,16 +301,16 @@ def align_command(
             raise InputError(msg)
         tf = [load_embedding(p, t) for p, t in zip(paths, targets, strict=True)]
     kw = dict(
-        temperature=temperature,
+        epsilon=epsilon,
         threshold=threshold,
         sequence_weight=sequence_weight,
         plasma_pf=plasma_pf,
         mass=mass,
         reg_m=reg_m,
         refine=refine,
-        seeds=seeds,
+        n_fragments=n_fragments,
         sequential=sequential,
-        max_iter=max_iter,
+        round_iter=round_iter,
         device=settings.device,
     )
     if len(targets) == 1:
@@ -321,7 +341,7 @@ def align_command(
     handle_convergence(
         n_bad == 0,
         f"{n_bad} of {len(results)} alignments" if len(results) > 1 else "the alignment",
-        advice="the pairs still change with more iterations (converged False); raise --max-iter",
+        advice="the pairs still change with more iterations (converged False); raise --round-iter",
     )
     if all(r.n_pairs == 0 for r in results):
         tm = best.tm_score
@@ -342,8 +362,8 @@ def align_command(
             pairs=best.pairs,
             query_labels=best.query.labels(),
             target_labels=best.target.labels(),
-            title=f"{best.query.name} -> {best.target.name}: score {best.score:.3f}, "
-            f"{best.n_pairs} pairs",
+            title=f"{best.query.name} -> {best.target.name}: TM-score {best.tm_score:.3f} "
+            f"(by the query; PLASMA score {best.score:.3f}), {best.n_pairs} pairs",
         )
     if save_superposed and best.n_pairs < 3:
         msg = (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from otbio._errors import InputError
+from otbio._errors import InputError, not_found
 from otbio._settings import settings
 from otbio.cli import cli
 from otbio.cli._util import (
@@ -218,11 +218,11 @@ def reference_cmd(
 )
 @click.option(
     "--relative-epsilon",
-    type=click.Choice(["mean", "none"]),
+    type=click.Choice(["none", "mean", "max"]),
     default=SD.relative_epsilon or "none",
     show_default=True,
-    help="mean: --epsilon is a fraction of each sample's mean squared distance to the "
-    "reference; none: --epsilon is absolute.",
+    help="Multiply --epsilon by each sample's mean (mean) or largest (max) squared distance "
+    "to the reference, so one value suits data of any scale; none takes it as absolute.",
 )
 @click.option(
     "--tol",
@@ -347,8 +347,7 @@ def _embedding_plot(emb, color):
 
     skip = {"n_cells", "lot_converged", "lot_n_iter", "lot_cost"}
     if color is not None and color not in emb.obs:
-        msg = f"obs column '{color}' not found in the embedding; pass --color-key"
-        raise InputError(msg)
+        raise not_found("obs column", color, "the embedding", emb.obs.columns, "--color-key")
     if color is None:
         cands = [c for c in emb.obs.columns if c not in skip]
         color = cands[0] if cands else None
@@ -381,6 +380,7 @@ def concat_cmd(embeddings, output) -> None:
 
 
 @cli.command("barycenter")
+@deprecated_aliases({"--weights": "--weight-key"})
 @click.argument("embedding")
 @click.option(
     "--groupby",
@@ -388,9 +388,10 @@ def concat_cmd(embeddings, output) -> None:
     help="obs column of the embedding that defines the groups (e.g. condition).",
 )
 @click.option(
-    "--weights",
+    "--weight-key",
     default=None,
-    help="Optional obs column of non-negative sample weights within each group; equal weights without it.",
+    help="Optional obs column of the embedding with non-negative sample weights within each "
+    "group; equal weights without it.",
 )
 @click.option(
     "--n-cells",
@@ -420,7 +421,7 @@ def concat_cmd(embeddings, output) -> None:
 @click.option(
     "-o", "--output", required=True, help="Output .h5ad of barycenter cells with obs['group']."
 )
-def barycenter_cmd(embedding, groupby, weights, n_cells, exact, cells, max_iter, output) -> None:
+def barycenter_cmd(embedding, groupby, weight_key, n_cells, exact, cells, max_iter, output) -> None:
     """LOT barycenters of groups of samples (mean embedding), mapped back to cells.
 
     Example: otbio barycenter emb.h5ad --groupby condition -o bary.h5ad
@@ -434,7 +435,7 @@ def barycenter_cmd(embedding, groupby, weights, n_cells, exact, cells, max_iter,
     out = barycenter(
         emb,
         groupby=groupby,
-        weights=weights,
+        weight_key=weight_key,
         n_cells=n_cells,
         exact=exact,
         cells=cell_ads,

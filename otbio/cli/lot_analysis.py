@@ -149,9 +149,11 @@ def _model_alias(value: str | None) -> str:
     "-o",
     "--output",
     required=True,
+    metavar="DIR",
     help="Output directory (created). Training writes metrics.tsv, folds.tsv, confusion.tsv, "
     "cv_predictions.tsv, reference_points.tsv, features.tsv, weights.npy and classify.png; "
-    "--predict writes predictions.tsv.",
+    "--predict writes predictions.tsv (score:<class>: unitless decision value, > 0 favours "
+    "the class; probability:<class> where the model gives one).",
 )
 def classify_cmd(
     embedding,
@@ -311,7 +313,19 @@ def _figure(res):
         point_labels=labels,
         title=title,
         feature_kind="PCA-loading gene" if kind == "gene" else "feature",
+        norm=_norm_by_point(res),
+        towards=res.classes[1] if len(res.classes) == 2 else None,
     )
+
+
+def _norm_by_point(res):
+    """The points table's weight_norm, indexed by reference point (one scale for both)."""
+    import numpy as np
+
+    pts = res.points
+    out = np.zeros(len(pts))
+    out[pts["ref_point"].to_numpy()] = pts["weight_norm"].to_numpy()
+    return out
 
 
 def _parse_weights(values) -> list[dict[str, float]] | None:

@@ -155,7 +155,9 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     "--save-matches",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write each source cell's top target matches and their posterior probabilities to this TSV.",
+    help="Write each source cell's top target matches to this TSV, with p_target_from_source: "
+    "the posterior probability that the target cell came from this source cell (it sums to at "
+    "most 1 over the sources of one target, so one source's top matches can sum to more).",
 )
 @click.option(
     "--topk",
@@ -209,7 +211,7 @@ def register_cmd(
     import pandas as pd
 
     from otbio import io
-    from otbio._errors import ConvergenceWarning, InputError, OtbioError
+    from otbio._errors import ConvergenceWarning, InputError, OtbioError, not_found
     from otbio._settings import settings
     from otbio.register import register, registration_keys, score, spatial_coords
 
@@ -231,13 +233,11 @@ def register_cmd(
         if key is not None:
             for ad_, name in ((src, "source"), (tgt, "target")):
                 if key not in ad_.obs:
-                    msg = f"obs column '{key}' not found in the {name} slice; pass {what}"
-                    raise InputError(msg)
+                    raise not_found("obs column", key, f"the {name} slice", ad_.obs.columns, what)
     truth = None
     if true_key is not None:
         if true_key not in src.obsm:
-            msg = f"obsm key '{true_key}' not found in the source slice; pass --true-key"
-            raise InputError(msg)
+            raise not_found("obsm key", true_key, "the source slice", src.obsm.keys(), "--true-key")
         truth = io.check_points(np.asarray(src.obsm[true_key]), name="true positions")
     # the coordinates before registration (key_added may name spatial_key and replace them)
     y = spatial_coords(src, spatial_key, "source slice")
@@ -309,7 +309,7 @@ def register_cmd(
                 "source": np.repeat(np.asarray(src.obs_names), k),
                 "rank": np.tile(np.arange(1, k + 1), len(y)),
                 "target": np.asarray(tgt.obs_names)[idx.ravel()],
-                "probability": prob.ravel(),
+                "p_target_from_source": prob.ravel(),
             }
         )
     fig = None

@@ -113,7 +113,8 @@ log = logging.getLogger("otbio")
     "--save-matches",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write each source point's top --topk target matches and plan values (TSV).",
+    help="Write each source point's top --topk target matches and plan values (TSV); points "
+    "are named by obs names for .h5ad inputs, by row number (from 0) otherwise.",
 )
 @on_nonconvergence_option
 def transport(
@@ -203,11 +204,12 @@ def transport(
         import pandas as pd  # only here: pandas alone costs about 1 s of start-up
 
         n = idx.shape[0]
+        src_names, tgt_names = io.point_names(source, n), io.point_names(target, y.shape[0])
         results["matches"] = pd.DataFrame(
             {
-                "source": np.repeat(np.arange(n), idx.shape[1]),
+                "source": np.repeat(src_names, idx.shape[1]),
                 "rank": np.tile(np.arange(1, idx.shape[1] + 1), n),
-                "target": idx.ravel(),
+                "target": tgt_names[idx.ravel()],
                 "plan": val.ravel(),
             }
         )

@@ -37,7 +37,7 @@ Reference AnnData (written by ``otbio reference``, read by ``--reference``)
 - ``X``: float64 (k, d), the support points :math:`z_k`.
 - ``obs_names``: ``"z0" .. "z{k-1}"``; ``obs['weight']``: float64 (k,), :math:`r_k`, sums to 1.
 - ``var_names``: the d dimension names: the ``vars`` given, or ``"{use_rep}_{j}"``
-  (e.g. ``X_pca_0`` ... ``X_pca_49``).
+  (e.g. ``X_pca_1`` ... ``X_pca_50``, counted from 1 as PC1 ... PC50).
 - ``obs[celltype_key]`` (only with ``--celltype-key``): the majority label of the pooled cells
   nearest to each support point (a categorical), to name reference points.
 - ``uns['lot_reference']`` (dict): ``reference_id`` (str, see below), ``n_samples`` (int),
@@ -63,7 +63,7 @@ Embedding AnnData (written by ``otbio embed`` / ``otbio concat``)
   (``--raw-map``), ``X[i].reshape(k, d)`` is :math:`T_i(z)` itself (pyLOT convention).
 - ``obs_names``: sample ids (str). ``obs``: every column of the cells' obs that is constant
   within each sample (e.g. ``condition``), plus ``n_cells`` (int), ``lot_converged``
-  (bool), ``lot_n_iter`` (int; 0 for exact), ``lot_cost`` (float, transport cost
+  (bool), ``lot_n_iter`` (int, Sinkhorn iterations; only with the sinkhorn solver), ``lot_cost`` (float, transport cost
   :math:`W_2^2` (exact) or :math:`\\langle P, C \\rangle` (sinkhorn) from the reference).
 - ``var_names``: ``"z{k}:{dim}"``; ``var['ref_point']`` (int k), ``var['dim']`` (str).
 - ``uns['lot']`` (dict):
@@ -104,11 +104,18 @@ Distances table (``otbio distances``): TSV with columns ``sample_a``, ``sample_b
 
 from __future__ import annotations
 
-from otbio.lot._classify import classify, load_model, predict, save_model
+from otbio.lot._classify import (
+    classify,
+    cross_validate,
+    load_model,
+    predict,
+    save_model,
+    transport_labels,
+)
 from otbio.lot._cohort import pbmc_cohort, state_shift_cohort
 from otbio.lot._embed import SampleFit, embed, embed_arrays, lot_vector, to_cloud
 from otbio.lot._format import check_same_reference, reference_id
-from otbio.lot._generate import check_synthetic, generate
+from otbio.lot._generate import check_synthetic, generate, mixing_weights
 from otbio.lot._ops import (
     barycenter,
     concat,
@@ -123,7 +130,10 @@ __all__ = [
     "SampleFit",
     "check_synthetic",
     "classify",
+    "cross_validate",
     "generate",
+    "mixing_weights",
+    "transport_labels",
     "load_model",
     "predict",
     "save_model",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from otbio._errors import InputError
+from otbio._errors import InputError, not_found
 from otbio.lot._format import collect_embedded, embedding_entry, reference_id
 from otbio.lot._ops import embedding_arrays
 
@@ -250,6 +250,13 @@ class Scaled:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.base.predict(self._t(x))
 
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities, where the fitted model gives them (AttributeError if not)."""
+        if not hasattr(self.base, "predict_proba"):
+            msg = f"{type(self.base).__name__} gives no class probabilities"
+            raise AttributeError(msg)
+        return self.base.predict_proba(self._t(x))
+
 
 @dataclass
 class CellsBySample:
@@ -303,8 +310,8 @@ def sample_cells(
         for sid in ids:
             a, rows = rows_of[sid]
             if celltype_key not in adatas[a].obs:
-                msg = f"obs column '{celltype_key}' not found in the cells (celltype_key)"
-                raise InputError(msg)
+                cols = adatas[a].obs.columns
+                raise not_found("obs column", celltype_key, "the cells", cols, "celltype_key")
             types.append(adatas[a].obs[celltype_key].iloc[rows].astype(str).to_numpy())
     return CellsBySample(s.points, s.weights, types)
 
@@ -952,8 +959,11 @@ def load_model(path: str) -> dict:
 def predict(emb: AnnData, bundle: dict, *, name: str = "the embedding") -> pd.DataFrame:
     """Score new samples embedded against the model's reference (refuses any other).
 
-    Returns a DataFrame with ``sample``, ``predicted`` and ``score:<class>`` (decision
-    function; one column ``score:<classes[1]>`` for two classes).
+    Returns a DataFrame with ``sample``, ``predicted`` and ``score:<class>``: the decision
+    function, unitless (a signed distance to the decision boundary in the model's scaled
+    features; > 0 favours the class; one column ``score:<classes[1]>`` for two classes); it
+    ranks samples of one model and is not comparable across models. Models that give class
+    probabilities (the logistic ones) add ``probability:<class>`` in [0, 1].
     """
     import pandas as pd
 
@@ -975,4 +985,12 @@ def predict(emb: AnnData, bundle: dict, *, name: str = "the embedding") -> pd.Da
     cols = [classes[1]] if s.shape[1] == 1 else classes
     for j, c in enumerate(cols):
         out[f"score:{c}"] = s[:, j]
+    if hasattr(m, "predict_proba"):
+        try:
+            proba = np.asarray(m.predict_proba(v), dtype=np.float64)
+        except (AttributeError, NotImplementedError):  # e.g. an SVM without probabilities
+            proba = None
+        if proba is not None and proba.shape[1] == len(classes):
+            for j, c in enumerate(classes):
+                out[f"probability:{c}"] = proba[:, j]
     return out

@@ -269,6 +269,14 @@ def embed(
         samples=samples,
         names=names,
     )
+    d = s.points[0].shape[1] if s.points else z.shape[1]
+    if d != z.shape[1]:  # the representation, not one sample, is wrong: say which to use
+        made = ref_params.get("use_rep") or "the var names in vars"
+        msg = (
+            f"the reference was made from {made} ({z.shape[1]} dimensions), but use_rep "
+            f"'{use_rep}' has {d}; embed with use_rep '{made}' (or leave it out)"
+        )
+        raise InputError(msg)
     if solver == "sinkhorn" and not (epsilon > 0 and np.isfinite(epsilon)):
         msg = f"`epsilon` must be positive, got {epsilon}"
         raise InputError(msg)
@@ -312,7 +320,8 @@ def embed(
     )
     obs = s.obs.copy()
     obs["lot_converged"] = np.array([f.converged for f in fits], dtype=bool)
-    obs["lot_n_iter"] = np.array([f.n_iter for f in fits], dtype=np.int64)
+    if solver == "sinkhorn":  # the exact solver has no iterations to report
+        obs["lot_n_iter"] = np.array([f.n_iter for f in fits], dtype=np.int64)
     obs["lot_cost"] = np.array([f.cost for f in fits], dtype=np.float64)
     n_bad = int((~obs["lot_converged"]).sum())
     if n_bad:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from otbio._contract import with_params
-from otbio._errors import InputError
+from otbio._errors import InputError, listing, not_found
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,10 +58,11 @@ def reference_id(z: np.ndarray, r: np.ndarray) -> str:
 
 
 def dim_names(use_rep: str | None, vars: Sequence[str] | None, d: int) -> list[str]:
-    """Names of the d dimensions: the vars, or ``{use_rep}_{j}``."""
+    """Names of the d dimensions: the vars, or ``{use_rep}_{j}`` counted from 1 (``X_pca_1`` is
+    the first principal component, PC1 in scanpy's figures)."""
     if vars:
         return [str(v) for v in vars]
-    return [f"{use_rep or 'X'}_{j}" for j in range(d)]
+    return [f"{use_rep or 'X'}_{j + 1}" for j in range(d)]
 
 
 def reference_arrays(ref: AnnData) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -264,8 +265,7 @@ def collect_samples(
                 loadings, genes = valid_loadings(pcs, [str(g) for g in ad_.var_names])
         if weight_key is not None:
             if weight_key not in ad_.obs:
-                msg = f"obs column '{weight_key}' not found in {name}; pass weight_key"
-                raise InputError(msg)
+                raise not_found("obs column", weight_key, name, ad_.obs.columns, "weight_key")
             w_all = pd.to_numeric(ad_.obs[weight_key], errors="coerce").to_numpy(np.float64)
         else:
             w_all = np.ones(ad_.n_obs)
@@ -275,8 +275,7 @@ def collect_samples(
             codes = np.zeros(ad_.n_obs, dtype=np.int64)
         else:
             if sample_key not in ad_.obs:
-                msg = f"obs column '{sample_key}' not found in {name}; pass sample_key"
-                raise InputError(msg)
+                raise not_found("obs column", sample_key, name, ad_.obs.columns, "sample_key")
             col = ad_.obs[sample_key]
             if col.isna().any():
                 msg = f"obs column '{sample_key}' in {name} has missing values"
@@ -321,7 +320,10 @@ def collect_samples(
     if want is not None:
         missing = [s for s in want if s not in seen]
         if missing:
-            msg = f"samples not found: {', '.join(missing[:5])}; check `samples`"
+            msg = (
+                f"samples not found: {listing(missing, 5)} (samples there: {listing(sorted(seen))}); "
+                "check `samples`"
+            )
             raise InputError(msg)
         # keep the order the user gave
         pos = {s: i for i, s in enumerate(ids)}

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from otbio._contract import clean_params
-from otbio._errors import InputError
+from otbio._errors import InputError, not_found
 from otbio.lot._embed import embed_arrays, to_cloud
 from otbio.lot._format import embedding_entry, reference_id
 from otbio.lot._ops import distance_matrix, embedding_arrays
@@ -31,8 +31,7 @@ GEN_KEY = "lot_generate"
 
 def _groups(emb: AnnData, groupby: str) -> np.ndarray:
     if groupby not in emb.obs:
-        msg = f"obs column '{groupby}' not found in the embedding; pass `groupby`"
-        raise InputError(msg)
+        raise not_found("obs column", groupby, "the embedding", emb.obs.columns, "`groupby`")
     col = emb.obs[groupby]
     if col.isna().any():
         msg = f"obs column '{groupby}' has missing values"

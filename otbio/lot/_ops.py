@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from otbio._compat import renamed_kwargs
 from otbio._contract import clean_params
-from otbio._errors import InputError
+from otbio._errors import InputError, not_found
 from otbio.lot._embed import to_cloud
 from otbio.lot._format import (
     BARY_KEY,
@@ -208,18 +209,24 @@ def exact_w2_matrix(clouds, *, jobs: int = 1, progress: bool = False) -> np.ndar
         return O.emd(clouds[i][0], clouds[j][0], clouds[i][1], clouds[j][1]).cost
 
     step = max(1, jobs) * 4
-    chunks = [pairs[s : s + step] for s in range(0, len(pairs), step)]
-    for ch in progress_bar(chunks, total=len(chunks), desc="exact W2", show=progress):
-        for (i, j), c in zip(ch, O.map_batch(one, ch, jobs=jobs, threads=True)):
-            out[i, j] = out[j, i] = np.sqrt(max(c, 0.0))
+
+    def done():  # batches of pairs in threads; progress counts pairs, not batches
+        for s in range(0, len(pairs), step):
+            ch = pairs[s : s + step]
+            yield from zip(ch, O.map_batch(one, ch, jobs=jobs, threads=True))
+
+    bar = progress_bar(done(), total=len(pairs), desc="exact W2 pairs", show=progress)
+    for (i, j), c in bar:
+        out[i, j] = out[j, i] = np.sqrt(max(c, 0.0))
     return out
 
 
+@renamed_kwargs({"weights": "weight_key"})
 def barycenter(
     emb: AnnData,
     *,
     groupby: str,
-    weights: str | None = None,
+    weight_key: str | None = None,
     n_cells: int | None = None,
     exact: bool = False,
     cells: AnnData | Sequence[AnnData] | None = None,
@@ -240,8 +247,9 @@ def barycenter(
         An embedding from :func:`embed`.
     groupby
         obs column of ``emb`` defining the groups (e.g. ``condition``).
-    weights
-        Optional obs column of non-negative sample weights :math:`\\lambda_i`.
+    weight_key
+        Optional obs column of ``emb`` with non-negative sample weights :math:`\\lambda_i`
+        within each group (``weights=`` before 0.2).
     n_cells
         Resample each group's barycenter to ``n_cells`` cells (drawn with replacement by
         mass, seeded) instead of returning the weighted support.
@@ -260,21 +268,19 @@ def barycenter(
     u = embedding_entry(emb)
     use_rep = u["params"].get("use_rep")
     if groupby not in emb.obs:
-        cols = ", ".join(f"'{c}'" for c in emb.obs.columns[:10])
-        msg = f"obs column '{groupby}' not found in the embedding (columns: {cols}); pass `groupby`"
-        raise InputError(msg)
+        raise not_found("obs column", groupby, "the embedding", emb.obs.columns, "`groupby`")
     grp = emb.obs[groupby]
     if grp.isna().any():
         msg = f"obs column '{groupby}' has missing values"
         raise InputError(msg)
     grp = grp.astype(str).to_numpy()
-    if weights is not None:
-        if weights not in emb.obs:
-            msg = f"obs column '{weights}' not found in the embedding; pass `weights`"
-            raise InputError(msg)
-        lam_all = pd.to_numeric(emb.obs[weights], errors="coerce").to_numpy(np.float64)
+    if weight_key is not None:
+        if weight_key not in emb.obs:
+            cols = emb.obs.columns
+            raise not_found("obs column", weight_key, "the embedding", cols, "weight_key")
+        lam_all = pd.to_numeric(emb.obs[weight_key], errors="coerce").to_numpy(np.float64)
         if not np.isfinite(lam_all).all() or (lam_all < 0).any():
-            msg = f"sample weights '{weights}' contain NaN or negative values"
+            msg = f"sample weights '{weight_key}' contain NaN or negative values"
             raise InputError(msg)
     else:
         lam_all = np.ones(emb.n_obs)
@@ -348,7 +354,7 @@ def barycenter(
         "params": clean_params(
             {
                 "groupby": groupby,
-                "weights": weights,
+                "weight_key": weight_key,
                 "n_cells": n_cells,
                 "exact": bool(exact),
                 "seed": int(seed),

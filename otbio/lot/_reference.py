@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from otbio._contract import clean_params
-from otbio._errors import ConvergenceWarning, InputError
+from otbio._errors import ConvergenceWarning, InputError, not_found
 from otbio.lot._format import REF_KEY, collect_samples, dim_names, reference_id
 
 if TYPE_CHECKING:
@@ -389,8 +389,7 @@ def _labels_by_sample(adatas, s, sample_key, celltype_key, names):
     """The ``celltype_key`` labels of every sample's cells, in the order of ``s.points``."""
     for a, name in zip(adatas, names or [f"input {i}" for i in range(len(adatas))]):
         if celltype_key not in a.obs:
-            msg = f"obs column '{celltype_key}' not found in {name} (celltype_key)"
-            raise InputError(msg)
+            raise not_found("obs column", celltype_key, name, a.obs.columns, "celltype_key")
     by_id: dict[str, np.ndarray] = {}
     for a, name in zip(adatas, names or [str(i) for i in range(len(adatas))]):
         lab = a.obs[celltype_key].astype(str).to_numpy()

@@ -57,8 +57,8 @@ def lot_embedding_figure(
                 str(nm), (px, py), fontsize=6, alpha=0.7, xytext=(2, 2), textcoords="offset points"
             )
     r = ratio if ratio is not None else np.zeros(2)
-    ax.set_xlabel(f"PC1 ({100 * r[0]:.0f}%)")
-    ax.set_ylabel(f"PC2 ({100 * r[1]:.0f}%)")
+    ax.set_xlabel(f"embedding PC1 ({100 * r[0]:.0f}% of the variance between samples)")
+    ax.set_ylabel(f"embedding PC2 ({100 * r[1]:.0f}%)")
     ax.set_title(title)
     fig.tight_layout()
     return fig

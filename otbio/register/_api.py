@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from otbio._contract import annotate, clean_params
-from otbio._errors import InputError
+from otbio._errors import InputError, not_found
 from otbio._progress import logger as log
 from otbio.io import check_points, get_rep
 from otbio.register._core import Mode, RegistrationResult, register_points
@@ -25,9 +25,7 @@ def spatial_coords(
 ) -> np.ndarray:
     """``obsm[spatial_key]`` as a finite (n, 2|3) float array, or one-line InputError."""
     if spatial_key not in adata.obsm:
-        keys = ", ".join(adata.obsm.keys()) or "none"
-        msg = f"obsm key '{spatial_key}' not found in the {what} (available: {keys}); pass {param}"
-        raise InputError(msg)
+        raise not_found("obsm key", spatial_key, f"the {what}", adata.obsm.keys(), param)
     pts = check_points(np.asarray(adata.obsm[spatial_key]), name=f"{what} coordinates")
     if pts.shape[0] < 3:
         msg = f"the {what} has {pts.shape[0]} cells; registration needs at least 3"
@@ -157,8 +155,9 @@ def register(
     fx = fy = None
     if expression:
         if use_rep is not None:
-            fy = get_rep(source, use_rep=use_rep, what="source cells")
-            fx = get_rep(target, use_rep=use_rep, what="target cells")
+            coords = (spatial_key, target_spatial_key or spatial_key, key_added)
+            fy = get_rep(source, use_rep=use_rep, what="source slice", not_reps=coords)
+            fx = get_rep(target, use_rep=use_rep, what="target slice", not_reps=coords)
             if fx.shape[1] != fy.shape[1]:
                 msg = f"obsm['{use_rep}'] has {fy.shape[1]} columns in the source and {fx.shape[1]} in the target; use a shared representation"
                 raise InputError(msg)

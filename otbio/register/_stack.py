@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from otbio._contract import clean_params
-from otbio._errors import InputError
+from otbio._errors import InputError, not_found
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -65,9 +65,7 @@ def stack_sections(
     coords = []
     for sec, key, name in zip(sections, spatial_keys, names):
         if key not in sec.obsm:
-            keys = ", ".join(sec.obsm.keys()) or "none"
-            msg = f"obsm key '{key}' not found in section '{name}' (available: {keys})"
-            raise InputError(msg)
+            raise not_found("obsm key", key, f"section '{name}'", sec.obsm.keys(), "--spatial-keys")
         c = np.asarray(sec.obsm[key], dtype=np.float64)
         if c.ndim != 2 or c.shape[1] != 2:
             msg = f"section '{name}': obsm['{key}'] must be 2-D coordinates, got shape {c.shape}"

@@ -129,7 +129,7 @@ def test_plasma_pf_embeddings(adk):
     fq = Features(emb[idx] + rng.normal(0, 0.2, (len(idx), 640)), np.ones(640, bool), "embedding")
     fc = Features(emb, np.ones(640, bool), "embedding")
     res = align(q, op, query_features=fq, target_features=fc, plasma_pf=True, refine=0)
-    assert res.params["temperature"] == 0.1 and res.n_iter <= 20
+    assert res.params["epsilon"] == 10 and res.n_iter <= 20
     assert np.mean(res.plan.argmax(1) == idx) >= 0.95
     assert res.score > 0.5
     std = align(q, op, query_features=fq, target_features=fc, temperature=0.1)
@@ -156,5 +156,16 @@ def test_search_ranks_true_parent_first(chains, data):
 def test_bad_options(adk):
     with pytest.raises(InputError, match="threshold"):
         align(adk[0], adk[1], threshold=0.0)
-    with pytest.raises(InputError, match="temperature"):
-        align(adk[0], adk[1], temperature=-1.0)
+    with pytest.raises(InputError, match="epsilon"):
+        align(adk[0], adk[1], epsilon=-1.0)
+    with pytest.raises(InputError, match="epsilon"), pytest.warns(FutureWarning):
+        align(adk[0], adk[1], temperature=-1.0)  # the old keyword: epsilon = 1 / T
+
+
+def test_renamed_keywords_still_work(adk):
+    """temperature=T is epsilon=1/T, max_iter is round_iter, seeds is n_fragments."""
+    with pytest.warns(FutureWarning, match="renamed 'epsilon'"):
+        old = align(adk[0], adk[0], temperature=2.0, max_iter=15, seeds=8)
+    new = align(adk[0], adk[0], epsilon=0.5, round_iter=15, n_fragments=8)
+    assert old.params == new.params and old.params["epsilon"] == 0.5
+    assert old.params["n_fragments"] == 8 and old.tm_score == new.tm_score

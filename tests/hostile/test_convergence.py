@@ -66,16 +66,16 @@ def test_align_converged_means_settled(work):
     assert res.exit_code == 0, res.output
     assert _table(res.stdout)["converged"].all() and not _warnings(res.stderr), res.stderr
     # rounds cut to 5 iterations: the unrelated target's pairs still move; one summary line
-    res = run("align", q, t, other, "--max-iter", 5)
+    res = run("align", q, t, other, "--round-iter", 5)
     assert res.exit_code == 0, res.output
     tab = _table(res.stdout)
     n_bad = int((~tab["converged"]).sum())
     assert n_bad >= 1
     assert _warnings(res.stderr) == [
         f"otbio: warning: {n_bad} of 2 alignments did not converge; the pairs still change "
-        "with more iterations (converged False); raise --max-iter"
+        "with more iterations (converged False); raise --round-iter"
     ], res.stderr
-    res = run("--quiet", "align", q, t, other, "--max-iter", 5)
+    res = run("--quiet", "align", q, t, other, "--round-iter", 5)
     assert res.exit_code == 0 and res.stderr == "", res.stderr
 
 

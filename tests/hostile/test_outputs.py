@@ -198,8 +198,8 @@ def test_unwritable_formats_and_overflow_are_refused_up_front(prot, monkeypatch)
 
     monkeypatch.chdir(prot)
     before = files(prot)
-    cases = [(["align", "q.pdb::122-159", "t.pdb", "--max-iter", "99999999999999999999"],
-              "--max-iter must be at most")]  # fmt: skip
+    cases = [(["align", "q.pdb::122-159", "t.pdb", "--round-iter", "99999999999999999999"],
+              "--round-iter must be at most")]  # fmt: skip
     if importlib.util.find_spec("zstandard") is None:
         cases.append((["align", "q.pdb::122-159", "t.pdb", "-o", "p.tsv.zst"], "zstandard"))
     import matplotlib as mpl

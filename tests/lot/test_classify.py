@@ -114,7 +114,7 @@ def test_weights_are_read_back_per_reference_point(res, emb):
     np.testing.assert_allclose(norms[res.points["ref_point"]], res.points["weight_norm"])
     # positions are the reference support of each ranked point
     z = np.asarray(emb.uns["lot"]["reference"])
-    np.testing.assert_allclose(res.points["z:X_pca_0"], z[res.points["ref_point"], 0])
+    np.testing.assert_allclose(res.points["z:X_pca_1"], z[res.points["ref_point"], 0])
     # genes through the PCA loadings: the monocyte markers lead
     genes = res.features[res.features["kind"] == "gene"]["feature"].head(15).tolist()
     assert {"LST1", "FCER1G", "TYROBP"} <= set(genes), genes
@@ -277,3 +277,20 @@ def test_bad_model_file(files, tmp_path):
     out = tmp_path / "pred"
     r = run(["classify", "--predict", files / "emb.h5ad", "--load-model", bad, "-o", out])
     assert_input_error(r, out)
+
+
+def test_predict_gives_probabilities_where_the_model_has_them(emb):
+    """A logistic model adds probability:<class> columns that agree with the prediction."""
+    from otbio.lot._classify import model_bundle
+
+    fit = classify(emb, groupby="condition", classifier="logistic-l2", n_splits=3, n_repeats=1,
+                   n_permutations=0, seed=0)  # fmt: skip
+    p = predict(emb, model_bundle(fit))
+    cols = [f"probability:{c}" for c in fit.classes]
+    assert set(cols) <= set(p.columns)
+    np.testing.assert_allclose(p[cols].sum(1), 1.0, rtol=1e-9)
+    best = np.asarray(fit.classes)[p[cols].to_numpy().argmax(1)]
+    assert (best == p["predicted"].to_numpy()).all()
+    # the sign of the decision value says the same as the probabilities
+    score = p[f"score:{fit.classes[1]}"].to_numpy()
+    assert ((score > 0) == (p[cols[1]].to_numpy() > 0.5)).all()

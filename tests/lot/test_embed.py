@@ -51,7 +51,7 @@ def test_reference_format(ref, cohort):
     ok = np.isfinite(np.asarray(cohort.varm["PCs"])).all(1)
     assert p["loadings"].shape == (int(ok.sum()), 50) and np.isfinite(p["loadings"]).all()
     assert list(p["genes"]) == list(cohort.var_names[ok])
-    assert list(ref.var_names)[:2] == ["X_pca_0", "X_pca_1"]
+    assert list(ref.var_names)[:2] == ["X_pca_1", "X_pca_2"]
 
 
 def test_exact_equals_pot(emb, ref, cohort):

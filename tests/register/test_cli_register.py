@@ -53,7 +53,7 @@ def test_register_real_slices_writes_everything(tmp_path):
     import pandas as pd
 
     m = pd.read_csv(mt, sep="\t")
-    assert list(m.columns) == ["source", "rank", "target", "probability"]
+    assert list(m.columns) == ["source", "rank", "target", "p_target_from_source"]
     assert len(m) == 3 * a.n_obs
     assert "knn_preservation" in r.stdout and "fold_free_fraction" in r.stdout
     assert "register: iteration" in r.stderr

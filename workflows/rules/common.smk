@@ -166,14 +166,59 @@ def _slurm_minutes(text):
     return minutes + 1440 * int(days or 0)
 
 
+def _profile_executor(name):
+    """The `executor:` of a Snakemake profile given by path or by name, or None."""
+    dirs = [name] if os.sep in name or os.path.isdir(name) else []
+    dirs += [os.path.join(os.path.expanduser("~/.config/snakemake"), name),
+             os.path.join("/etc/xdg/snakemake", name)]  # fmt: skip
+    for d in dirs:
+        f = os.path.join(d, "config.yaml")
+        if os.path.isfile(f):
+            try:
+                with open(f) as fh:
+                    return str((yaml.safe_load(fh) or {}).get("executor") or "") or None
+            except (OSError, yaml.YAMLError):
+                return None
+    return None
+
+
+def slurm_in_use():
+    """True when this run's jobs go to SLURM: `--executor slurm` (or `-e slurm`), a profile
+    whose `executor:` is slurm (`--profile`, `--workflow-profile`, $SNAKEMAKE_PROFILE), or a
+    job already running inside a SLURM allocation. Read from the command line because
+    Snakemake parses the Snakefile before it sets up its executor."""
+    if workflow.remote_exec:
+        return "SLURM_JOB_ID" in os.environ
+    argv = sys.argv[1:]
+    profiles = [os.environ["SNAKEMAKE_PROFILE"]] if os.environ.get("SNAKEMAKE_PROFILE") else []
+    executor = None
+    for i, tok in enumerate(argv):
+        name, eq, value = tok.partition("=")
+        if not eq:
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+        if name in ("--executor", "-e"):
+            executor = value
+        elif name in ("--profile", "--workflow-profile"):
+            profiles.append(value)
+    if executor is None:
+        for prof in profiles:
+            executor = _profile_executor(prof) or executor
+    return bool(executor) and executor.startswith("slurm")
+
+
 def partition_limits():
     """What one node of the SLURM partition that jobs go to offers: a dict with the partition
     name, cpus, mem_mb and minutes (None: no limit), or None when not on a SLURM cluster
-    (no `sinfo`), when config `fit_to_partition` is false, or when sinfo cannot answer.
+    (no `sinfo`), when config `fit_to_partition` is false, when it is `auto` (the default)
+    and the jobs do not go to SLURM (see slurm_in_use: a local run never waits on `sinfo`),
+    or when sinfo cannot answer.
 
     The partition is `slurm_partition` from --default-resources (the profile), else the
     cluster's default partition (the one sinfo marks with '*')."""
-    if not config.get("fit_to_partition", True) or shutil.which("sinfo") is None:
+    fit = config.get("fit_to_partition", "auto")
+    if fit is False or shutil.which("sinfo") is None:
+        return None
+    if fit == "auto" and not slurm_in_use():
         return None
     try:
         out = subprocess.run(

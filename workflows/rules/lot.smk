@@ -86,6 +86,13 @@ if CLASSIFY_CELLTYPE := (LOT["classify"] or {}).get("celltype_key"):
         raise ConfigError(msg)
 LOT_SHARD_IDS = [f"{i:04d}" for i in range(len(LOT_SHARDS))]
 CLASSIFY = LOT["classify"]
+if CLASSIFY is not None and CLASSIFY.get("label"):  # the old key: one line, then as groupby
+    print(
+        "otbio workflow: warning: config lot.classify.label is deprecated and will be removed; "
+        "use lot.classify.groupby (the name of otbio classify's option)",
+        file=sys.stderr,
+    )
+    CLASSIFY["groupby"] = CLASSIFY.pop("label")
 
 FINAL = [f"{LOT_DIR}/embedding.h5ad", f"{LOT_DIR}/distances.tsv", f"{LOT_DIR}/report.md"]
 if CLASSIFY is not None:
@@ -220,7 +227,7 @@ if CLASSIFY is not None:
             f"{LOG_DIR}/lot_classify.log",
         params:
             opts=lambda wc, input: (
-                f"--groupby {q(CLASSIFY['label'])}"
+                f"--groupby {q(CLASSIFY['groupby'])}"
                 + (
                     f" --cells {q(input.cells[0])} --celltype-key {q(CLASSIFY['celltype_key'])}"
                     if CLASSIFY.get("celltype_key")
@@ -257,7 +264,7 @@ rule lot_report:
     params:
         n_samples=len(LOT_SAMPLES) if LOT_SAMPLES is not None else len(LOT["cells"]),
         n_shards=len(LOT_SHARD_IDS),
-        label=(CLASSIFY or {}).get("label", ""),
+        label=(CLASSIFY or {}).get("groupby", ""),
         columns=_POINT_COLUMNS,
     threads: res("lot_report", "threads")
     resources:
