@@ -24,8 +24,9 @@ class ConvergenceWarning(UserWarning):
 
 
 def listing(names, n: int = 6) -> str:
-    """A few of ``names`` for a message: ``a, b, c, ... (12 in all)``, or ``none``."""
-    names = [str(x) for x in names]
+    """A few of ``names`` for a message, quoted: ``'a', 'b', 'c', ... (12 in all)``, or ``none``
+    (quoted so that the command line never reads a column such as 'n_cells' as an option)."""
+    names = [f"'{x}'" for x in names]
     if not names:
         return "none"
     head = ", ".join(names[:n])

@@ -157,13 +157,13 @@ def check_weights(w: Any, n: int, *, name: str = "weights", dtype: type = np.flo
         msg = f"{name} have length {arr.shape[0]} but there are {n} points"
         raise InputError(msg)
     if not np.isfinite(arr).all():
-        msg = f"{name} contain NaN or infinite values"
+        msg = f"{name} contain NaN or infinite values; fix or drop those weights"
         raise InputError(msg)
     if (arr < 0).any():
-        msg = f"{name} contain negative values"
+        msg = f"{name} contain negative values; weights must be >= 0"
         raise InputError(msg)
     if not arr.sum() > 0:
-        msg = f"{name} sum to zero"
+        msg = f"{name} sum to zero; give at least one positive weight"
         raise InputError(msg)
     return arr
 

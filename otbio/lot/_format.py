@@ -297,7 +297,10 @@ def collect_samples(
             if want is not None and sid not in want:
                 continue
             if sid in seen:
-                msg = f"sample '{sid}' appears in both {seen[sid]} and {name}"
+                msg = (
+                    f"sample '{sid}' appears in both {seen[sid]} and {name}; give each sample "
+                    "once (rename it in one file, or drop one file)"
+                )
                 raise InputError(msg)
             seen[sid] = name
             rows = order[bounds[i] : bounds[i + 1]]
@@ -306,7 +309,9 @@ def collect_samples(
                 raise InputError(msg)
             w = w_all[rows]
             if not np.isfinite(w).all() or (w < 0).any():
-                msg = f"cell weights of sample '{sid}' contain NaN or negative values"
+                msg = (
+                    f"cell weights of sample '{sid}' contain NaN or negative values; fix weight_key"
+                )
                 raise InputError(msg)
             if not w.sum() > 0:
                 msg = f"cell weights of sample '{sid}' sum to zero; check weight_key"
@@ -344,7 +349,8 @@ def collect_samples(
 
 #: hints of :func:`collect_samples` that name options of ``embed`` / ``reference``
 _EMBED_HINT = re.compile(
-    r"(?:drop it or )?(?:pass|check) `?(?:use_rep|vars|sample_key|weight_key|samples)`?"
+    r"(?:drop it or )?(?:(?:pass|check|fix) `?(?:use_rep|vars|sample_key|weight_key|samples)`?"
+    r"|set `?(?:use_rep|vars|sample_key|weight_key|samples)`? to one of those)"
 )
 
 

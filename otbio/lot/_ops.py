@@ -280,7 +280,7 @@ def barycenter(
             raise not_found("obs column", weight_key, "the embedding", cols, "weight_key")
         lam_all = pd.to_numeric(emb.obs[weight_key], errors="coerce").to_numpy(np.float64)
         if not np.isfinite(lam_all).all() or (lam_all < 0).any():
-            msg = f"sample weights '{weight_key}' contain NaN or negative values"
+            msg = f"sample weights '{weight_key}' contain NaN or negative values; fix weight_key"
             raise InputError(msg)
     else:
         lam_all = np.ones(emb.n_obs)
@@ -297,7 +297,7 @@ def barycenter(
         sel = np.flatnonzero(grp == g)
         lam = lam_all[sel]
         if not lam.sum() > 0:
-            msg = f"sample weights of group '{g}' sum to zero"
+            msg = f"sample weights of group '{g}' sum to zero; give a positive weight in weight_key"
             raise InputError(msg)
         lam = lam / lam.sum()
         n_per[g] = int(sel.size)

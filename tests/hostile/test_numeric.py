@@ -69,7 +69,7 @@ def test_non_finite_or_empty_embedding_is_refused(work, lot_files):
             if emb == "nan.h5ad":
                 assert "donor02" in line, line  # names the sample
     # NaN in the sample weights of barycenter
-    refused(run("barycenter", d / "w.h5ad", "--groupby", "condition", "--weights", "w",
+    refused(run("barycenter", d / "w.h5ad", "--groupby", "condition", "--weight-key", "w",
                 "-o", d / "b.h5ad"), before, d, "NaN")  # fmt: skip
 
 

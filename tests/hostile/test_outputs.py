@@ -9,7 +9,6 @@ after a refused or failed command: inputs unchanged, no output, no temporary.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import stat
@@ -21,6 +20,7 @@ import anndata as ad
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_hostile import files, refused  # one check: exit, one Error line naming a fix
 
 from otbio.cli import cli
 
@@ -34,25 +34,6 @@ SLICE2 = DATA / "spatial" / "breast_st_slice2.h5ad"
 
 def run(*args, **kw):
     return CliRunner().invoke(cli, [str(a) for a in args], **kw)
-
-
-def files(d: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(d)): hashlib.sha1(p.read_bytes()).hexdigest()
-        for p in sorted(d.rglob("*"))
-        if p.is_file()
-    }
-
-
-def refused(res, before: dict, d: Path, text: str, code: int = 2) -> str:
-    """Exit ``code``, one ``Error:`` line containing ``text``, the directory unchanged."""
-    assert res.exit_code == code, (res.exit_code, res.output)
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res.stderr
-    assert text in lines[0], lines[0]
-    assert "internal error" not in lines[0]
-    assert files(d) == before, "an input changed or an output/temporary was left"
-    return lines[0]
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_hostile import names_a_fix
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "test_data"
@@ -392,6 +393,7 @@ def test_hostile_numba_environment_is_refused_at_start(tmp_path, var, value, tex
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and text in lines[0], res.stderr
+    assert names_a_fix(lines[0]), lines[0]
     assert files(tmp_path) == before
 
 
