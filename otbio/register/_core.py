@@ -405,13 +405,13 @@ def _select_smoothness(ctx, st0, lambda_, beta, rng, *, device):
     return grid[k][0], grid[k][1], record
 
 
-def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=500):
-    """Rigid fits (similarity when affine) from ``n_starts`` initial rotations, most likely
-    first.
+def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, rigid=False, size=500):
+    """Similarity fits (rigid when ``rigid`` or ``mode="rigid"``) from ``n_starts`` initial
+    rotations, most likely first.
 
     Each start rotates the source by ``360 k / n_starts`` degrees (about the z axis in 3-D)
-    and runs a short rigid EM (unit scale; similarity for ``mode="affine"``) with the
-    expression term on at most ``size``
+    and runs a short similarity EM (rigid, unit scale, when partial overlap is assumed)
+    with the expression term on at most ``size``
     landmarks per slice, ranked by the likelihood of the fit. This is what lets the
     registration recover 90 or 180 degree turns that a single start from the identity
     falls short of. Returns ``(fits, sub)``: ``fits`` a list of ``(state, angle_degrees)``
@@ -424,10 +424,11 @@ def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=
         ix = np.sort(rng.choice(n, min(n, size), replace=False))
         sub = ctx.subset(ix, iy)
     d = ctx.y0.shape[1]
-    # rigid (unit scale) unless affine: with a free scale a partial source shrinks onto part of
-    # the target and a wrong turn wins (60% overlap: RMSE cut 0.53 and 0.61 on 2 of 6 pairs,
-    # 0.95-0.96 on all 6 rigid); the elastic fit estimates the scale afterwards
-    fit_mode = "similarity" if mode == "affine" else "rigid"
+    # rigid (unit scale) with partial overlap: with a free scale a partial source shrinks onto
+    # part of the target and a wrong turn wins (60% overlap: RMSE cut 0.53 and 0.61 on 2 of
+    # 6 pairs, 0.95-0.96 on all 6 rigid); on full overlap the similarity search did better
+    # (on-lattice pairs: 0.996-0.999 against 0.947-0.951 rigid)
+    fit_mode = "rigid" if mode == "rigid" or (rigid and mode != "affine") else "similarity"
     fits = []
     for k in range(n_starts):
         ang = 2 * np.pi * k / n_starts
@@ -452,6 +453,19 @@ def _rotation_search(ctx, sigma, e, mode, n_starts, rng, *, estep, device, size=
         fits.append((st, float(np.rad2deg(ang))))
     fits.sort(key=lambda f: -f[0].loglik)
     return fits, sub
+
+
+def _pose(ctx, sigma, e, mode, n_starts, rng, gamma, lambda_, beta, rigid, estep, device):
+    """Rotation search, then (non-rigid) pose check: ``(s, lin, t, angle, record)``."""
+    fits, sub = _rotation_search(
+        ctx, sigma, e, mode, n_starts, rng, estep=estep, device=device, rigid=rigid
+    )
+    best_fit, angle = fits[0]
+    record = {}
+    if mode == "nonrigid":
+        best_fit, angle, record = _check_poses(sub, fits, gamma, lambda_, beta, rng, device=device)
+    record = {**record, "rigid_search": bool(rigid or mode == "rigid")}
+    return best_fit.s, best_fit.lin, best_fit.t, angle, record
 
 
 def _turn(a: np.ndarray, b: np.ndarray) -> float:
@@ -702,8 +716,9 @@ def register_points(
             target and M N > 4e6).
         device: ``cpu`` or ``cuda`` for the dense E-step.
         n_starts: initial rotations tried (evenly spaced over 360 degrees; about the z axis
-            in 3-D) by a short rigid fit each (unit scale: the elastic fit estimates the scale
-            afterwards; similarity when affine); the three most likely distinct
+            in 3-D) by a short similarity fit each (rigid, unit scale, when the outlier
+            share is estimated or given: a partial source would shrink); the three most
+            likely distinct
             poses are then refitted non-rigidly (a strong warp can make a wrong turn the
             more likely similarity fit) and the most likely of those starts the full fit,
             or its plain start (same turn, unit scale, no shift) when a non-rigid fit from
@@ -887,18 +902,14 @@ def register_points(
         em_max = min(max_iter, _FINE_MAX_ITER)
         estep = "local" if estep == "auto" and device == "cpu" else estep
     elif n_starts > 1:
-        fits, sub = _rotation_search(ctx, sigma, e, mode, n_starts, rng, estep=estep, device=device)
-        best_fit, chosen_angle = fits[0]
-        if mode == "nonrigid":
-            best_fit, chosen_angle, pose_check = _check_poses(
-                sub, fits, gamma, lambda_, beta, rng, device=device
-            )
-        s, lin, t = best_fit.s, best_fit.lin, best_fit.t
-        # restart broad from the chosen pose: the deformation fit then sees the whole
-        # mismatch instead of the rigid fit's local optimum (a start at the rigid fit's small
-        # sigma locks in its errors)
-        sigma = gamma * _rms_sigma(xw, s * y0 @ lin.T + t)
-        log.info("initial rotation %.0f degrees (best of %d starts)", chosen_angle, n_starts)
+        # with partial overlap assumed (omega given > 0, or estimated) the search is rigid;
+        # otherwise it fits similarity maps without outliers, and "auto" searches again,
+        # rigid with the estimated share, only when the data choose outliers (below)
+        partial = (omega_auto and not omega_choose) or (not omega_auto and omega > 0)
+        c0 = replace(ctx, omega=0.0, omega_auto=False) if omega_choose else ctx
+        s, lin, t, chosen_angle, pose_check = _pose(
+            c0, sigma, e, mode, n_starts, rng, gamma, lambda_, beta, partial, estep, device
+        )
     omega_choice = {}
     if omega_choose:
         omega_choice = _choose_outliers(
@@ -907,7 +918,7 @@ def register_points(
             mode,
             lambda_,
             beta,
-            rng,
+            np.random.default_rng(seed + 1),  # leaves the main stream as without the choice
             device=device,
         )
         ctx.omega_auto = omega_choice["chosen"] == "estimated"
@@ -919,6 +930,17 @@ def register_points(
             omega_choice["loglik_estimated"],
             omega_choice["loglik_none"],
         )
+        if ctx.omega_auto and n_starts > 1:
+            s, lin, t, chosen_angle, pose_check = _pose(
+                ctx, sigma, e, mode, n_starts, rng, gamma, lambda_, beta, True, estep, device
+            )
+            omega_choice["pose_searched_again"] = True
+    if n_starts > 1 and coarse is None:
+        # restart broad from the chosen pose: the deformation fit then sees the whole
+        # mismatch instead of the rigid fit's local optimum (a start at the rigid fit's small
+        # sigma locks in its errors)
+        sigma = gamma * _rms_sigma(xw, s * y0 @ lin.T + t)
+        log.info("initial rotation %.0f degrees (best of %d starts)", chosen_angle, n_starts)
     solver = None
     selection = {}
     rk = rank if rank is not None else (None if m <= _EXACT_MAX else 300)
