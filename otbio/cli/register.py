@@ -68,9 +68,9 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
 )
 @click.option(
     "--omega",
-    default="0",
+    default="auto",
     show_default=True,
-    help="Outlier probability (share of target cells with no source cell), or 'auto' to estimate it from the data (EM; use it when the slices overlap only partly).",
+    help="Outlier probability (share of target cells with no source cell). 'auto' (default) estimates it by EM and keeps it only when the fit with it explains the target cells better than the fit without outliers (partial overlap handled without a setting); a number fixes it.",
 )
 @click.option(
     "--gamma",
@@ -219,7 +219,7 @@ def register_cmd(
         raise click.UsageError("give at most one of --rigid-only and --affine")
     mode = "rigid" if rigid else "affine" if affine else "nonrigid"
     if omega.strip().lower() == "auto":
-        omega_value = None
+        omega_value = "auto"
     else:
         try:
             omega_value = float(omega)

@@ -93,7 +93,7 @@ def register(
     expression: bool = True,
     lambda_: float | None = None,
     beta: float | None = None,
-    omega: float | None = 0.0,
+    omega: float | str | None = "auto",
     gamma: float = 1.0,
     eta: float = 1.0,
     mode: Mode = "nonrigid",

@@ -113,6 +113,8 @@ def warped_pair(
     jitter: float = 0.45,
     drop: float = 0.1,
     thin: float = 0.5,
+    size: int | None = None,
+    crop: float = 1.0,
     spatial_key: str = "spatial",
 ):
     """A known-warp pair made from one real slice, as a consecutive section would look.
@@ -120,13 +122,19 @@ def warped_pair(
     The source keeps the slice's counts but its spots move off the lattice by up to
     ``jitter`` of the median spot spacing (uniform in a disc); the target is the warped
     lattice (:func:`smooth_warp`), counts thinned binomially by ``thin``, ``drop`` of its
-    spots removed. Returns ``(source, target, truth)`` with ``truth`` (M, D) the true
+    spots removed. ``size`` first subsamples the slice to that many spots (a smaller,
+    sparser section); ``crop`` < 1 keeps only that share of the source's spots, those on
+    one side of a random straight cut (partial overlap: the target's other spots have no
+    partner). Returns ``(source, target, truth)`` with ``truth`` (M, D) the true
     position of every source cell in the target frame.
     """
     import anndata as ad
     import scipy.sparse as sp
     from scipy.spatial import cKDTree
 
+    if size is not None and size < adata.n_obs:
+        pick = np.random.default_rng(seed + 104729).choice(adata.n_obs, size, replace=False)
+        adata = adata[np.sort(pick)].copy()
     rng = np.random.default_rng(seed + 7919)
     lat = np.asarray(adata.obsm[spatial_key], dtype=np.float64)
     spacing = float(np.median(cKDTree(lat).query(lat, k=2)[0][:, 1]))
@@ -139,10 +147,19 @@ def warped_pair(
     truth = warp(y)
     src = adata.copy()
     src.obsm[spatial_key] = y
+    src.obs["spot"] = np.arange(adata.n_obs)  # lattice index: the target's names are w<spot>
     keep = np.sort(rng.choice(adata.n_obs, int(round((1 - drop) * adata.n_obs)), replace=False))
     counts = sp.csr_matrix(adata.X).astype(np.int64)
     counts.data = rng.binomial(counts.data, thin)
     tgt = ad.AnnData(X=sp.csr_matrix(counts[keep], dtype=np.float32), var=adata.var.copy())
     tgt.obs_names = [f"w{i}" for i in keep]
     tgt.obsm[spatial_key] = warp(lat[keep])
+    if crop < 1.0:  # the source keeps the spots on one side of a random straight cut
+        ang = np.random.default_rng(seed + 15485863).uniform(0, 2 * np.pi)
+        u = np.zeros(d)
+        u[:2] = np.cos(ang), np.sin(ang)
+        proj = lat @ u
+        inside = np.flatnonzero(proj <= np.quantile(proj, crop))
+        src = src[inside].copy()
+        truth = truth[inside]
     return src, tgt, truth

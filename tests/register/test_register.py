@@ -350,3 +350,29 @@ def test_middle_smoothness_chosen_on_moderate_warp(slice1):
     sel = res.params["smoothness_selection"]
     assert len(sel["candidates_beta"]) == 3 and res.params["beta"] < 2.0
     assert 1 - R.rmse(res.registered, truth) / R.rmse(y, truth) >= 0.95
+
+
+@pytest.mark.parametrize("overlap", [1.0, 0.7])
+def test_consecutive_section_with_defaults(slice3, overlap):
+    """A pair as consecutive sections differ (issue #21): the source re-sampled off the
+    lattice by up to 0.45 of the spacing, 10% of the target's spots missing, its counts
+    thinned to 70%, a GP warp of RMS length 0.12 of the extent (length scale 0.3 of it),
+    25 degrees; with ``overlap`` 0.7 the source keeps only the tissue on one side of a
+    straight cut, so 30% of the target has no partner. Defaults only: the outlier share is
+    chosen from the data (no outliers on full overlap, the EM estimate here). Before, the
+    default (no outliers) forced every target spot onto the source and fell far short."""
+    src, tgt, truth = R.warped_pair(
+        slice3, seed=0, amp=0.12, length=0.3, angle=25, jitter=0.45, drop=0.1, thin=0.7
+    )
+    y = np.asarray(src.obsm["spatial"])
+    proj = y @ np.array([np.cos(1.0), np.sin(1.0)])
+    keep = proj <= np.quantile(proj, overlap)
+    part = src[keep].copy()
+    res = otbio.register(part, tgt, seed=0, progress=False)
+    y, truth = y[keep], truth[keep]
+    assert 1 - R.rmse(res.registered, truth) / R.rmse(y, truth) >= 0.95
+    assert R.fold_free_fraction(y, res.registered) >= R.fold_free_fraction(y, truth) - 0.01
+    chosen = res.params["omega_choice"]["chosen"]
+    assert chosen == ("none" if overlap == 1.0 else "estimated")
+    if overlap < 1.0:
+        assert abs(res.params["omega"] - (1 - keep.mean())) < 0.1
