@@ -87,8 +87,8 @@ def embed_arrays(
     dense ``ot.emd`` for small problems), ``jobs`` samples at a time in threads (both
     release the GIL). ``solver="sinkhorn"``: the engine's log-domain
     Sinkhorn, one sample after the other (each uses every core), ``epsilon`` relative to the
-    mean cost by default, reached by ``epsilon_scaling`` (halving from the mean cost; about
-    half the iterations of a cold start), or warm-started from the previous sample's
+    mean cost by default, reached by adaptive ``epsilon_scaling`` (halving from the mean cost
+    when the target epsilon is not easy), or warm-started from the previous sample's
     reference potential with ``warm_start``.
 
     .. math::
