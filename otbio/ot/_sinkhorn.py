@@ -221,12 +221,15 @@ def _mean_cost(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 DENSE_PROGRESS_ENTRIES = 50_000_000
 DENSE_TRACE_CHUNK = 100_000  # iterations per dense kernel call (bounds the trace buffer)
 #: adaptive epsilon scaling (``scaling_iter=None``): the target epsilon is tried first for
-#: PROBE_ITER iterations; when the L1 marginal error is then still above PROBE_EASY_ERROR the
-#: solve restarts cold from the mean cost, halving epsilon (``epsilon_scaling``), and leaves each
-#: level as soon as its marginal error is below LEVEL_TOL (at most LEVEL_CAP iterations).
+#: PROBE_ITER iterations; unless the L1 marginal error is then below PROBE_EASY_ERROR and
+#: still falling fast (at most PROBE_DECAY times its value half-way; a plateau means mass
+#: that still has to cross a gap, e.g. between clusters) the solve restarts cold from the mean
+#: cost, halving epsilon (``epsilon_scaling``), and leaves each level as soon as its marginal
+#: error is below LEVEL_TOL (at most LEVEL_CAP iterations).
 #: Chosen on benchmarks/engine.py's epsilon sweep (see benchmarks/RESULTS.md).
 PROBE_ITER = 10
 PROBE_EASY_ERROR = 0.05
+PROBE_DECAY = 0.6
 LEVEL_TOL = 3e-3
 LEVEL_CAP = 1000
 
@@ -457,7 +460,7 @@ class Sinkhorn:
             run_main = not converged and it < self.max_iter
             if not run_main:
                 n_iter = it
-            elif err > PROBE_EASY_ERROR:  # not easy: scale from a cold start
+            elif not self._easy(trace):  # not easy: scale from a cold start
                 f, g, n_iter = levels(xp.zeros_like(f), g, it)
             else:
                 it0 = it + 1
@@ -519,6 +522,14 @@ class Sinkhorn:
         if self.check_every is not None:
             return self.check_every
         return 1 if device == "cpu" else 10
+
+    @staticmethod
+    def _easy(trace) -> bool:
+        """Whether the probe's errors say the target epsilon is easy: the last one below
+        PROBE_EASY_ERROR and (with a check half-way) at most PROBE_DECAY times that one."""
+        if len(trace) == 0 or not trace[-1] < PROBE_EASY_ERROR:
+            return False
+        return len(trace) < 2 or trace[-1] <= PROBE_DECAY * trace[len(trace) // 2 - 1]
 
     @staticmethod
     def _probe_length(check_every: int) -> int:
@@ -643,7 +654,7 @@ class Sinkhorn:
             run_main = not converged and it < self.max_iter
             if not run_main:
                 n_iter = it
-            elif err > PROBE_EASY_ERROR:  # not easy: scale from a cold start
+            elif not self._easy(np.concatenate(trace_parts)):  # not easy: scale, cold
                 f[:] = 0.0
                 g[:] = 0.0
                 n_iter = levels(it)
