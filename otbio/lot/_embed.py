@@ -119,9 +119,13 @@ def embed_arrays(
 
         def one(i: int) -> SampleFit:
             # samples after the first batch start their column generation from the first
-            # sample's reference potential (same reference; the optimum is certified anyway;
-            # the first batch runs cold, so the start never depends on thread timing)
-            f0 = f_first[0] if f_first and i >= chunk else None
+            # sample's reference potential instead of a coarse problem (same reference; the
+            # optimum is certified anyway; the first batch runs cold, so the start never
+            # depends on thread timing); only where the coarse problem would run (m >= 2n):
+            # with fewer cells the potential of another sample chose worse first arcs
+            # (benchmarks/lot_exact.py)
+            warm = f_first and i >= chunk and len(points[i]) >= 2 * max(len(z), 250)
+            f0 = f_first[0] if warm else None
             out = O.emd(z, points[i], r, weights[i], f0=f0)
             if i == 0 and out.f is not None:
                 f_first.append(out.f)

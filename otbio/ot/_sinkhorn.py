@@ -448,19 +448,23 @@ class Sinkhorn:
             log.debug("epsilon scaling: %d iterations in all so far", n_iter)
             return f, g, n_iter
 
-        lv = self._schedule(geom.mean_cost(a, b) if init is None else 0.0, eps, init)
+        scaling = self.epsilon_scaling is not None and init is None
+        fixed = scaling and self.scaling_iter is not None
+        lv = self._schedule(geom.mean_cost(a, b), eps) if fixed else []
         n_iter, it0, run_main = 0, 1, True
-        if lv and self.scaling_iter is not None:  # fixed levels first
+        if lv:  # fixed levels first
             f, g, n_iter = levels(f, g, 0)
         elif init is None:
             g = g_update(f, eps)
-        if lv and self.scaling_iter is None:  # adaptive: the target epsilon first
+        if scaling and not fixed:  # adaptive: the target epsilon first
             probe = min(self._probe_length(check_every), self.max_iter)
             f, g, it, converged, err = main_loop(f, g, 1, probe)
             run_main = not converged and it < self.max_iter
+            if run_main and not self._easy(trace):  # the levels only when they are needed
+                lv = self._schedule(geom.mean_cost(a, b), eps)
             if not run_main:
                 n_iter = it
-            elif not self._easy(trace):  # not easy: scale from a cold start
+            elif lv:  # not easy: scale from a cold start
                 f, g, n_iter = levels(xp.zeros_like(f), g, it)
             else:
                 it0 = it + 1
@@ -495,11 +499,9 @@ class Sinkhorn:
             _be=be,
         )
 
-    def _schedule(self, e0: float, eps: float, init) -> list[tuple[float, int, float]]:
+    def _schedule(self, e0: float, eps: float) -> list[tuple[float, int, float]]:
         """The epsilon-scaling levels above the target, from ``e0`` (the mean cost):
-        ``(epsilon, iteration cap, level tolerance)``; empty when scaling is off."""
-        if self.epsilon_scaling is None or init is not None:
-            return []
+        ``(epsilon, iteration cap, level tolerance)``; empty when ``eps >= e0``."""
         q = self.epsilon_scaling
         out = []
         e = max(e0, eps)
@@ -641,20 +643,24 @@ class Sinkhorn:
                 it -= 1  # the iteration that passed the check is not counted (as online)
             return (it if converged else budget), converged, err
 
-        lv = self._schedule(_mean_cost(c, a, b) if init is None else 0.0, eps, init)
+        scaling = self.epsilon_scaling is not None and init is None
+        fixed = scaling and self.scaling_iter is not None
+        lv = self._schedule(_mean_cost(c, a, b), eps) if fixed else []
         n_iter, it0, run_main = 0, 1, True
-        if lv and self.scaling_iter is not None:  # fixed levels first
+        if lv:  # fixed levels first
             n_iter = levels(0)
         elif init is None:
             K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, eps, phi(eps), counts)
         else:
             K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
-        if lv and self.scaling_iter is None:  # adaptive: the target epsilon first
+        if scaling and not fixed:  # adaptive: the target epsilon first
             it, converged, err = main_loop(1, min(self._probe_length(check_every), self.max_iter))
             run_main = not converged and it < self.max_iter
+            if run_main and not self._easy(np.concatenate(trace_parts)):
+                lv = self._schedule(_mean_cost(c, a, b), eps)
             if not run_main:
                 n_iter = it
-            elif not self._easy(np.concatenate(trace_parts)):  # not easy: scale, cold
+            elif lv:  # not easy: scale from a cold start
                 f[:] = 0.0
                 g[:] = 0.0
                 n_iter = levels(it)
