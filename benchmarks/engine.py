@@ -306,8 +306,9 @@ def sweep_lines(rows, n):
         f" max_iter {O.SINKHORN_DEFAULTS.max_iter}, factor {O.SINKHORN_DEFAULTS.epsilon_scaling}"
         "). *off*: no scaling; *fixed*: 10 iterations per level from the mean cost (otbio"
         " 0.1's default); *default*: the adaptive schedule (target epsilon first for"
-        " 10 iterations, then, if still far, cold scaling leaving each level at marginal error"
-        " 3e-3). Ratio: default / the better of off and fixed (converged ones only).",
+        " 10 iterations; unless its marginal error is then below 0.05 and still falling fast,"
+        " cold scaling leaving each level at marginal error 3e-3). Ratio: default / the better"
+        " of off and fixed (converged ones only).",
         "",
         "| data | epsilon / mean cost | off | fixed | default | ratio | default s |",
         "|---|---|---|---|---|---|---|",
