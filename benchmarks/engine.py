@@ -9,7 +9,11 @@ Measures, on uniform random clouds in d = 10 (float64 unless said):
 2. otbio's extra peak memory at n = m = 100,000 (a subprocess, a few iterations);
 3. time to a transport cost within 1% of ``ot.emd2`` at n = 4000: otbio with epsilon
    scaling against POT's fastest solver to the same accuracy;
-4. a float32 row.
+4. a float32 row;
+5. ``--sweep``: iterations to the default tolerance over epsilon = 0.001-0.1 x the mean cost
+   on four data sets (uniform cube, two bundled donors, two clustered clouds), with epsilon
+   scaling off, with the fixed schedule of otbio 0.1 (10 iterations per level) and with the
+   default (adaptive) schedule; ``--sweep-only`` runs only this table.
 Medians of ``--repeats`` runs. With ``--append`` the table goes to benchmarks/RESULTS.md.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -179,6 +184,160 @@ def time_to_accuracy(n, repeats):
     return exact, results, best
 
 
+POT_SCRIPT = """
+import sys, numpy as np, ot
+x, y = np.load(sys.argv[1]), np.load(sys.argv[2])
+a, b = np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y))
+m = ot.dist(x, y)
+p, log = ot.sinkhorn(a, b, m, float(sys.argv[3]), method="sinkhorn_log", stopThr=float(sys.argv[4]),
+                     numItermax=1000, log=True)
+print("cost", float((p * m).sum()), "iterations", log["niter"])
+"""
+
+
+def whole_process(n, repeats, tol=1e-6):
+    """``otbio transport`` and a POT ``sinkhorn_log`` script as whole processes, alternating:
+    n = m points in the unit cube (d = 10), the same absolute epsilon (1% of the largest
+    cost), stopping at ``tol`` (otbio: L1 marginal error, POT: L2 error of a marginal)."""
+    import resource
+    import tempfile
+
+    x, y = clouds(n, n)
+    eps = 0.01 * float(ot.dist(x, y).max())
+    cli = "from otbio.cli import main; main()"
+    out = {"otbio": [], "POT": []}
+    with tempfile.TemporaryDirectory() as d:
+        pa, pb = f"{d}/x.npy", f"{d}/y.npy"
+        np.save(pa, x)
+        np.save(pb, y)
+        cmds = {
+            "otbio": [sys.executable, "-c", cli, "transport", pa, pb, "--epsilon", repr(eps),
+                      "--relative-epsilon", "none", "--tol", repr(tol)],
+            "POT": [sys.executable, "-c", POT_SCRIPT, pa, pb, repr(eps), repr(tol)],
+        }  # fmt: skip
+        subprocess.run(cmds["otbio"], check=True, capture_output=True)  # warm the caches
+        for _ in range(repeats):
+            for k, cmd in cmds.items():
+                r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                t = time.perf_counter()
+                res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                wall = time.perf_counter() - t
+                r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+                out[k].append((wall, cpu, (res.stdout + res.stderr).strip().splitlines()[-3:]))
+                print(k, out[k][-1], file=sys.stderr, flush=True)
+    return eps, out
+
+
+def whole_lines(n, eps, out, tol, repeats):
+    w = {k: med([r[0] for r in v]) for k, v in out.items()}
+    c = {k: med([r[1] for r in v]) for k, v in out.items()}
+    return [
+        "",
+        f"### Whole process: `otbio transport` vs POT `sinkhorn_log` ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"Command: `python benchmarks/engine.py --whole-process-only --whole-n {n}"
+        f" --repeats {repeats}`. n = m = {n} uniform points in d = {D}, absolute epsilon"
+        f" {eps:.4g} (1% of the largest cost) on both sides, tol {tol:g} (otbio: L1 marginal"
+        " error; POT: stopThr on its L2 marginal error); every process alternates, medians of"
+        f" {repeats}; load average {os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| route | wall s | CPU s | last output |",
+        "|---|---|---|---|",
+        *[f"| {k} | {w[k]:.2f} | {c[k]:.2f} | {' / '.join(out[k][-1][2])[:160]} |" for k in out],
+        "",
+        f"POT / otbio: {w['POT'] / w['otbio']:.1f}x wall, {c['POT'] / c['otbio']:.1f}x CPU.",
+        "",
+    ]
+
+
+SWEEP_RELS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+
+
+def sweep_datasets(n):
+    """Uniform cube; two bundled donors (PCA); 8 Gaussian clusters, well apart and overlapping."""
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    out = {f"uniform cube, {n} x {n}, d = {D}": (rng.random((n, D)), rng.random((n, D)))}
+    cohort = ad.read_h5ad(Path(__file__).parents[1] / "test_data" / "pbmc_cohort.h5ad")
+    donor = cohort.obs["donor"].astype(str).to_numpy()
+    ids = list(dict.fromkeys(donor))
+    x = np.asarray(cohort.obsm["X_pca"], dtype=np.float64)
+    a, b = x[donor == ids[0]], x[donor == ids[1]]
+    out[f"two bundled donors, {len(a)} x {len(b)}, d = {x.shape[1]}"] = (a, b)
+    for label, scale, spread in (("well apart", 3.0, 0.3), ("overlapping", 1.5, 0.5)):
+        cen = rng.normal(size=(8, D)) * scale
+        pts = tuple(cen[rng.integers(0, 8, n)] + spread * rng.normal(size=(n, D)) for _ in "xy")
+        out[f"8 clusters {label}, {n} x {n}, d = {D}"] = pts
+    return out
+
+
+def epsilon_sweep(n):
+    """Iterations (to the default tol and max_iter) with scaling off, fixed and adaptive."""
+    schedules = {
+        "off": dict(epsilon_scaling=None),
+        "fixed": dict(epsilon_scaling=0.5, scaling_iter=10),
+        "default": {},
+    }
+    rows = []
+    for name, (x, y) in sweep_datasets(n).items():
+        for rel in SWEEP_RELS:
+            row = {"data": name, "rel": rel}
+            for key, kw in schedules.items():
+                t = time.perf_counter()
+                out = O.sinkhorn(x, y, epsilon=rel, relative_epsilon="mean", warn=False, **kw)
+                row[key] = (out.n_iter, out.converged, time.perf_counter() - t, out.cost)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def sweep_lines(rows, n):
+    def it(v):
+        return f"{v[0]}" if v[1] else f"{v[0]} (not converged)"
+
+    lines = [
+        "",
+        f"### Epsilon scaling: iterations over an epsilon sweep ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"Command: `python benchmarks/engine.py --sweep-only --sweep-n {n}`",
+        f"Defaults otherwise (tol {O.SINKHORN_DEFAULTS.tol:g} on the L1 marginal error,"
+        f" max_iter {O.SINKHORN_DEFAULTS.max_iter}, factor {O.SINKHORN_DEFAULTS.epsilon_scaling}"
+        "). *off*: no scaling; *fixed*: 10 iterations per level from the mean cost (otbio"
+        " 0.1's default); *default*: the adaptive schedule (target epsilon first for"
+        " 10 iterations; unless its marginal error is then below 0.05 and still falling fast,"
+        " cold scaling leaving each level at marginal error 3e-3). Ratio: default / the better"
+        " of off and fixed (converged ones only).",
+        "",
+        "| data | epsilon / mean cost | off | fixed | default | ratio | default s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    worst, lost = 0.0, []
+    for r in rows:
+        done = [r[k][0] for k in ("off", "fixed") if r[k][1]]
+        d = r["default"]
+        if done and d[1]:
+            ratio = d[0] / min(done)
+            worst = max(worst, ratio)
+            rs = f"{ratio:.2f}"
+        else:
+            rs = "-" if not done else "not converged"
+        if r["off"][1] and not d[1]:
+            lost.append(f"{r['data']} at {r['rel']}")
+        lines.append(
+            f"| {r['data']} | {r['rel']} | {it(r['off'])} | {it(r['fixed'])} | {it(d)} | {rs} |"
+            f" {d[2]:.2f} |"
+        )
+    lines += [
+        "",
+        f"Worst ratio {worst:.2f}; rows that converge without scaling but not with the default:"
+        f" {', '.join(lost) if lost else 'none'}.",
+        "",
+    ]
+    return lines
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
@@ -186,7 +345,28 @@ def main():
     ap.add_argument("--memory-n", type=int, default=100_000)
     ap.add_argument("--accuracy-n", type=int, default=4000)
     ap.add_argument("--append", action="store_true")
+    ap.add_argument("--sweep", action="store_true", help="add the epsilon-scaling sweep")
+    ap.add_argument("--sweep-only", action="store_true", help="only the epsilon-scaling sweep")
+    ap.add_argument("--sweep-n", type=int, default=1000)
+    ap.add_argument("--whole-process-only", action="store_true",
+                    help="only `otbio transport` vs a POT script, whole processes")  # fmt: skip
+    ap.add_argument("--whole-n", type=int, default=4000)
     args = ap.parse_args()
+    if args.whole_process_only:
+        eps, out = whole_process(args.whole_n, args.repeats)
+        text = "\n".join(whole_lines(args.whole_n, eps, out, 1e-6, args.repeats))
+        print(text)
+        if args.append:
+            with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
+                fh.write(text)
+        return
+    if args.sweep_only:
+        text = "\n".join(sweep_lines(epsilon_sweep(args.sweep_n), args.sweep_n))
+        print(text)
+        if args.append:
+            with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
+                fh.write(text)
+        return
 
     rows = iteration_table(args.sizes, args.repeats)
     mem_mb, mem_t = peak_memory(args.memory_n)
@@ -235,6 +415,8 @@ def main():
         pot_best = min(t for t, _ in pot_res.values())
         lines.append("")
         lines.append(f"otbio / POT best time: {best[1] / pot_best:.2f}")
+    if args.sweep:
+        lines += sweep_lines(epsilon_sweep(args.sweep_n), args.sweep_n)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.append:

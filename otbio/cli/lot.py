@@ -244,8 +244,8 @@ def reference_cmd(
     type=click.FloatRange(min=0, max=1, max_open=True),
     default=SD.epsilon_scaling or 0.0,
     show_default=True,
-    help="Sinkhorn starts at the mean cost and multiplies epsilon by this factor down to "
-    "--epsilon (about half the iterations of a cold start); 0 turns it off.",
+    help="When --epsilon is not easy (tried first for 10 iterations), Sinkhorn restarts at "
+    "the mean cost and multiplies epsilon by this factor down to --epsilon; 0 turns it off.",
 )
 @click.option(
     "--samples",

@@ -81,7 +81,7 @@ log = logging.getLogger("otbio")
     type=click.FloatRange(min=0, max=1, max_open=True),
     default=SD.epsilon_scaling or 0.0,
     show_default=True,
-    help="Anneal epsilon from the mean cost by this factor per level; speeds up small epsilons. 0 turns it off.",
+    help="Anneal epsilon from the mean cost by this factor per level when the target epsilon is not easy (it is tried first for 10 iterations); speeds up small epsilons. 0 turns it off.",
 )
 @click.option(
     "--dtype",

@@ -88,8 +88,8 @@ def embed_arrays(
     dense ``ot.emd`` for small problems), ``jobs`` samples at a time in threads (both
     release the GIL). ``solver="sinkhorn"``: the engine's log-domain
     Sinkhorn, one sample after the other (each uses every core), ``epsilon`` relative to the
-    mean cost by default, reached by ``epsilon_scaling`` (halving from the mean cost; about
-    half the iterations of a cold start), or warm-started from the previous sample's
+    mean cost by default, reached by adaptive ``epsilon_scaling`` (halving from the mean cost
+    when the target epsilon is not easy), or warm-started from the previous sample's
     reference potential with ``warm_start``.
 
     .. math::
@@ -116,9 +116,20 @@ def embed_arrays(
     fits: list[SampleFit | None] = [None] * n
 
     if solver == "exact":
+        f_first: list[np.ndarray] = []  # the first sample's reference potential
 
         def one(i: int) -> SampleFit:
-            out = O.emd(z, points[i], r, weights[i])
+            # samples after the first batch start their column generation from the first
+            # sample's reference potential instead of a coarse problem (same reference; the
+            # optimum is certified anyway; the first batch runs cold, so the start never
+            # depends on thread timing); only where the coarse problem would run (m >= 2n):
+            # with fewer cells the potential of another sample chose worse first arcs
+            # (benchmarks/lot_exact.py)
+            warm = f_first and i >= chunk and len(points[i]) >= 2 * max(len(z), 250)
+            f0 = f_first[0] if warm else None
+            out = O.emd(z, points[i], r, weights[i], f0=f0)
+            if i == 0 and out.f is not None:
+                f_first.append(out.f)
             mass = out.marginals()[0]
             with np.errstate(invalid="ignore", divide="ignore"):
                 t = out.plan_dot(points[i]) / mass[:, None]

@@ -17,12 +17,12 @@ class SinkhornDefaults:
     """The Sinkhorn defaults of every entry point, defined once.
 
     :class:`otbio.ot.Sinkhorn`, ``otbio transport`` and ``otbio embed``
-    (:func:`otbio.lot.embed`) all take these: epsilon 1% of the mean cost, reached by epsilon
-    scaling (halving from the mean cost), L1 marginal error below 1e-5, at most 10,000
-    iterations in all (scaling levels included). On the bundled cohort
-    (``test_data/pbmc_cohort.h5ad``, 24 donors) every donor converges against a 128- or
-    512-point reference (at most about 8,100 iterations), and two donors converge with each
-    other in about 510 iterations.
+    (:func:`otbio.lot.embed`) all take these: epsilon 1% of the mean cost, reached by adaptive
+    epsilon scaling (halving from the mean cost when the target epsilon is not easy; see
+    ``Sinkhorn.scaling_iter``), L1 marginal error below 1e-5, at most 10,000 iterations in
+    all (scaling levels included). On the bundled cohort (``test_data/pbmc_cohort.h5ad``, 24
+    donors) every donor converges against a 128- or 512-point reference (at most about 7,900
+    iterations), and two donors converge with each other in about 500 iterations.
     """
 
     epsilon: float = 0.01

@@ -333,7 +333,7 @@ def _balanced_from_sums(sums, out_s):
 @njit(fastmath=FASTMATH, cache=True, nogil=True)
 def dense_sinkhorn(
     C, K, a, b, loga, logb, f, g, fr, gr, u, v, eps, phi, it0, it1, max_iter, check_every, tol,
-    trace, ntrace, counts,
+    trace, ntrace, counts, finish,
 ):  # fmt: skip
     """Iterations ``it0..it1`` (1-based, inclusive) of log-domain Sinkhorn on a dense cost.
 
@@ -356,8 +356,9 @@ def dense_sinkhorn(
     check is the largest change of a potential over ``eps`` after both halves.
 
     Returns ``(converged, it, err, ntrace)``: ``converged`` at iteration ``it`` (balanced:
-    ``f`` is left at the iterate that passed the check), else ``it = it1``; ``f`` and ``g``
-    hold the current potentials on return.
+    ``f`` is left at the iterate that passed the check, unless ``finish``: then that
+    iteration is completed, as an epsilon-scaling level ends), else ``it = it1``; ``f`` and
+    ``g`` hold the current potentials on return.
     """
     n, m = C.shape
     inv = 1.0 / eps
@@ -371,6 +372,8 @@ def dense_sinkhorn(
     colsum = np.empty(m)
     lse = np.empty(max(n, m))
     err = np.inf
+    conv = False
+    it_end = it1
     for it in range(it0, it1 + 1):
         check = check_every > 0 and (it % check_every == 0 or it == max_iter)
         # rows: f from g, and in the same pass over K the column sums for g from the new f
@@ -394,13 +397,14 @@ def dense_sinkhorn(
             else:
                 for i in range(n):
                     err += abs(a[i] * (u[i] / unew[i]) - a[i])
-            if err < tol:
+            if err < tol and not finish:
                 if st != 2:
                     _materialise(fr, u, eps, f)
                     _materialise(gr, v, eps, g)
                 return True, it, err, ntrace
             trace[ntrace] = err
             ntrace += 1
+            conv = err < tol
         if check and not balanced:
             err = 0.0
             for i in range(n):
@@ -447,10 +451,13 @@ def dense_sinkhorn(
             ntrace += 1
             if err < tol:
                 return True, it, err, ntrace
+        if conv:  # balanced with ``finish``: the iteration that passed the check is complete
+            it_end = it
+            break
     if balanced:
         _materialise(fr, u, eps, f)
         _materialise(gr, v, eps, g)
-    return False, it1, err, ntrace
+    return conv, it_end, err, ntrace
 
 
 @njit(fastmath=FASTMATH, cache=True, nogil=True)

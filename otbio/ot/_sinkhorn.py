@@ -230,6 +230,18 @@ def _mean_cost(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 #: Kernel entries visited between two progress checks of the dense route (about 0.1 s).
 DENSE_PROGRESS_ENTRIES = 50_000_000
 DENSE_TRACE_CHUNK = 100_000  # iterations per dense kernel call (bounds the trace buffer)
+#: adaptive epsilon scaling (``scaling_iter=None``): the target epsilon is tried first for
+#: PROBE_ITER iterations; unless the L1 marginal error is then below PROBE_EASY_ERROR and
+#: still falling fast (at most PROBE_DECAY times its value half-way; a plateau means mass
+#: that still has to cross a gap, e.g. between clusters) the solve restarts cold from the mean
+#: cost, halving epsilon (``epsilon_scaling``), and leaves each level as soon as its marginal
+#: error is below LEVEL_TOL (at most LEVEL_CAP iterations).
+#: Chosen on benchmarks/engine.py's epsilon sweep (see benchmarks/RESULTS.md).
+PROBE_ITER = 10
+PROBE_EASY_ERROR = 0.05
+PROBE_DECAY = 0.6
+LEVEL_TOL = 3e-3
+LEVEL_CAP = 1000
 
 
 @dataclass(frozen=True)
@@ -268,11 +280,21 @@ class Sinkhorn:
         than use up the budget; at least one iteration runs at the target epsilon), so
         ``SinkhornOutput.n_iter`` never exceeds it.
     check_every
-        Iterations between convergence checks (each check is free: it reuses an update).
+        Iterations between convergence checks (each check is free: it reuses an update);
+        None: every iteration on the CPU, every 10 on other devices (a check there waits
+        for the device).
     epsilon_scaling
-        Factor in (0, 1): start at the mean cost and multiply epsilon by it down to the
-        target, ``scaling_iter`` iterations per level, warm-starting each level; None: off.
-        Ignored with ``init`` (a warm start is already close).
+        Factor in (0, 1) of epsilon scaling (levels from the mean cost down to the target,
+        each warm-starting the next); None: off. Ignored with ``init`` (a warm start is
+        already close).
+    scaling_iter
+        None (adaptive, the default): the target epsilon is tried first for
+        :data:`PROBE_ITER` iterations, and only when the marginal error is then still above
+        :data:`PROBE_EASY_ERROR` does the solve restart cold at the mean cost and scale,
+        leaving each level as soon as its marginal error is below :data:`LEVEL_TOL`. So an
+        easy epsilon pays nothing for scaling and a hard one pays at most the probe. An
+        integer: exactly that many iterations on every level, no probe (the schedule of
+        otbio 0.1; GeomLoss anneals with one).
 
     The defaults are :data:`SINKHORN_DEFAULTS`, shared with ``otbio transport`` and
     ``otbio embed``.
@@ -308,9 +330,9 @@ class Sinkhorn:
     reg_m: float | None = None
     tol: float = SINKHORN_DEFAULTS.tol
     max_iter: int = SINKHORN_DEFAULTS.max_iter
-    check_every: int = 10
+    check_every: int | None = None
     epsilon_scaling: float | None = SINKHORN_DEFAULTS.epsilon_scaling
-    scaling_iter: int = 10
+    scaling_iter: int | None = None
     device: str = "cpu"
     warn: bool = True
     progress: bool = False
@@ -380,55 +402,86 @@ class Sinkhorn:
             return (-phi(e) * e) * be.lse(gt, f_ / e + loga, e, **kw_g)
 
         trace: list[float] = []
-        n_iter = 0
-        # epsilon scaling: geometric schedule from the mean cost down to the target
-        if self.epsilon_scaling is not None and init is None:
-            e = max(geom.mean_cost(a, b), eps)
-            g = g_update(f, e)
-            while e > eps * (1 + 1e-9) and n_iter + self.scaling_iter < self.max_iter:
-                for _ in range(self.scaling_iter):
-                    f = f_update(g, e)
+        check_every = self._check_every(be.name)
+        t_report = [time.perf_counter() + 2.0]
+
+        def main_loop(f, g, it0, budget):
+            """Iterations ``it0..budget`` at the target epsilon: (f, g, it, converged, err)."""
+            err = np.inf
+            for it in range(it0, budget + 1):
+                if self.progress and time.perf_counter() > t_report[0]:
+                    t_report[0] = time.perf_counter() + 2.0
+                    print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
+                f_new = f_update(g, eps)
+                if it % check_every == 0 or it == budget:
+                    if self.reg_m is None:
+                        row = xp.exp(loga + (f - f_new) / eps)
+                        err = float(xp.abs(row - xp.exp(loga)).sum())
+                        if err < self.tol:
+                            return f, g, it - 1, True, err
+                    else:
+                        g_new = g_update(f_new, eps)
+                        err = float(
+                            max(float(xp.abs(f_new - f).max()), float(xp.abs(g_new - g).max()))
+                            / eps
+                        )
+                        f, g = f_new, g_new
+                        trace.append(err)
+                        if err < self.tol:
+                            return f, g, it, True, err
+                        continue
+                    trace.append(err)
+                f = f_new
+                g = g_update(f, eps)
+            return f, g, budget, False, err
+
+        def levels(f, g, n_iter):
+            """The scaling levels from ``(f, g)``; ``n_iter`` iterations already run."""
+            first = True
+            for e, cap, tol_e in lv:
+                cap = self._level_cap(cap, n_iter)
+                if cap < 1:
+                    break
+                if first:
                     g = g_update(f, e)
+                    first = False
+                for _ in range(cap):
+                    f_new = f_update(g, e)
                     n_iter += 1
-                e = max(eps, e * self.epsilon_scaling)
-            log.debug("epsilon scaling took %d iterations", n_iter)
+                    done = tol_e > 0 and self._level_error(xp, loga, f, f_new, e) < tol_e
+                    f = f_new
+                    g = g_update(f, e)
+                    if done:
+                        break
+            if first:  # no level ran
+                g = g_update(f, eps)
+            log.debug("epsilon scaling: %d iterations in all so far", n_iter)
+            return f, g, n_iter
+
+        scaling = self.epsilon_scaling is not None and init is None
+        fixed = scaling and self.scaling_iter is not None
+        lv = self._schedule(geom.mean_cost(a, b), eps) if fixed else []
+        n_iter, it0, run_main = 0, 1, True
+        if lv:  # fixed levels first
+            f, g, n_iter = levels(f, g, 0)
         elif init is None:
             g = g_update(f, eps)
-
-        budget = max(1, self.max_iter - n_iter)  # max_iter counts the scaling levels too
-        converged = False
-        err = np.inf
-        t_report = time.perf_counter() + 2.0
-        for it in range(1, budget + 1):
-            if self.progress and it % self.check_every == 1 and time.perf_counter() > t_report:
-                t_report = time.perf_counter() + 2.0
-                print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
-            f_new = f_update(g, eps)
-            if it % self.check_every == 0 or it == budget:
-                if self.reg_m is None:
-                    row = xp.exp(loga + (f - f_new) / eps)
-                    err = float(xp.abs(row - xp.exp(loga)).sum())
-                    if err < self.tol:
-                        converged = True
-                        n_iter += it - 1
-                        break
-                else:
-                    g_new = g_update(f_new, eps)
-                    err = float(
-                        max(float(xp.abs(f_new - f).max()), float(xp.abs(g_new - g).max())) / eps
-                    )
-                    f, g = f_new, g_new
-                    trace.append(err)
-                    if err < self.tol:
-                        converged = True
-                        n_iter += it
-                        break
-                    continue
-                trace.append(err)
-            f = f_new
-            g = g_update(f, eps)
-        else:
-            n_iter += budget
+        if scaling and not fixed:  # adaptive: the target epsilon first
+            probe = min(self._probe_length(check_every), self.max_iter)
+            f, g, it, converged, err = main_loop(f, g, 1, probe)
+            run_main = not converged and it < self.max_iter
+            if run_main and not self._easy(trace):  # the levels only when they are needed
+                lv = self._schedule(geom.mean_cost(a, b), eps)
+            if not run_main:
+                n_iter = it
+            elif lv:  # not easy: scale from a cold start
+                f, g, n_iter = levels(xp.zeros_like(f), g, it)
+            else:
+                it0 = it + 1
+        if run_main:
+            budget = max(1, self.max_iter - n_iter)  # max_iter counts the scaling levels too
+            f, g, it, converged, err = main_loop(f, g, it0, budget)
+            n_iter += it
         self._warn(converged, err)
         f_np = be.to_numpy(f).astype(np.float64)
         g_np = be.to_numpy(g).astype(np.float64)
@@ -455,6 +508,50 @@ class Sinkhorn:
             device=be.name,
             _be=be,
         )
+
+    def _schedule(self, e0: float, eps: float) -> list[tuple[float, int, float]]:
+        """The epsilon-scaling levels above the target, from ``e0`` (the mean cost):
+        ``(epsilon, iteration cap, level tolerance)``; empty when ``eps >= e0``."""
+        q = self.epsilon_scaling
+        out = []
+        e = max(e0, eps)
+        while e > eps * (1 + 1e-9):
+            if self.scaling_iter is not None:
+                out.append((e, self.scaling_iter, 0.0))
+            else:
+                out.append((e, LEVEL_CAP, LEVEL_TOL))
+            e = max(eps, e * q)
+        return out
+
+    def _level_cap(self, cap: int, n_iter: int) -> int:
+        """Iterations allowed on a level after ``n_iter``: fixed levels run whole or not at
+        all; adaptive ones leave at least one iteration to the target epsilon."""
+        if self.scaling_iter is not None:
+            return cap if n_iter + cap < self.max_iter else 0
+        return min(cap, self.max_iter - n_iter - 1)
+
+    def _check_every(self, device: str) -> int:
+        if self.check_every is not None:
+            return self.check_every
+        return 1 if device == "cpu" else 10
+
+    @staticmethod
+    def _easy(trace) -> bool:
+        """Whether the probe's errors say the target epsilon is easy: the last one below
+        PROBE_EASY_ERROR and (with a check half-way) at most PROBE_DECAY times that one."""
+        if len(trace) == 0 or not trace[-1] < PROBE_EASY_ERROR:
+            return False
+        return len(trace) < 2 or trace[-1] <= PROBE_DECAY * trace[len(trace) // 2 - 1]
+
+    @staticmethod
+    def _probe_length(check_every: int) -> int:
+        """Iterations of the probe at the target epsilon: ``PROBE_ITER`` rounded up to a check."""
+        return -(-PROBE_ITER // check_every) * check_every
+
+    def _level_error(self, xp, loga, f, f_new, e) -> float:
+        if self.reg_m is None:
+            return float(xp.abs(xp.exp(loga + (f - f_new) / e) - xp.exp(loga)).sum())
+        return float(xp.abs(f_new - f).max()) / e
 
     def _warn(self, converged: bool, err: float, stacklevel: int = 3) -> None:
         if not converged and self.warn:
@@ -500,7 +597,8 @@ class Sinkhorn:
         fr, gr, u, v = np.empty(n), np.empty(m), np.empty(n), np.empty(m)
         # the trace grows by chunks: never sized by max_iter (a huge limit must not allocate)
         trace_parts: list[np.ndarray] = []
-        trace = np.empty(DENSE_TRACE_CHUNK // max(1, self.check_every) + 2)
+        check_every = self._check_every("cpu")
+        trace = np.empty(DENSE_TRACE_CHUNK // max(1, check_every) + 2)
         counts = np.zeros(2, dtype=np.int64)  # kernel rebasings, exact half-updates
         # the arrays every call of the dense loop works on (in place), by keyword
         arrays = dict(C=c, K=kmat, a=a, b=b, loga=loga, logb=logb, f=f, g=g, fr=fr, gr=gr,
@@ -509,42 +607,79 @@ class Sinkhorn:
         def phi(e: float) -> float:
             return 1.0 if self.reg_m is None else self.reg_m / (self.reg_m + e)
 
-        n_iter = 0
-        if self.epsilon_scaling is not None and init is None:
-            e = max(_mean_cost(c, a, b), eps)
-            K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, e, phi(e), counts)
-            while e > eps * (1 + 1e-9) and n_iter + self.scaling_iter < self.max_iter:
-                K._dense_rebase(c, f, g, 1.0 / e, kmat, fr, gr, u, v)
-                K.dense_sinkhorn(**arrays, eps=e, phi=phi(e), it0=1, it1=self.scaling_iter,
-                                 max_iter=0, check_every=0, tol=0.0, ntrace=0)  # fmt: skip
-                n_iter += self.scaling_iter
-                e = max(eps, e * self.epsilon_scaling)
-            K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
+        def levels(n_iter):
+            """The scaling levels from the current ``(f, g)`` (zero: a cold start)."""
+            first = True
+            for e, cap, tol_e in lv:
+                cap = self._level_cap(cap, n_iter)
+                if cap < 1:
+                    break
+                if first:
+                    K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, e, phi(e), counts)
+                    first = False
+                else:
+                    K._dense_rebase(c, f, g, 1.0 / e, kmat, fr, gr, u, v)
+                _, it_stop, _, _ = K.dense_sinkhorn(
+                    **arrays, eps=e, phi=phi(e), it0=1, it1=cap, max_iter=cap,
+                    check_every=1 if tol_e > 0 else 0, tol=tol_e, ntrace=0, finish=True,
+                )  # fmt: skip
+                n_iter += it_stop
+            if first:
+                K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, eps, phi(eps), counts)
+            else:
+                K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
+            return n_iter
+
+        # chunks of about DENSE_PROGRESS_ENTRIES kernel entries (~0.1 s): progress reports, and
+        # Python handles SIGTERM/SIGINT between two kernel calls; the trace never grows by max_iter
+        chunk = min(self.max_iter, DENSE_TRACE_CHUNK, max(1, DENSE_PROGRESS_ENTRIES // (n * m)))
+        t_report = [time.perf_counter() + 2.0]
+
+        def main_loop(it0, budget):
+            """Iterations ``it0..budget`` at the target epsilon: (iterations, converged, err)."""
+            converged, err, it = False, np.inf, it0 - 1
+            while it < budget and not converged:
+                it1 = min(budget, it + chunk)
+                converged, it_stop, err, nt = K.dense_sinkhorn(
+                    **arrays, eps=eps, phi=phi(eps), it0=it + 1, it1=it1, max_iter=budget,
+                    check_every=check_every, tol=self.tol, ntrace=0, finish=False,
+                )  # fmt: skip
+                trace_parts.append(trace[:nt].copy())
+                it = it_stop
+                if self.progress and not converged and time.perf_counter() > t_report[0]:
+                    t_report[0] = time.perf_counter() + 2.0
+                    print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
+            if converged and self.reg_m is None:
+                it -= 1  # the iteration that passed the check is not counted (as online)
+            return (it if converged else budget), converged, err
+
+        scaling = self.epsilon_scaling is not None and init is None
+        fixed = scaling and self.scaling_iter is not None
+        lv = self._schedule(_mean_cost(c, a, b), eps) if fixed else []
+        n_iter, it0, run_main = 0, 1, True
+        if lv:  # fixed levels first
+            n_iter = levels(0)
         elif init is None:
             K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, eps, phi(eps), counts)
         else:
             K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
-        budget = max(1, self.max_iter - n_iter)  # max_iter counts the scaling levels too
-        # chunks of about DENSE_PROGRESS_ENTRIES kernel entries (~0.1 s): progress reports, and
-        # Python handles SIGTERM/SIGINT between two kernel calls; the trace never grows by max_iter
-        chunk = min(budget, DENSE_TRACE_CHUNK, max(1, DENSE_PROGRESS_ENTRIES // (n * m)))
-        converged, err, nt, it = False, np.inf, 0, 0
-        t_report = time.perf_counter() + 2.0
-        while it < budget and not converged:
-            it1 = min(budget, it + chunk)
-            converged, it_stop, err, nt = K.dense_sinkhorn(
-                **arrays, eps=eps, phi=phi(eps), it0=it + 1, it1=it1, max_iter=budget,
-                check_every=self.check_every, tol=self.tol, ntrace=0,
-            )  # fmt: skip
-            trace_parts.append(trace[:nt].copy())
-            it = it_stop
-            if self.progress and not converged and time.perf_counter() > t_report:
-                t_report = time.perf_counter() + 2.0
-                print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
-        if converged:
-            n_iter += it - 1 if self.reg_m is None else it
-        else:
-            n_iter += budget
+        if scaling and not fixed:  # adaptive: the target epsilon first
+            it, converged, err = main_loop(1, min(self._probe_length(check_every), self.max_iter))
+            run_main = not converged and it < self.max_iter
+            if run_main and not self._easy(np.concatenate(trace_parts)):
+                lv = self._schedule(_mean_cost(c, a, b), eps)
+            if not run_main:
+                n_iter = it
+            elif lv:  # not easy: scale from a cold start
+                f[:] = 0.0
+                g[:] = 0.0
+                n_iter = levels(it)
+            else:
+                it0 = it + 1
+        if run_main:
+            budget = max(1, self.max_iter - n_iter)  # max_iter counts the scaling levels too
+            it, converged, err = main_loop(it0, budget)
+            n_iter += it
         self._warn(converged, err, stacklevel=4)
         rows, costs = np.empty(n), np.empty(n)
         K.dense_plan_scaled(kmat, a, b, u, v, c, rows, costs)  # kmat becomes the plan

@@ -103,3 +103,45 @@ def test_embed_sinkhorn_converges_on_the_cohort_with_defaults(cohort):
         emb = L.embed(cohort, ref, sample_key="donor", solver="sinkhorn", progress=False, jobs=2)
     assert emb.obs["lot_converged"].all(), emb.obs["lot_n_iter"].to_numpy()
     assert (emb.obs["lot_n_iter"] <= SD.max_iter).all()
+
+
+def test_adaptive_scaling_never_costs_more_than_it_saves_on_a_donor_pair(cohort):
+    """The default schedule against scaling off and the fixed schedule (10 per level), on a
+    real donor pair: within 10% of the better of the two, same cost."""
+    x, y = _donors(cohort, 2)
+    default = O.sinkhorn(x, y)
+    off = O.sinkhorn(x, y, epsilon_scaling=None, warn=False)
+    fixed = O.sinkhorn(x, y, scaling_iter=10, warn=False)
+    assert default.converged and off.converged and fixed.converged
+    assert default.n_iter <= 1.1 * min(off.n_iter, fixed.n_iter), (
+        default.n_iter,
+        off.n_iter,
+        fixed.n_iter,
+    )
+    np.testing.assert_allclose(default.cost, fixed.cost, rtol=1e-4)
+
+
+def test_adaptive_scaling_converges_at_a_small_epsilon(cohort):
+    """0.002 x the mean cost: no convergence in 10,000 iterations without scaling; the
+    default converges, to the cost of the fixed schedule."""
+    x, y = _donors(cohort, 2)
+    default = O.sinkhorn(x, y, epsilon=0.002)
+    fixed = O.sinkhorn(x, y, epsilon=0.002, scaling_iter=10, warn=False)
+    assert default.converged and default.marginal_error < SD.tol
+    assert default.n_iter < fixed.n_iter
+    np.testing.assert_allclose(default.cost, fixed.cost, rtol=1e-4)
+    off = O.sinkhorn(x, y, epsilon=0.002, epsilon_scaling=None, max_iter=default.n_iter, warn=False)
+    assert not off.converged
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_adaptive_scaling_skips_scaling_when_the_target_is_easy(dense):
+    """A moderate epsilon converges fast without scaling: the default runs exactly the
+    unscaled iterations (no level is paid for)."""
+    rng = np.random.default_rng(7)
+    x, y = rng.random((300, 10)), rng.random((250, 10))
+    default = O.sinkhorn(x, y, epsilon=0.05, dense=dense)
+    off = O.sinkhorn(x, y, epsilon=0.05, epsilon_scaling=None, dense=dense)
+    fixed = O.sinkhorn(x, y, epsilon=0.05, scaling_iter=10, dense=dense)
+    assert default.converged and default.n_iter == off.n_iter < fixed.n_iter
+    np.testing.assert_allclose(default.f, off.f)

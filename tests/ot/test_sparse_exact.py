@@ -109,3 +109,22 @@ def test_threads_agree_with_serial(cells):
     serial = [O.emd(z, y, method="sparse").cost for y in probs]
     threaded = O.map_batch(lambda y: O.emd(z, y, method="sparse").cost, probs, jobs=2)
     assert threaded == serial
+
+
+def test_warm_start_from_another_sample_gives_the_same_optimum(cells):
+    """``f0`` = the reference potential of another donor (what ``embed`` passes after its
+    first batch): same cost and projection as POT, in no more rounds than a cold start."""
+    x, donor, cell = cells
+    z = _ref(x, donor, cell, "donor04", 150)
+    a = np.full(len(z), 1 / len(z))
+    prev = x[np.isin(donor, ["donor05", "donor06"])]
+    y = x[np.isin(donor, ["donor01", "donor02"])]
+    b = np.full(len(y), 1 / len(y))
+    f0 = O.emd(z, prev, a, method="sparse").f
+    cold = O.emd(z, y, a, b, method="sparse")
+    warm = O.emd(z, y, a, b, method="sparse", f0=f0)
+    assert warm.method == "sparse" and warm.converged
+    p, cost = _pot(z, y, a, b)
+    assert warm.cost == pytest.approx(cost, rel=1e-10)
+    np.testing.assert_allclose(warm.barycentric_projection(), (p @ y) / a[:, None], atol=1e-8)
+    assert warm.rounds <= cold.rounds + 1
