@@ -22,12 +22,13 @@ The index (a directory) holds, memory-mapped at query time:
   ``icode.npy``, ``resname.npy``, ``chain.npy``: the residues, so a query never reopens the
   source files.
 
-The prefilter scores a structure ``t`` by the query keys it holds, each weighted by its
-rarity ``idf_k = log(N / df_k)`` (``df_k`` structures of ``N`` hold key ``k``), less what a
-structure of its size holds by chance:
+The query's pairs also look up the neighbouring bin of every value near a bin edge
+(multi-probe, ``PROBE_MARGINS``). The prefilter scores a structure ``t`` by the query pairs
+whose keys (any probe) it holds, each weighted by the key's rarity ``idf_k = log(N / df_k)``
+(``df_k`` structures of ``N`` hold key ``k``):
 
-.. math:: s_t = \\sum_{k \\in Q \\cap T} \\mathrm{idf}_k
-          - \\frac{n_t}{\\bar n} \\sum_{k \\in Q} \\mathrm{idf}_k \\frac{df_k}{N},
+.. math:: s_t = \\sum_{p \\in Q} \\mathrm{idf}_{k(p, t)} \\, [\\exists k \\in
+          \\mathrm{probes}(p) \\cap T],
 
 and the best ``max_candidates`` go on to the Sinkhorn alignment (:func:`otbio.align.search`).
 """
@@ -56,14 +57,16 @@ FORMAT = "otbio-structure-index"
 VERSION = 1
 #: Pair radius (A): pairs of residues whose CA atoms are closer than this give a key.
 RADIUS = 14.0
-#: Distance bins: from DMIN in steps of DSTEP (the last bin runs to RADIUS).
-DMIN = 3.5
-DSTEP = 1.5
-N_DBINS = int(np.ceil((RADIUS - DMIN) / DSTEP))
-#: Cosine bin edges of the frame angles (4 bins).
-COS_EDGES = (-0.5, 0.0, 0.5)
+#: CA-CA distance bin edges (A).
+D_EDGES = np.arange(4.75, RADIUS, 1.25)
+#: Cosine bin edges of the angles between the pair direction and the residues' directions
+#: (CA(i-2) -> CA(i+2)), and between the two residues' directions.
+COS_EDGES = np.array([-0.6, -0.2, 0.2, 0.6])
 #: |CA(i-2) CA(i+2)| class edges (A): helix-like below 7.5, strand-like above 10.5.
-SS_EDGES = (7.5, 10.5)
+SS_EDGES = np.array([7.5, 10.5])
+#: Query-side probe margins (distance A, class distance A, cosine, chirality): a query value
+#: this close to a bin edge also looks up the neighbouring bin (robust to 1 A of noise).
+PROBE_MARGINS = np.array([0.4, 0.75, 0.1, 0.15])
 #: CA coordinates are stored as int16 in units of COORD_SCALE A about each structure's centre.
 COORD_SCALE = 0.05
 #: Default number of candidates the prefilter passes on to the alignment.
@@ -72,10 +75,10 @@ DEFAULT_MAX_CANDIDATES = 200
 BUILD_BATCH = 512
 _FEATURES = {
     "radius": RADIUS,
-    "dmin": DMIN,
-    "dstep": DSTEP,
-    "cos_edges": list(COS_EDGES),
-    "ss_edges": list(SS_EDGES),
+    "d_edges": D_EDGES.tolist(),
+    "cos_edges": COS_EDGES.tolist(),
+    "ss_edges": SS_EDGES.tolist(),
+    "chirality": True,
 }
 _PER_STRUCTURE = ("names", "paths", "models", "n_keys", "origin")
 _PER_RESIDUE = ("ca", "resnum", "icode", "resname", "chain")
@@ -85,45 +88,65 @@ _PER_RESIDUE = ("ca", "resnum", "icode", "resname", "chain")
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _cbin(c, e0, e1, e2):
-    return 0 if c < e0 else (1 if c < e1 else (2 if c < e2 else 3))
+def _bins(x, edges, margin, out):
+    """The bin of ``x`` (``edges`` ascending) in ``out[0]``, and in ``out[1]`` the next bin
+    when ``x`` lies within ``margin`` of an edge (else -1); returns how many."""
+    b = 0
+    while b < edges.shape[0] and x >= edges[b]:
+        b += 1
+    out[0] = b
+    out[1] = -1
+    if margin > 0:
+        if b > 0 and x - edges[b - 1] < margin:
+            out[1] = b - 1
+        elif b < edges.shape[0] and edges[b] - x < margin:
+            out[1] = b + 1
+    return 1 if out[1] < 0 else 2
 
 
 @njit(cache=True, nogil=True)
-def _pair_keys(ca, seg, radius, dmin, dstep, n_dbins, e0, e1, e2, s0, s1):
-    """Keys of every residue pair (see the module docstring), with repeats, as uint32."""
+def _pair_keys(ca, seg, radius, d_edges, s_edges, c_edges, margins):
+    """Keys of every residue pair (see the module docstring), with repeats, as uint32.
+
+    ``margins`` (distance, class distance, cosine, chirality): a value that close to a bin
+    edge also gives the key of the neighbouring bin (multi-probe, at query time; zeros
+    when indexing)."""
     n = ca.shape[0]
     ok = np.zeros(n, dtype=np.bool_)
     tan = np.zeros((n, 3))
-    bis = np.zeros((n, 3))
-    ss = np.zeros(n, dtype=np.int64)
+    ssd = np.zeros(n)
     for i in range(2, n - 2):
         if seg[i - 2] != seg[i] or seg[i + 2] != seg[i]:
             continue
         ok[i] = True
         nt = 0.0
-        nb = 0.0
         for k in range(3):
-            tan[i, k] = ca[i + 1, k] - ca[i - 1, k]
-            bis[i, k] = 2.0 * ca[i, k] - ca[i - 1, k] - ca[i + 1, k]
+            tan[i, k] = ca[i + 2, k] - ca[i - 2, k]
             nt += tan[i, k] ** 2
-            nb += bis[i, k] ** 2
-        nt = np.sqrt(nt) + 1e-9
-        nb = np.sqrt(nb) + 1e-9
-        d = 0.0
+        nt = np.sqrt(nt)
+        ssd[i] = nt
         for k in range(3):
-            tan[i, k] /= nt
-            bis[i, k] /= nb
-            d += (ca[i + 2, k] - ca[i - 2, k]) ** 2
-        d = np.sqrt(d)
-        ss[i] = 0 if d < s0 else (1 if d < s1 else 2)
+            tan[i, k] /= nt + 1e-9
+    ns = s_edges.shape[0] + 1
+    nc = c_edges.shape[0] + 1
+    nh = ns * nc
     r2 = radius * radius
-    cap = 0
+    cap = 16
     for i in range(n):
         if ok[i]:
-            cap += 1
-    out = np.empty(max(1, cap * 64), dtype=np.uint32)
+            cap += 64
+    out = np.empty(cap, dtype=np.uint32)
+    owner = np.empty(cap, dtype=np.int64)
     m = 0
+    n_pairs = 0
+    bd = np.empty(2, dtype=np.int64)
+    bsi = np.empty(2, dtype=np.int64)
+    bsj = np.empty(2, dtype=np.int64)
+    bci = np.empty(2, dtype=np.int64)
+    bcj = np.empty(2, dtype=np.int64)
+    btt = np.empty(2, dtype=np.int64)
+    bch = np.empty(2, dtype=np.int64)
+    ch_edges = np.zeros(1)
     for i in range(n):
         if not ok[i]:
             continue
@@ -137,35 +160,67 @@ def _pair_keys(ca, seg, radius, dmin, dstep, n_dbins, e0, e1, e2, s0, s1):
             if d2 >= r2:
                 continue
             d = np.sqrt(d2)
-            db = int((d - dmin) / dstep)
-            db = 0 if db < 0 else (n_dbins - 1 if db >= n_dbins else db)
             ux, uy, uz = dx / d, dy / d, dz / d
-            ai = _cbin(ux * tan[i, 0] + uy * tan[i, 1] + uz * tan[i, 2], e0, e1, e2)
-            bi = _cbin(ux * bis[i, 0] + uy * bis[i, 1] + uz * bis[i, 2], e0, e1, e2)
-            aj = _cbin(-(ux * tan[j, 0] + uy * tan[j, 1] + uz * tan[j, 2]), e0, e1, e2)
-            bj = _cbin(-(ux * bis[j, 0] + uy * bis[j, 1] + uz * bis[j, 2]), e0, e1, e2)
-            tt = _cbin(tan[i, 0] * tan[j, 0] + tan[i, 1] * tan[j, 1] + tan[i, 2] * tan[j, 2],
-                       e0, e1, e2)  # fmt: skip
-            hi = (ss[i] * 4 + ai) * 4 + bi  # 0..47
-            hj = (ss[j] * 4 + aj) * 4 + bj
-            if hj < hi:
-                hi, hj = hj, hi
-            if m >= out.shape[0]:
-                grown = np.empty(out.shape[0] * 2, dtype=np.uint32)
+            ci = ux * tan[i, 0] + uy * tan[i, 1] + uz * tan[i, 2]
+            cj = -(ux * tan[j, 0] + uy * tan[j, 1] + uz * tan[j, 2])
+            tt = tan[i, 0] * tan[j, 0] + tan[i, 1] * tan[j, 1] + tan[i, 2] * tan[j, 2]
+            cx = tan[i, 1] * tan[j, 2] - tan[i, 2] * tan[j, 1]
+            cy = tan[i, 2] * tan[j, 0] - tan[i, 0] * tan[j, 2]
+            cz = tan[i, 0] * tan[j, 1] - tan[i, 1] * tan[j, 0]
+            chir = cx * ux + cy * uy + cz * uz
+            n1 = _bins(d, d_edges, margins[0], bd)
+            n2 = _bins(ssd[i], s_edges, margins[1], bsi)
+            n3 = _bins(ssd[j], s_edges, margins[1], bsj)
+            n4 = _bins(ci, c_edges, margins[2], bci)
+            n5 = _bins(cj, c_edges, margins[2], bcj)
+            n6 = _bins(tt, c_edges, margins[2], btt)
+            n7 = _bins(chir, ch_edges, margins[3], bch)
+            if m + n1 * n2 * n3 * n4 * n5 * n6 * n7 > out.shape[0]:
+                grown = np.empty(out.shape[0] * 2 + 128 * 64, dtype=np.uint32)
                 grown[:m] = out[:m]
                 out = grown
-            out[m] = ((db * 48 + hi) * 48 + hj) * 4 + tt
-            m += 1
-    return out[:m]
+                grown_owner = np.empty(out.shape[0], dtype=np.int64)
+                grown_owner[:m] = owner[:m]
+                owner = grown_owner
+            for a1 in range(n1):
+                for a2 in range(n2):
+                    for a3 in range(n3):
+                        for a4 in range(n4):
+                            for a5 in range(n5):
+                                hi = bsi[a2] * nc + bci[a4]
+                                hj = bsj[a3] * nc + bcj[a5]
+                                if hj < hi:
+                                    hi, hj = hj, hi
+                                for a6 in range(n6):
+                                    for a7 in range(n7):
+                                        key = ((bd[a1] * nh + hi) * nh + hj) * nc + btt[a6]
+                                        out[m] = key * 2 + bch[a7]
+                                        owner[m] = n_pairs
+                                        m += 1
+            n_pairs += 1
+    return out[:m], owner[:m]
 
 
-def pair_keys(st) -> np.ndarray:
-    """Sorted distinct order-free pair keys (uint32) of a :class:`Structure`."""
-    from otbio.align._features import _segments
+def pair_keys(st, *, probe: bool = False) -> np.ndarray:
+    """Sorted distinct order-free pair keys (uint32) of a :class:`Structure`; with
+    ``probe``, also the keys of the neighbouring bins of values near a bin edge (queries)."""
+    from otbio.align._seeds import sequence_segments
 
     ca = np.ascontiguousarray(st.ca, dtype=np.float64)
-    raw = _pair_keys(ca, _segments(st), RADIUS, DMIN, DSTEP, N_DBINS, *COS_EDGES, *SS_EDGES)
+    margins = PROBE_MARGINS if probe else np.zeros(4)
+    seg = sequence_segments(st.resnum, st.chain)  # noisy CA-CA gaps do not cut a motif
+    raw, _ = _pair_keys(ca, seg, RADIUS, D_EDGES, SS_EDGES, COS_EDGES, margins)
     return np.unique(raw)
+
+
+def probe_keys(st) -> tuple[np.ndarray, np.ndarray]:
+    """The query's probe keys and the pair each comes from (distinct (key, pair) rows)."""
+    from otbio.align._seeds import sequence_segments
+
+    ca = np.ascontiguousarray(st.ca, dtype=np.float64)
+    seg = sequence_segments(st.resnum, st.chain)
+    keys, owner = _pair_keys(ca, seg, RADIUS, D_EDGES, SS_EDGES, COS_EDGES, PROBE_MARGINS)
+    return keys, owner
 
 
 # --- building -----------------------------------------------------------------------------
@@ -228,8 +283,8 @@ def _read_batches(specs: list[str], model: int, jobs: int):
         return
     from concurrent.futures import ProcessPoolExecutor
 
-    _pair_keys(np.zeros((6, 3)), np.zeros(6, dtype=np.int64), RADIUS, DMIN, DSTEP, N_DBINS,
-               *COS_EDGES, *SS_EDGES)  # fmt: skip  # compile once, before forking
+    _pair_keys(np.zeros((6, 3)), np.zeros(6, dtype=np.int64), RADIUS, D_EDGES, SS_EDGES,
+               COS_EDGES, np.zeros(4))  # fmt: skip  # compile once, before forking
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         for s in starts:
             part = specs[s : s + BUILD_BATCH]
@@ -616,39 +671,44 @@ def open_indexes(paths: Sequence[str | os.PathLike]) -> list[StructureIndex]:
 
 
 @njit(cache=True, nogil=True)
-def _accumulate(qkeys, qw, keys, offsets, postings, out):
-    """``out[t] += qw[a]`` for every structure t in the inverted list of query key a."""
+def _accumulate(qkeys, owner, qw, keys, offsets, postings, stamp, out):
+    """``out[t] += qw[a]`` for every structure t in the inverted list of query key a, at
+    most once per query pair (``owner[a]``, non-decreasing): a pair whose probes hit t
+    several times counts once."""
     nk = keys.shape[0]
     for a in range(qkeys.shape[0]):
         k = np.searchsorted(keys, qkeys[a])
         if k < nk and keys[k] == qkeys[a]:
             w = qw[a]
+            tag = owner[a] + 1
             for p in range(offsets[k], offsets[k + 1]):
-                out[postings[p]] += w
+                t = postings[p]
+                if stamp[t] != tag:
+                    stamp[t] = tag
+                    out[t] += w
 
 
 def prefilter(query, indexes: Sequence[StructureIndex]) -> list[np.ndarray]:
     """Prefilter scores of every structure of each index (see the module docstring)."""
-    qk = pair_keys(query)
+    qk, owner = probe_keys(query)
     n = sum(ix.n_structures for ix in indexes)
     df = np.zeros(len(qk))
     for ix in indexes:
         keys = np.asarray(ix.keys)
-        k = np.minimum(np.searchsorted(keys, qk), max(len(keys) - 1, 0))
-        hit = (keys[k] == qk) if len(keys) else np.zeros(len(qk), bool)
+        if not len(keys):
+            continue
+        k = np.minimum(np.searchsorted(keys, qk), len(keys) - 1)
         offs = np.asarray(ix.offsets)
-        df += np.where(hit, offs[k + 1] - offs[k], 0) if len(keys) else 0
+        df += np.where(keys[k] == qk, offs[k + 1] - offs[k], 0)
     present = df > 0
-    qk, df = qk[present], df[present]
+    qk, owner, df = qk[present], owner[present], df[present]
     idf = np.log(n / df)
-    mean_keys = sum(float(np.sum(ix.n_keys, dtype=np.float64)) for ix in indexes) / max(n, 1)
-    chance = float(np.sum(idf * df / n))
     out = []
     for ix in indexes:
         s = np.zeros(ix.n_structures)
-        _accumulate(qk, idf, np.asarray(ix.keys), np.asarray(ix.offsets),
-                    np.asarray(ix.postings), s)  # fmt: skip
-        s -= np.asarray(ix.n_keys, dtype=np.float64) / max(mean_keys, 1.0) * chance
+        stamp = np.zeros(ix.n_structures, dtype=np.int64)
+        _accumulate(qk, owner, idf, np.asarray(ix.keys), np.asarray(ix.offsets),
+                    np.asarray(ix.postings), stamp, s)  # fmt: skip
         out.append(s)
     return out
 

@@ -274,7 +274,7 @@ def search(
         from otbio.align._index import DEFAULT_MAX_CANDIDATES, search_index
 
         return search_index(query, index, targets=targets, jobs=jobs, progress=progress,
-                            max_candidates=max_candidates or DEFAULT_MAX_CANDIDATES,
+                            max_candidates=DEFAULT_MAX_CANDIDATES if max_candidates is None else max_candidates,
                             pdb_model=pdb_model, skip_bad=skip_bad, **align_kw)  # fmt: skip
 
     if (query_features is None) != (target_features is None):
