@@ -243,7 +243,7 @@ def search(
         Structures or file specs (mixed freely).
     index
         An index directory (``otbio index``), or several (shards): the prefilter's
-        ``max_candidates`` best structures (default 200) are aligned, besides ``targets``
+        ``max_candidates`` best structures (default 500) are aligned, besides ``targets``
         (see :mod:`otbio.align._index`). Without it every target is aligned.
     max_candidates
         Structures the index's prefilter passes on to the alignment.

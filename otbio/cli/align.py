@@ -45,7 +45,7 @@ log = logging.getLogger("otbio")
 @click.option(
     "--max-candidates",
     type=click.IntRange(min=1),
-    default=200,
+    default=500,
     show_default=True,
     help="Structures the --index prefilter passes on to the alignment; raise it for more "
     "recall on weak hits (about 3 ms of CPU each).",
