@@ -37,7 +37,6 @@ log = logging.getLogger("otbio")
     "--index",
     "index_paths",
     multiple=True,
-    type=click.Path(exists=True),
     help="An index built by `otbio index` (repeat the option for shards, or give a folder of "
     "shards): a rarity-weighted prefilter of order-free pair features picks the "
     "--max-candidates best structures, and only those are aligned (same table as --targets).",
