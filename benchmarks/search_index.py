@@ -198,15 +198,23 @@ def queries(sources, seed=1):
 
 
 def run(cmd):
+    """Wall s, CPU s (the process and its workers), peak memory MB of the process (GNU time
+    when present: RUSAGE_CHILDREN's maximum would be that of every earlier child too)."""
+    timer = ["/usr/bin/time", "-f", "MAXRSS_KB %M"] if Path("/usr/bin/time").exists() else []
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run([*timer, *cmd], capture_output=True, text=True)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if p.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr[-2000:]}")
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return wall, cpu, r1.ru_maxrss / 1024, p
+    rss = r1.ru_maxrss / 1024
+    for line in p.stderr.splitlines()[::-1]:
+        if line.startswith("MAXRSS_KB "):
+            rss = int(line.split()[1]) / 1024
+            break
+    return wall, cpu, rss, p
 
 
 def table_rows(path: str) -> list[str]:
@@ -226,10 +234,32 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--db", default=os.path.join(tempfile.gettempdir(), "otbio-search-index"))
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the database and indexes of an earlier run in --db")  # fmt: skip
+    ap.add_argument("--motifs", default="0,1,2", help="motifs to query (comma-separated)")
+    ap.add_argument("--report", action="store_true",
+                    help="only write the table from the rows saved in --db")  # fmt: skip
     args = ap.parse_args()
     db = Path(args.db)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     os.environ.update(env)
+    if args.report:
+        import json
+
+        info = json.loads((db / "build.json").read_text())
+        rows = [json.loads(x) for x in (db / "rows.jsonl").read_text().splitlines() if x]
+        lines = report(args, rows, info["build"], info["rate"], info["per_kb"], info["n"])
+        print("\n".join(lines))
+        if not args.no_append:
+            with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
+                fh.write("\n" + "\n".join(lines) + "\n")
+        return
+    if args.reuse:
+        files = (db / "all.txt").read_text().split()
+        truth = {m: sorted(Path(f).name for f in files if Path(f).name.startswith(f"planted_m{m}_"))
+                 for m in range(len(MOTIF_SOURCES))}  # fmt: skip
+        sources = [real_chains(db / "_src")[k] for k in MOTIF_SOURCES]
+        return query_rows(args, db, files, truth, sources)
     t0 = time.perf_counter()
     if db.exists():
         shutil.rmtree(db)
@@ -260,16 +290,37 @@ def main() -> None:
     size = sum(f.stat().st_size for f in (db / "shards").rglob("*") if f.is_file())
     rate = sum(b[1] for b in build[:2]) / sum(b[2] for b in build[:2])
     per_kb = size / len(files) / 1024
+    import json
+
+    (db / "build.json").write_text(
+        json.dumps(dict(build=build, rate=rate, per_kb=per_kb, n=len(files)))
+    )
+    rows = query_rows(args, db, files, truth, sources)
+    lines = report(args, rows, build, rate, per_kb, len(files))
+    print("\n".join(lines))
+    if not args.no_append:
+        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
+            fh.write("\n" + "\n".join(lines) + "\n")
+
+
+def query_rows(args, db, files, truth, sources):
+    """Run the queries of ``--motifs``; each row is also appended to db/rows.jsonl."""
+    import json
+
+    g = ["--jobs", str(args.jobs), "--quiet"]
+    sub_lst = db / "subset.txt"
     qdir = db / "queries"
-    qdir.mkdir()
-    qs = queries(sources)
+    qdir.mkdir(exist_ok=True)
+    want = {int(m) for m in args.motifs.split(",")}
+    qs = [x for x in queries(sources) if x[1] in want]
     rows = []
     for label, m, q in qs:
-        qf = qdir / f"m{m}_{label.replace(' ', '_').replace(',', '')}.pdb"
+        tag = f"m{m}_{label.replace(' ', '_').replace(',', '')}"
+        qf = qdir / f"{tag}.pdb"
         write_ca_pdb(qf, q.ca, q.resname, q.resnum)
         walls, cpus, rsss = [], [], []
         for _ in range(args.repeats):
-            out = qdir / "idx.tsv"
+            out = qdir / f"{tag}_idx.tsv"
             w, c, rss, _ = run([*OTBIO, *g, "align", str(qf), "--index", str(db / "shards"),
                                 "--save-scores", str(out)])  # fmt: skip
             walls.append(w)
@@ -278,10 +329,10 @@ def main() -> None:
         hits = table_rows(str(out))
         rec_idx = len(set(hits[: args.planted]) & set(truth[m])) / len(truth[m])
         # exhaustive vs index on the subset
-        ex = qdir / "ex.tsv"
+        ex = qdir / f"{tag}_ex.tsv"
         we, ce, _, _ = run([*OTBIO, *g, "align", str(qf), "--targets", str(sub_lst),
                             "--save-scores", str(ex)])  # fmt: skip
-        sx = qdir / "sx.tsv"
+        sx = qdir / f"{tag}_sx.tsv"
         run([*OTBIO, *g, "align", str(qf), "--index", str(db / "subset.idx"), "--save-scores",
              str(sx)])  # fmt: skip
         ex_hits, sx_hits = table_rows(str(ex)), table_rows(str(sx))
@@ -291,11 +342,9 @@ def main() -> None:
         rows.append(dict(label=label, m=m, wall=walls, cpu=cpus, rss=max(rsss), rec_idx=rec_idx,
                          top10=top10, rec_ex=rec_ex, rec_sx=rec_sx, ex_wall=we, ex_cpu=ce))  # fmt: skip
         print(rows[-1], flush=True)
-    lines = report(args, rows, build, rate, per_kb, len(files))
-    print("\n".join(lines))
-    if not args.no_append:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-            fh.write("\n" + "\n".join(lines) + "\n")
+        with open(db / "rows.jsonl", "a") as fh:
+            fh.write(json.dumps(rows[-1]) + "\n")
+    return rows
 
 
 def report(args, rows, build, rate, per_kb, n) -> list[str]:
