@@ -273,9 +273,10 @@ def search(
     if index is not None:
         from otbio.align._index import DEFAULT_MAX_CANDIDATES, search_index
 
+        n_cand = DEFAULT_MAX_CANDIDATES if max_candidates is None else max_candidates
         return search_index(query, index, targets=targets, jobs=jobs, progress=progress,
-                            max_candidates=DEFAULT_MAX_CANDIDATES if max_candidates is None else max_candidates,
-                            pdb_model=pdb_model, skip_bad=skip_bad, **align_kw)  # fmt: skip
+                            max_candidates=n_cand, pdb_model=pdb_model, skip_bad=skip_bad,
+                            **align_kw)  # fmt: skip
 
     if (query_features is None) != (target_features is None):
         msg = "give embeddings for the query and for every target, or for none"
