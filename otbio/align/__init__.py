@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from otbio.align._align import Alignment, align, features_of
 from otbio.align._features import Features, geometric_features, load_embedding
+from otbio.align._index import StructureIndex, index, open_index
 from otbio.align._search import (
     list_targets,
     read_structures,
@@ -35,12 +36,15 @@ __all__ = [
     "Alignment",
     "Features",
     "Structure",
+    "StructureIndex",
     "align",
     "features_of",
     "geometric_features",
+    "index",
     "kabsch",
     "list_targets",
     "load_embedding",
+    "open_index",
     "parse_selection",
     "read_structure",
     "read_structures",

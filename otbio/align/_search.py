@@ -214,8 +214,10 @@ def _search_chunk(idx: Sequence[int]) -> list[tuple[int, object, dict | None]]:
 
 def search(
     query: Structure | str | os.PathLike,
-    targets: Sequence[Structure | str | os.PathLike],
+    targets: Sequence[Structure | str | os.PathLike] = (),
     *,
+    index: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    max_candidates: int | None = None,
     query_features: Features | None = None,
     target_features: Sequence[Features] | None = None,
     jobs: int = 1,
@@ -239,6 +241,12 @@ def search(
     ----------
     query, targets
         Structures or file specs (mixed freely).
+    index
+        An index directory (``otbio index``), or several (shards): the prefilter's
+        ``max_candidates`` best structures (default 500) are aligned, besides ``targets``
+        (see :mod:`otbio.align._index`). Without it every target is aligned.
+    max_candidates
+        Structures the index's prefilter passes on to the alignment.
     query_features, target_features
         Embeddings for the query and for every target (both or neither; with embeddings
         the targets must be structures).
@@ -263,6 +271,14 @@ def search(
     """
     global _SEARCH
     from otbio.ot import DENSE_MAX_ENTRIES, resolve_device
+
+    if index is not None:
+        from otbio.align._index import DEFAULT_MAX_CANDIDATES, search_index
+
+        n_cand = DEFAULT_MAX_CANDIDATES if max_candidates is None else max_candidates
+        return search_index(query, index, targets=targets, jobs=jobs, progress=progress,
+                            max_candidates=n_cand, pdb_model=pdb_model, skip_bad=skip_bad,
+                            **align_kw)  # fmt: skip
 
     if (query_features is None) != (target_features is None):
         msg = "give embeddings for the query and for every target, or for none"

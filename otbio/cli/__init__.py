@@ -211,6 +211,7 @@ from otbio.cli import lot_analysis  # noqa: E402, F401, I001
 from otbio.cli import register  # noqa: E402, F401, I001
 from otbio.cli import stack  # noqa: E402, F401, I001
 from otbio.cli import align  # noqa: E402, F401, I001
+from otbio.cli import index  # noqa: E402, F401, I001
 from otbio.cli import _outputs  # noqa: E402, I001
 
 _outputs.install(cli)  # every command: output guard and option checks before any work

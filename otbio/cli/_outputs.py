@@ -61,7 +61,7 @@ _PARAM_KIND = {
     "save_superposed": "pdb",
     "save_model": "model",
 }
-_OUTPUT_KIND = {"distances": "table", "align": "table", "classify": "dir"}
+_OUTPUT_KIND = {"distances": "table", "align": "table", "classify": "dir", "index": "dir"}
 _OUTPUT_NAMES = {"output", "plot_path", "plot", "check_path", "matches_path", "scores",
                  "plan_path", "superpose_path"}  # fmt: skip
 _POSITIVE = {"tol", "epsilon", "reg_m", "temperature", "alpha", "C"}

@@ -329,6 +329,21 @@ def test_dry_run_search(runs):
     assert counts["search_merge"] == n_motifs and counts["search_merge_all"] == 1
 
 
+@case("test_dry_run_search_index")
+def dry_search_index(d):
+    return Run(d, load_config("search_index"), ("--profile", str(PROFILES / "local"), "-n"))
+
+
+def test_dry_run_search_index(runs):
+    run = runs["dry_search_index"]
+    assert run.proc.returncode == 0, run.out
+    counts = job_counts(run.proc.stdout)
+    assert counts["search_index_shard"] == 3  # 25 chains in shards of 10
+    assert counts["search_index_query"] == len(run.cfg["search"]["motifs"])
+    assert "search_chunk" not in counts and "search_merge" not in counts
+    assert "--max-candidates 5" in run.proc.stdout
+
+
 # --------------------------------------------------------------------------------------------
 # bad configs fail at start, naming the key
 

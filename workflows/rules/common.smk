@@ -136,6 +136,8 @@ DEFAULT_RESOURCES = {
     "slices_stack": {"threads": 1, "mem_mb": 8000, "runtime": 30},
     "search_chunk": {"threads": 4, "mem_mb": 4000, "runtime": 60},
     "search_merge": {"threads": 1, "mem_mb": 1000, "runtime": 10},
+    "search_index_shard": {"threads": 4, "mem_mb": 8000, "runtime": 120},
+    "search_index_query": {"threads": 2, "mem_mb": 4000, "runtime": 30},
 }
 
 

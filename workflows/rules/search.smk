@@ -1,5 +1,8 @@
 # Structure search: every motif against a folder of structures, in chunks of `chunk_size`
 # structures per job, then one ranked score table per motif and one for all motifs.
+# With `index: true`: one `otbio index` shard per `shard_size` structures (one job each),
+# then one `otbio align --index` job per motif over every shard (the prefilter ranks the
+# whole database, then the `max_candidates` best structures are aligned): the same tables.
 
 import re
 
@@ -117,3 +120,47 @@ rule search_merge_all:
         runtime=res("search_merge", "runtime"),
     shell:
         _CONCAT
+
+
+if SE["index"]:
+    SE_SHARDS = chunks(SE_TARGETS, SE["shard_size"])
+    SE_SHARD_IDS = [f"{i:04d}" for i in range(len(SE_SHARDS))]
+
+    # the per-motif table comes from the index query, not from merged chunks
+    ruleorder: search_index_query > search_merge
+
+    # one index shard per job (built beside its final place, moved there when complete)
+    rule search_index_shard:
+        input:
+            lambda wc: SE_SHARDS[int(wc.shard)],
+        output:
+            directory(f"{SE_DIR}/index/shard_{{shard}}.idx"),
+        log:
+            f"{LOG_DIR}/search_index_shard/{{shard}}.log",
+        threads: res("search_index_shard", "threads")
+        resources:
+            mem_mb=res("search_index_shard", "mem_mb"),
+            runtime=res("search_index_shard", "runtime"),
+        shell:
+            otbio_cmd() + " -v index {input:q} -o {output:q} > {log:q} 2>&1"
+
+    rule search_index_query:
+        input:
+            expand(f"{SE_DIR}/index/shard_{{shard}}.idx", shard=SE_SHARD_IDS),
+        output:
+            f"{SE_DIR}/{{motif}}/scores.tsv",
+        log:
+            f"{LOG_DIR}/search_index_query/{{motif}}.log",
+        params:
+            query=lambda wc: SE["motifs"][wc.motif],
+            shards=lambda wc, input: " ".join(f"--index {q(p)}" for p in input),
+            max_candidates=SE["max_candidates"],
+            extra=SE["extra"],
+        threads: res("search_index_query", "threads")
+        resources:
+            mem_mb=res("search_index_query", "mem_mb"),
+            runtime=res("search_index_query", "runtime"),
+        shell:
+            otbio_cmd()
+            + " -v align {params.query:q} {params.shards} --max-candidates"
+            + " {params.max_candidates} {params.extra} --save-scores {output:q} > {log:q} 2>&1"
