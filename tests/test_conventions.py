@@ -175,3 +175,21 @@ def test_library_never_reads_the_cli_settings():
     assert not bad, f"library modules import otbio._settings: {bad}"
     # the check itself sees the CLI's imports
     assert _imports_settings(pkg / "cli" / "__init__.py")
+
+
+def test_one_meaning_per_name():
+    """A name has one meaning across commands: each option, and each Python name, stands in one
+    row of the table (one idea), however many commands share it."""
+    rows: dict[str, list[str]] = {}
+    py_rows: dict[str, list[str]] = {}
+    for option, _cmds, name, _funcs, idea in _options_table():
+        rows.setdefault(option, []).append(idea)
+        if name is not None:
+            py_rows.setdefault(name, []).append(idea)
+    twice = {o: ideas for o, ideas in rows.items() if len(ideas) > 1}
+    assert not twice, f"options with two meanings: {twice}"
+    twice = {n: ideas for n, ideas in py_rows.items() if len(ideas) > 1 and n != "mode"}
+    assert not twice, f"Python names with two meanings: {twice}"
+    # one idea per row: 'weights column / mixing weights' hid two meanings behind one name
+    joined = [idea for *_, idea in _options_table() if " / " in idea]
+    assert not joined, f"rows that join two ideas: {joined}"
