@@ -38,7 +38,7 @@ def progress(
     tty = sys.stderr.isatty()
     step = max(1, (total or 10) // 10)
     t0 = time.perf_counter()
-    last = -1.0  # when the last log line was written
+    last = 0.0  # when the last log line was written (a run under a second prints only the last)
     i = 0
     for i, item in enumerate(items, 1):
         yield item

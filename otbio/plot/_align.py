@@ -56,6 +56,11 @@ def alignment_figure(
     ax.set_ylabel("query residue")
     if title:
         ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="plan (mass moved)", fraction=0.04)
+    fig.colorbar(
+        im,
+        ax=ax,
+        label="plan: share of the query residue\nmatched to the target residue",
+        fraction=0.04,
+    )
     fig.tight_layout()
     return fig

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from otbio.plot._base import pyplot
+from otbio.plot._base import place_labels, pyplot
 
 __all__ = ["embedding_pca", "lot_embedding_figure"]
 
@@ -51,14 +51,11 @@ def lot_embedding_figure(
             sel = labels == lab
             ax.scatter(coords[sel, 0], coords[sel, 1], s=30, color=f"C{i % 10}", label=lab)
         ax.legend(title=color_by or None, fontsize=8, frameon=False)
-    if names is not None and len(names) <= 40:
-        for (px, py), nm in zip(coords, names):
-            ax.annotate(
-                str(nm), (px, py), fontsize=6, alpha=0.7, xytext=(2, 2), textcoords="offset points"
-            )
     r = ratio if ratio is not None else np.zeros(2)
     ax.set_xlabel(f"embedding PC1 ({100 * r[0]:.0f}% of the variance between samples)")
     ax.set_ylabel(f"embedding PC2 ({100 * r[1]:.0f}%)")
     ax.set_title(title)
-    fig.tight_layout()
+    fig.tight_layout()  # before the labels: they are placed in the final layout
+    if names is not None and len(names) <= 40:  # names where they fit, none on top of another
+        place_labels(ax, coords, [str(nm) for nm in names], fontsize=6, color="0.3")
     return fig

@@ -82,8 +82,6 @@ def classifier_figure(
     ax.set_ylabel("direction of second largest spread (axis 2)")
     arrows = f"arrows: change that points towards '{towards}'" if towards else "arrows: weights"
     ax.set_title(f"where the classes differ ({arrows}, 40 largest)", fontsize=9)
-    if point_labels is not None:
-        place_labels(ax, xy[top], [point_labels[i] for i in top])
     n = min(15, len(feature_names))
     vals = np.asarray(feature_values, dtype=np.float64)[:n]
     bx.barh(np.arange(n)[::-1], vals, color="steelblue")
@@ -93,5 +91,7 @@ def classifier_figure(
     bx.set_title(f"top {n} {feature_kind}s")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout()  # before the labels: they are placed in the final layout
+    if point_labels is not None:
+        place_labels(ax, xy[top], [point_labels[i] for i in top])
     return fig

@@ -8,12 +8,12 @@ from otbio.plot._base import pyplot
 
 __all__ = ["registration_figure"]
 
-_METRIC_NAMES = {
-    "rmse_reduction": "RMSE cut",
-    "fold_free_fraction": "fold-free",
-    "knn_preservation": "kNN pres.",
+_METRIC_NAMES = {  # plain words: a reader who never ran the tool reads the title
+    "rmse_reduction": "error cut",
+    "fold_free_fraction": "share of triangles not folded",
+    "knn_preservation": "neighbours kept",
     "label_transfer_after": "label transfer",
-    "distance_correlation": "dist. corr.",
+    "distance_correlation": "distances kept (corr.)",
 }
 
 
