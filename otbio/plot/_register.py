@@ -9,7 +9,7 @@ from otbio.plot._base import pyplot
 __all__ = ["registration_figure"]
 
 _METRIC_NAMES = {  # plain words: a reader who never ran the tool reads the title
-    "rmse_reduction": "error cut",
+    "rmse_reduction": "RMSE cut",
     "fold_free_fraction": "share of triangles not folded",
     "knn_preservation": "neighbours kept",
     "label_transfer_after": "label transfer",

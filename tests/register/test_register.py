@@ -295,7 +295,7 @@ def test_registration_figure_is_readable(slice1, slice2):
     assert a.get_xlim()[0] <= allx.min() and a.get_xlim()[1] >= allx.max()
     assert a.get_xlabel() == "x (µm)" and b.get_ylabel() == "y (µm)"
     assert [t.get_text() for t in b.get_legend().get_texts()] == ["slice2", "slice1"]
-    assert "RMSE cut 0.970, fold-free 0.995" in fig._suptitle.get_text()
+    assert "RMSE cut 0.970, share of triangles not folded 0.995" in fig._suptitle.get_text()
 
 
 def test_outlier_share_estimated_on_partial_overlap(slice1):
