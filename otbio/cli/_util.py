@@ -18,6 +18,7 @@ __all__ = [
     "handle_convergence",
     "hoist_global_options",
     "on_nonconvergence_option",
+    "pdb_model_option",
     "python_to_option",
     "rewrite_aliases",
     "translate_names",
@@ -31,6 +32,16 @@ on_nonconvergence_option = click.option(
     help="What a solver that stops at --max-iter before reaching its tolerance does: warn (one "
     "line on stderr, none under --quiet) and write the result marked converged False, or fail "
     "with exit 1.",
+)
+
+#: the model read from multi-model structure files (align, index): one option, one help text
+pdb_model_option = click.option(
+    "--pdb-model",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Model to read from multi-model (NMR, trajectory) files, 1-based, for every "
+    "structure; FILE@N picks model N of one structure (e.g. nmr.pdb@1:A:10-40 nmr.pdb@2).",
 )
 
 #: global options of ``otbio`` that take a value / that are flags; accepted after the command too

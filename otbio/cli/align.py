@@ -8,7 +8,7 @@ import sys
 import click
 
 from otbio.cli import cli
-from otbio.cli._util import deprecated_aliases, handle_convergence
+from otbio.cli._util import deprecated_aliases, handle_convergence, pdb_model_option
 
 log = logging.getLogger("otbio")
 
@@ -171,14 +171,7 @@ log = logging.getLogger("otbio")
     "convergence limit; raise it if pairs look noisy.",
     show_default=True,
 )
-@click.option(
-    "--pdb-model",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Model to read from multi-model (NMR, trajectory) files, 1-based, for every "
-    "structure; FILE@N picks model N of one structure (e.g. nmr.pdb@1:A:10-40 nmr.pdb@2).",
-)
+@pdb_model_option
 @click.option(
     "--save-plan",
     default=None,

@@ -7,6 +7,7 @@ import logging
 import click
 
 from otbio.cli import cli
+from otbio.cli._util import pdb_model_option
 
 log = logging.getLogger("otbio")
 
@@ -29,13 +30,7 @@ log = logging.getLogger("otbio")
     "otbio align --index.",
     show_default=True,
 )
-@click.option(
-    "--pdb-model",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Model read from multi-model (NMR) files, 1-based; FILE@N picks model N of one file.",
-)
+@pdb_model_option
 def index_command(structures: tuple[str, ...], output: str, append: bool, pdb_model: int) -> None:
     """Index STRUCTURES for database search with `otbio align QUERY --index DB`.
 

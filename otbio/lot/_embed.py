@@ -281,11 +281,10 @@ def embed(
         names=names,
     )
     d = s.points[0].shape[1] if s.points else z.shape[1]
-    if d != z.shape[1]:  # the representation, not one sample, is wrong: say which to use
-        made = ref_params.get("use_rep") or "the var names in vars"
+    if d != z.shape[1]:  # an older reference without its record: the widths tell
         msg = (
-            f"the reference was made from {made} ({z.shape[1]} dimensions), but use_rep "
-            f"'{use_rep}' has {d}; embed with use_rep '{made}' (or leave it out)"
+            f"the reference has {z.shape[1]} dimensions but use_rep '{use_rep}' has {d}; embed "
+            "with the representation the reference was made from"
         )
         raise InputError(msg)
     if solver == "sinkhorn" and not (epsilon > 0 and np.isfinite(epsilon)):
