@@ -4,6 +4,7 @@ by side."""
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,21 @@ from otbio._threading import apply_pending_threads, one_blas_thread
 from otbio.ot._geometry import CostName, PointCloud
 
 __all__ = ["ExactOutput", "emd", "map_batch"]
+
+#: set in map_batch's worker threads: the warnings filters and showwarning are process-wide,
+#: so a worker must not enter ``warnings.catch_warnings`` (threads entering and leaving it in
+#: turn leave the process recording into a list nobody reads, and every later warning is
+#: lost); map_batch catches the workers' warnings once, in the calling thread
+_pool = threading.local()
+
+
+def _pot_notice(w: warnings.WarningMessage) -> bool:
+    """POT's own emd notice (iteration limit, infeasible): otbio reports it as a
+    ConvergenceWarning of its own."""
+    import os
+
+    return w.category is UserWarning and f"{os.sep}ot{os.sep}" in str(w.filename)
+
 
 log = logging.getLogger("otbio")
 T = TypeVar("T")
@@ -185,15 +201,19 @@ def _solve_sparse(geom, a, b, c, max_iter, f0=None) -> ExactOutput | None:
 def _solve_dense(geom, a, b, c, max_iter) -> ExactOutput:
     import ot
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    if getattr(_pool, "worker", False):  # map_batch catches and filters for the pool
         plan, info = ot.emd(a, b, c, numItermax=max_iter, log=True)
+        caught = []
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plan, info = ot.emd(a, b, c, numItermax=max_iter, log=True)
     converged = info.get("result_code", 1) == 1
     if not converged:
         msg = f"ot.emd stopped: {info.get('warning', 'iteration limit')}; raise max_iter"
         warnings.warn(msg, ConvergenceWarning, stacklevel=3)
     for w in caught:
-        if not issubclass(w.category, UserWarning):
+        if not _pot_notice(w):
             warnings.warn(w.message, w.category, stacklevel=3)
     rows, cols = np.nonzero(plan)
     return ExactOutput(
@@ -230,5 +250,16 @@ def map_batch(
         return [fn(it) for it in items]
     apply_pending_threads()  # --jobs stays with this thread if a worker imports Numba first
     # each thread is one problem: BLAS threads inside them would only compete for the cores
-    with one_blas_thread(), ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(fn, items))
+
+    def work(item: T) -> R:
+        _pool.worker = True
+        return fn(item)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=jobs) as pool:
+            out = list(pool.map(work, items))
+    for w in caught:  # passed on from the calling thread, once the pool is done
+        if not _pot_notice(w):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out

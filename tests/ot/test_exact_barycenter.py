@@ -58,3 +58,24 @@ def test_barycenter_weights_and_entropic_solver():
     ent = O.barycenter(measures, init=base, solver="sinkhorn", epsilon=1e-3, max_iter=20)
     # entropic blur shrinks the cloud a little but keeps its centre at the mean shift
     np.testing.assert_allclose(ent.x.mean(0), base.mean(0) + np.array([2.0, 0.0]), atol=1e-6)
+
+
+def test_map_batch_threads_leave_the_warnings_machinery_as_found():
+    """Worker threads must not enter warnings.catch_warnings: entered and left in turn by
+    several threads, it left the process recording every later warning into a list nobody
+    read (the barycenter reference's non-convergence line then went missing)."""
+    import warnings
+
+    rng = np.random.default_rng(3)
+    probs = [(rng.random((8, 2)), rng.random((9, 2))) for _ in range(400)]
+    before = (warnings.showwarning, warnings._showwarnmsg_impl, list(warnings.filters))
+    O.map_batch(lambda p: O.emd(*p, method="dense").cost, probs, jobs=2)
+    assert (warnings.showwarning, warnings._showwarnmsg_impl, list(warnings.filters)) == before
+    # a warning from a worker (here: POT stopped at its iteration limit) reaches the caller
+    # once, as otbio's ConvergenceWarning, and POT's own notice is dropped
+    hard = [(rng.random((60, 2)), rng.random((70, 2)))] * 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        O.map_batch(lambda p: O.emd(*p, method="dense", max_iter=5).cost, hard, jobs=2)
+    cats = [w.category.__name__ for w in caught]
+    assert cats == ["ConvergenceWarning", "ConvergenceWarning"], [str(w.message) for w in caught]
