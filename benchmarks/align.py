@@ -279,8 +279,9 @@ def ranking_only(args) -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_append:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-            fh.write(text)
+        from _results import write_section
+
+        write_section("align.ranking", text)
 
 
 def main() -> None:
@@ -506,8 +507,9 @@ def _write(args, lines: list[str]) -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_append:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-            fh.write(text)
+        from _results import write_section
+
+        write_section("align.recovery" if args.recovery_only else "align", text)
 
 
 def _has_save_scores() -> bool:

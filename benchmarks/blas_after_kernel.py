@@ -17,7 +17,6 @@ import platform
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 
@@ -57,7 +56,7 @@ def one(layer: str | None) -> tuple[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--append", action="store_true", help="append the table to RESULTS.md")
+    ap.add_argument("--append", action="store_true", help="rewrite its section of RESULTS.md")
     args = ap.parse_args()
     rows = []
     for layer in (None, "omp"):
@@ -86,8 +85,9 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.append:
-        with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
-            fh.write(text)
+        from _results import write_section
+
+        write_section("blas_after_kernel", text)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ Measures, on uniform random clouds in d = 10 (float64 unless said):
    on four data sets (uniform cube, two bundled donors, two clustered clouds), with epsilon
    scaling off, with the fixed schedule of otbio 0.1 (10 iterations per level) and with the
    default (adaptive) schedule; ``--sweep-only`` runs only this table.
-Medians of ``--repeats`` runs. With ``--append`` the table goes to benchmarks/RESULTS.md.
+Medians of ``--repeats`` runs. With ``--append`` the table replaces its section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -357,15 +357,17 @@ def main():
         text = "\n".join(whole_lines(args.whole_n, eps, out, 1e-6, args.repeats))
         print(text)
         if args.append:
-            with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
-                fh.write(text)
+            from _results import write_section
+
+            write_section("engine.whole-process", text)
         return
     if args.sweep_only:
         text = "\n".join(sweep_lines(epsilon_sweep(args.sweep_n), args.sweep_n))
         print(text)
         if args.append:
-            with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
-                fh.write(text)
+            from _results import write_section
+
+            write_section("engine.sweep", text)
         return
 
     rows = iteration_table(args.sizes, args.repeats)
@@ -420,8 +422,9 @@ def main():
     text = "\n".join(lines) + "\n"
     print(text)
     if args.append:
-        with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
-            fh.write(text)
+        from _results import write_section
+
+        write_section("engine", text)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ Routes, each in a fresh process (so that peak memory, ru_maxrss, is its own):
 
 Errors are relative Frobenius errors of the LOT vectors against the POT route, on the samples
 both ran. Run: ``python benchmarks/lot.py`` (full size) or with smaller sizes; ``--append``
-appends the table to benchmarks/RESULTS.md.
+writes the table to its section of benchmarks/RESULTS.md (benchmarks/_results.py).
 """
 
 from __future__ import annotations
@@ -137,9 +137,7 @@ def main() -> None:
         help="relative epsilons of the entropic mode",
     )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--append", action="store_true", help="append the table to benchmarks/RESULTS.md"
-    )
+    ap.add_argument("--append", action="store_true", help="rewrite its section of RESULTS.md")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-samples", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data", default=None, help=argparse.SUPPRESS)
@@ -249,8 +247,9 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(text)
+        from _results import write_section
+
+        write_section("lot", text)
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ reference_points.tsv: cell type of the cells each point transports to; votes wei
 weight share);
 ``readback_ok`` when it is the shifted type.
 
-Run: ``python benchmarks/lot_classify.py`` (about 10 minutes on 2 shared cores); ``--append`` appends
-the tables to benchmarks/RESULTS.md.
+Run: ``python benchmarks/lot_classify.py`` (about 10 minutes on 2 shared cores); ``--append`` writes
+the tables to their section of benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--no-variants", action="store_true", help="skip the otbio variants")
     ap.add_argument("--save", default=None, help="write every cohort's row to this TSV")
-    ap.add_argument("--append", action="store_true", help="append to benchmarks/RESULTS.md")
+    ap.add_argument("--append", action="store_true", help="rewrite its section of RESULTS.md")
     ap.add_argument(
         "--from-tsv", default=None, help="summarise the rows saved by a previous --save run"
     )
@@ -409,8 +409,9 @@ def main() -> None:
             f"repeats, the same folds for every method; {args.n_donors} donors x "
             f"{args.n_cells} cells unless stated; reference size {args.ref_size}.\n\n"
         )
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(head + body + "\n")
+        from _results import write_section
+
+        write_section("lot_classify", head + body)
 
 
 if __name__ == "__main__":

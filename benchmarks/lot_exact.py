@@ -31,7 +31,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -152,8 +151,9 @@ def main() -> None:
         text = "\n".join(whole_process(args))
         print(text)
         if args.append:
-            with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
-                fh.write(text)
+            from _results import write_section
+
+            write_section("lot_exact.whole-process", text)
         return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import ot
@@ -220,8 +220,9 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.append:
-        with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
-            fh.write(text)
+        from _results import write_section
+
+        write_section("lot_exact", text)
 
 
 if __name__ == "__main__":

@@ -668,7 +668,7 @@ def main() -> None:
     ap.add_argument("--scale", type=int, nargs="*", default=[])
     ap.add_argument("--downsample", type=int, default=0, help="0: full resolution")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--append", action="store_true", help="append the tables to RESULTS.md")
+    ap.add_argument("--append", action="store_true", help="rewrite its section of RESULTS.md")
     ap.add_argument("--cache", default=None, help="JSON file of per-pair results to reuse/extend")
     ap.add_argument("--fresh-otbio", action="store_true", help="recompute otbio's cached rows")
     ap.add_argument("--skip-otbio", action="store_true", help="peers only (to fill --cache)")
@@ -737,8 +737,13 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.append:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-            fh.write(text + "\n")
+        from _results import write_section
+
+        part = (
+            "sections" if args.sections else "sweep" if args.seeds and args.amps
+            else "real" if args.real else "scale"
+        )  # fmt: skip
+        write_section(f"register.{part}", text)
 
 
 if __name__ == "__main__":

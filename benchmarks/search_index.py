@@ -251,8 +251,9 @@ def main() -> None:
         lines = report(args, rows, info["build"], info["rate"], info["per_kb"], info["n"])
         print("\n".join(lines))
         if not args.no_append:
-            with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-                fh.write("\n" + "\n".join(lines) + "\n")
+            from _results import write_section
+
+            write_section("search_index", "\n".join(lines))
         return
     if args.reuse:
         files = (db / "all.txt").read_text().split()
@@ -299,8 +300,9 @@ def main() -> None:
     lines = report(args, rows, build, rate, per_kb, len(files))
     print("\n".join(lines))
     if not args.no_append:
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-            fh.write("\n" + "\n".join(lines) + "\n")
+        from _results import write_section
+
+        write_section("search_index", "\n".join(lines))
 
 
 def query_rows(args, db, files, truth, sources):

@@ -202,18 +202,20 @@ def main() -> None:
     print(text)
     if not args.no_append:
         load = os.getloadavg()[0]
-        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as fh:
-            fh.write(
+        from _results import write_section
+
+        write_section(
+            "search_relatives",
+            (
                 "\n## otbio align: retrieval of real structural relatives (sensitivity to the "
                 "first false positive)\n\nCommand: `python benchmarks/search_relatives.py` "
                 f"(from the repository root). Machine: {platform.machine()}, 2 cores shared "
                 f"(load average {load:.1f}). {len(chains)} chains: {n_fam} in 3 families from "
                 "Debian's theseus-examples (10 cytochromes c, 12 LDH/MDH entries, 12 "
                 "trypsin-like entries), 27 unrelated (test_data). Each family chain is a "
-                "query as a whole chain and as a 60-residue motif from its middle.\n\n"
-                + text
-                + "\n"
-            )
+                "query as a whole chain and as a 60-residue motif from its middle.\n\n" + text
+            ),
+        )
 
 
 if __name__ == "__main__":

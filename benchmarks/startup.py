@@ -181,7 +181,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--only", nargs="+", metavar="COMMAND", help="run only these commands")
     ap.add_argument("--baseline", type=Path, help="another checkout, run alternately with this one")
-    ap.add_argument("--append", action="store_true", help="append the table to RESULTS.md")
+    ap.add_argument("--append", action="store_true", help="rewrite its section of RESULTS.md")
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,8 +260,9 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.append:
-        with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
-            fh.write(text)
+        from _results import write_section
+
+        write_section("startup.ab" if args.baseline else "startup", text)
 
 
 if __name__ == "__main__":
