@@ -743,6 +743,9 @@ def main() -> None:
             "sections" if args.sections else "sweep" if args.seeds and args.amps
             else "real" if args.real else "scale"
         )  # fmt: skip
+        title = {"sections": "consecutive-section design", "sweep": "known-warp sweep"}
+        head = "## Registration (`otbio register`)"
+        text = text.replace(head, f"{head}: {title.get(part, part)}", 1)
         write_section(f"register.{part}", text)
 
 
