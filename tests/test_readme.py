@@ -1,9 +1,11 @@
-"""The README's worked examples run as written, on the bundled data, and print what it says.
+"""The worked examples of the README and of the docs/*.md pages run as written, on the bundled
+data, and print what they say.
 
 A fenced block preceded by the comment ``<!-- example -->`` is run (``bash`` blocks with bash,
-``python`` blocks with this Python) from a scratch folder that holds a link to test_data/, the
-examples in README order sharing that folder (later ones use earlier outputs). What the README
-says a command prints is checked against what it printed:
+``python`` blocks with this Python) from a scratch folder that holds a link to test_data/; each
+page (README.md, then every docs/*.md) has its own folder, shared by its examples in page order
+(later ones use earlier outputs). A block that repeats an example run elsewhere is left
+unmarked. What a page says a command prints is checked against what it printed:
 
 - ``# -> TEXT`` (after a command or on its own line under it, continued on ``#    MORE``
   lines) must appear in that block's output, white space folded; ``...`` separates fragments
@@ -26,6 +28,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 MARK = "<!-- example -->"
 
 
@@ -90,13 +93,31 @@ def _contains_in_order(haystack: str, parts: list[str]) -> bool:
     return True
 
 
-BLOCKS = _blocks(README.read_text())
+def _page(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+BLOCKS = [(_page(p), *b) for p in PAGES for b in _blocks(p.read_text())]
 
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory):
-    d = tmp_path_factory.mktemp("readme")
-    (d / "test_data").symlink_to(ROOT / "test_data")
+    """A function giving each page its own scratch folder (made on first use) and the env."""
+    env = _env(tmp_path_factory.mktemp("bin"))
+    folders: dict[str, Path] = {}
+
+    def folder(page: str) -> Path:
+        if page not in folders:
+            d = tmp_path_factory.mktemp(page.replace("/", "_").replace(".", "_"))
+            (d / "test_data").symlink_to(ROOT / "test_data")
+            folders[page] = d
+        return folders[page]
+
+    return folder, env
+
+
+def _env(d: Path) -> dict:
+    """The environment of every example: this checkout's otbio first on PATH."""
     bindir = d / ".bin"
     bindir.mkdir()
     otbio = bindir / "otbio"  # the otbio of this Python and this checkout
@@ -107,33 +128,51 @@ def scratch(tmp_path_factory):
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("OTBIO_DEBUG", None)
-    return d, env
+    return env
 
 
 def test_the_readme_marks_its_examples():
-    langs = [b[0] for b in BLOCKS]
-    assert langs.count("bash") >= 6 and langs.count("python") >= 2, langs
+    readme = [b[1] for b in BLOCKS if b[0] == "README.md"]
+    assert readme.count("bash") >= 4, readme
+    langs = [b[1] for b in BLOCKS]
+    assert langs.count("bash") >= 8 and langs.count("python") >= 3, langs
+
+
+def test_the_docs_links_resolve():
+    """Every relative link and image of the README and the docs pages names a file that exists."""
+    bad = []
+    for p in PAGES:
+        for target in re.findall(r"\]\(([^)\s]+)\)", p.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path = target.split("#", 1)[0]
+            if path and not (p.parent / path).exists():
+                bad.append(f"{_page(p)}: {target}")
+    assert not bad, bad
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lang,code,expected,line", BLOCKS, ids=[f"line{b[3]}" for b in BLOCKS])
-def test_readme_example(scratch, lang, code, expected, line):
-    d, env = scratch
+@pytest.mark.parametrize(
+    "page,lang,code,expected,line", BLOCKS, ids=[f"{b[0]}:line{b[4]}" for b in BLOCKS]
+)
+def test_readme_example(scratch, page, lang, code, expected, line):
+    folder, env = scratch
+    d = folder(page)
     if lang == "bash":
         cmd = ["bash", "-euo", "pipefail", "-c", code]
     else:
         cmd = [sys.executable, "-c", code]
     r = subprocess.run(cmd, cwd=d, env=env, capture_output=True, text=True, timeout=600)
     out = r.stdout + r.stderr
-    assert r.returncode == 0, f"README line {line}: exit {r.returncode}\n{out[-3000:]}"
+    assert r.returncode == 0, f"{page} line {line}: exit {r.returncode}\n{out[-3000:]}"
     folded = _fold(out)
     for claim in _claims(code):
         parts = [_fold(p) for p in claim.split("...") if p.strip()]
         assert _contains_in_order(folded, parts), (
-            f"README line {line} claims {claim!r}; printed:\n{out[-3000:]}"
+            f"{page} line {line} claims {claim!r}; printed:\n{out[-3000:]}"
         )
     if expected:
         parts = [_fold(e) for e in expected]
         assert _contains_in_order(folded, parts), (
-            f"README line {line}: the output block does not match; printed:\n{out[-3000:]}"
+            f"{page} line {line}: the output block does not match; printed:\n{out[-3000:]}"
         )
