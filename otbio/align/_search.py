@@ -237,6 +237,10 @@ def search(
     processes, align one after another in this process, each using every core through
     the engine's parallel kernels.
 
+    Stages: :func:`_prepare` (checks, the query and its features), :func:`_worker_context`
+    (workers or not), :func:`_read_targets`, :func:`_align_in_workers`,
+    :func:`_align_here` (what is left, in this process) and :func:`_ranked`.
+
     Parameters
     ----------
     query, targets
