@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Literal
@@ -11,22 +10,11 @@ import numpy as np
 from numba import njit
 
 from otbio._compat import renamed_kwargs
-from otbio._errors import InputError
 from otbio.align._features import (
     Features,
     geometric_features,
-    pair_features,
-    sequence_onehot,
-)
-from otbio.align._seeds import (
-    RANK_D0,
-    extend_superposition,
-    fragment_seeds,
-    nearest_tm,
-    sequence_segments,
 )
 from otbio.align._structure import Structure
-from otbio.align._superpose import _tm_superpose, tm_d0, tm_superpose
 
 __all__ = ["Alignment", "align", "features_of"]
 
@@ -376,6 +364,36 @@ def align(
 ) -> Alignment:
     """Align a query (motif, domain or chain) onto a target with an entropic OT plan.
 
+    The method's stages, in :mod:`otbio.align._stages`: features, seeds, seeded rounds,
+    the local-feature round (and its refinement), extension, choice, scoring, sequential
+    re-scoring, output. The reference (cost, marginals, score, parameters) follows.
+    """
+    from otbio.align import _stages as stages
+
+    opts = stages.resolve_options(
+        query_features, target_features, epsilon=epsilon, threshold=threshold,
+        sequence_weight=sequence_weight, plasma_pf=plasma_pf, mass=mass, reg_m=reg_m,
+        round_iter=round_iter, tol=tol, refine=refine, refine_weight=refine_weight,
+        n_fragments=n_fragments, sequential=sequential, device=device,
+    )  # fmt: skip
+    p = stages.pose_problem(query, target, query_features, target_features, opts)
+    tally = stages.Tally()
+    seeds = stages.seed_starts(p)
+    seeded = stages.seeded_rounds(p, seeds, tally)
+    local = None
+    if stages.needs_local_round(seeded):
+        local = stages.local_round(p, tally)
+        if p.n_fragments > 0 and not seeds.cands and np.isfinite(local.tm):
+            seeded = stages.extended_rounds(p, seeds, local, tally)
+    best, kept_seeded = stages.keep_best(local, seeded)
+    scores = stages.score_answer(p, best, seeded)
+    seq = stages.sequential_rescore(p, best)
+    return stages.to_alignment(p, best, kept_seeded, seeded, scores, seq, tally)
+
+
+#: The reference part of :func:`align`'s docstring (``help(align)`` shows both): kept out of
+#: the function body so that the entry point reads as its stages.
+_ALIGN_REFERENCE = """
     PLASMA's recipe (Wang et al. 2025, arXiv:2510.11752, ICLR 2026) with features computed
     from the coordinates, or user embeddings. The cost between query residue i and target
     residue j is the hinge (query containment) cost
@@ -476,292 +494,8 @@ def align(
     >>> res.coverage > 0.95, round(res.rmsd, 3)
     (True, 0.0)
     """
-    from otbio.ot import PointCloud, Sinkhorn
 
-    if (query_features is None) != (target_features is None):
-        msg = "give embeddings for both the query and the target, or for neither"
-        raise InputError(msg)
-    if not 0 < threshold <= 1:
-        msg = f"`threshold` must lie in (0, 1], got {threshold}"
-        raise InputError(msg)
-    if mass not in ("partial", "balanced", "unbalanced"):
-        msg = f"mass must be 'partial', 'balanced' or 'unbalanced', got '{mass}'"
-        raise InputError(msg)
-    if plasma_pf and query_features is None:
-        msg = "plasma_pf needs embeddings; pass `features` with .npy files"
-        raise InputError(msg)
-    max_iter, seeds = round_iter, n_fragments  # the stages below use the short names
-    if epsilon is None:
-        epsilon = 1.0 / (PLASMA_PF_TEMPERATURE if plasma_pf else DEFAULT_TEMPERATURE)
-    if not (np.isfinite(epsilon) and epsilon > 0):
-        msg = f"epsilon must be positive and finite, got {epsilon}"
-        raise InputError(msg)
-    temperature = 1.0 / epsilon
-    if max_iter is None:
-        max_iter = PLASMA_PF_ITER if plasma_pf else DEFAULT_MAX_ITER
-    if refine is None:
-        refine = 0 if plasma_pf else 1
-    fq = query_features if query_features is not None else features_of(query)
-    fc = target_features if target_features is not None else features_of(target)
-    sq = sc = None
-    if sequence_weight > 0:
-        sq, sc = sequence_onehot(query), sequence_onehot(target)
-    hq, hc, zq, zc = pair_features(
-        fq, fc, sq=sq, sc=sc, sequence_weight=sequence_weight, plasma_pf=plasma_pf
-    )
-    eps = 1.0 / temperature
-    solver = Sinkhorn(
-        epsilon=eps,
-        relative_epsilon=None,  # 1 / temperature on the hinge cost, as in PLASMA
-        epsilon_scaling=None,
-        reg_m=reg_m if mass == "unbalanced" else None,
-        tol=tol * max(len(query), len(target)),
-        max_iter=max_iter,
-        check_every=5,
-        device=device,
-        warn=False,
-    )
-    nq, nc = len(query), len(target)
-
-    def geometry(xq: np.ndarray, xc: np.ndarray):
-        xq_s, xc_s, a, b = _with_slack(xq, xc, mass == "partial")
-        return PointCloud(xq_s, xc_s, cost="hinge"), a, b
-
-    # the distance rounds converge faster: fewer iterations give the same pairs
-    seed_solver = dataclasses.replace(solver, max_iter=min(max_iter, SEED_MAX_ITER))
-
-    def solve(geom, a, b, init=None, seeded=False):
-        out = (seed_solver if seeded else solver)(geom, a, b, init=init)
-        plan = out.plan(copy=False)[:nq, :nc].copy()  # C order, writable
-        pairs, colsum = _plan_pairs_colsum(plan, threshold)  # by query, then target residue
-        rmsd = tm = np.nan
-        rot, tr = np.eye(3), np.zeros(3)
-        if len(pairs) >= 3:
-            rmsd, tm, rot, tr = tm_superpose(query.ca[pairs[:, 0]], target.ca[pairs[:, 1]], nq)
-        cover = (1 + np.count_nonzero(np.diff(pairs[:, 0]))) / nq if len(pairs) else 0.0
-        return dict(
-            plan=plan, pairs=pairs, rmsd=rmsd, tm=tm, rot=rot, tr=tr, out=out, colsum=colsum,
-            coverage=cover,
-        )  # fmt: skip
-
-    def scored(res):
-        """PLASMA's score of a solve (computed only for the plan that is kept)."""
-        if "score" not in res:
-            cos = _cosine(res["plan"], zq, zc, res["colsum"])
-            diag = _diagonal(res["plan"], DIAGONAL_K)
-            res["cos"], res["diag"] = cos, diag
-            res["score"] = float(np.clip(max(cos - chance, 0.0) / (1.0 - chance) * diag, 0.0, 1.0))
-        return res
-
-    chance = 0.0 if fq.kind == "embedding" else COSINE_CHANCE
-    if seeds is None:
-        seeds = 0 if plasma_pf or mass != "partial" else DEFAULT_SEEDS
-    n_iter = 0
-    refined = 0
-    seeded = 0
-    seed_tm = np.nan
-    seeded_best = None
-    segq = segc = None
-    cands = []
-    if seeds > 0:
-        # seeded superpositions first: the best one sets the cost of the OT rounds on the
-        # distances after superposition (see _seeded_rounds)
-        segq = sequence_segments(query.resnum, query.chain)
-        segc = sequence_segments(target.resnum, target.chain)
-        cands = fragment_seeds(query.ca, target.ca, segq, segc, n_seeds=seeds)
-        if cands:
-            # one OT round from each of the best SEED_STARTS superpositions (under 1.5 A of
-            # noise the seed ranking, on a subsample with a lenient d0, can put a slightly
-            # shifted placement first), then the further rounds from the leader only
-            for cand in cands[:SEED_STARTS]:
-                other, k = _seeded_rounds(solve, query, target, cand[1], cand[2], segq, segc,
-                                          refine_weight, rounds=1, quick=True)  # fmt: skip
-                n_iter += k
-                if other is not None:
-                    other["rank_tm"] = _rank_tm(query.ca, target.ca, other["pairs"])
-                if other is not None and (
-                    seeded_best is None or other["rank_tm"] > seeded_best["rank_tm"]
-                ):
-                    seeded_best = other
-                    seed_tm, rot0, tr0 = cand
-            if seeded_best is None:
-                seed_tm, rot0, tr0 = cands[0]
-            elif SEED_OT_ROUNDS > 1:
-                more, k = _seeded_rounds(solve, query, target, seeded_best["rot"],
-                                         seeded_best["tr"], segq, segc, refine_weight,
-                                         rounds=SEED_OT_ROUNDS - 1, init=seeded_best)  # fmt: skip
-                n_iter += k
-                if more is not None and more["tm"] > seeded_best["tm"]:
-                    seeded_best = more
-    # the local-feature round (and its refinement): without seeds, when no seed fits (a
-    # motif of segments shorter than the window), or when the seeded superposition is of
-    # a related structure but leaves residues unpaired (domains that moved: one rigid
-    # superposition places only one of them)
-    best = None
-    if seeded_best is None or (
-        seeded_best["tm"] >= REFINE_MIN_TM and seeded_best["coverage"] < LOCAL_COVERAGE
-    ):
-        base, a, b = geometry(hq, hc)
-        best = solve(base, a, b)
-        n_iter += best["out"].n_iter
-        for _ in range(refine):
-            if not np.isfinite(best["tm"]):
-                break  # fewer than 3 pairs: nothing to superpose on
-            # coordinates after superposition, entered as (x, -x): the hinge over them is
-            # refine_weight times the L1 distance between the CA atoms (A)
-            xq = refine_weight * (query.ca @ best["rot"].T + best["tr"])
-            xc = refine_weight * target.ca
-            prev = best["out"]
-            # the hinge is a sum over columns: the cost of [hq, xq, -xq] vs [hc, xc, -xc] is
-            # the features' cost (computed in the first solve) plus that of the coordinates
-            coords, _, _ = geometry(np.hstack([xq, -xq]), np.hstack([xc, -xc]))
-            cand = solve(base.hstack(coords), a, b, init=(prev.f, prev.g))
-            n_iter += cand["out"].n_iter
-            # keep a refinement only when it improves the TM-score and reaches a significant
-            # structural match (TM >= 0.5, the same-fold level): refining a chance
-            # superposition only sharpens a forced match, and unrelated structures gain pairs
-            if not (
-                np.isfinite(cand["tm"])
-                and cand["tm"] > best["tm"] + 1e-6
-                and cand["tm"] >= REFINE_MIN_TM
-            ):
-                break
-            best = cand
-            refined += 1
-        if seeds > 0 and not cands and np.isfinite(best["tm"]):
-            # no seed fitted: the seeded rounds start from this round's superposition
-            seed_tm, rot0, tr0 = extend_superposition(query.ca, target.ca, best["rot"], best["tr"])
-            seeded_best, k = _seeded_rounds(solve, query, target, rot0, tr0, segq, segc,
-                                            refine_weight)  # fmt: skip
-            n_iter += k
-    if seeded_best is not None and (
-        best is None or not np.isfinite(best["tm"]) or seeded_best["tm"] > best["tm"]
-    ):
-        best = seeded_best
-        seeded = 1
-    plan, pairs, out = best["plan"], best["pairs"], best["out"]
-    settled = bool(out.converged) or _settled(solver, out, pairs, best["tm"], threshold,
-                                              query.ca, target.ca)  # fmt: skip
-    rmsd, tm, rot, tr = best["rmsd"], best["tm"], best["rot"], best["tr"]
-    values = plan[pairs[:, 0], pairs[:, 1]] if len(pairs) else np.zeros(0)
-    scored(best)
-    cos, diag, score = best["cos"], best["diag"], best["score"]
-    tm_t = ident = np.nan
-    if len(pairs) >= 3:
-        _, tm_t, _, _ = tm_superpose(query.ca[pairs[:, 0]], target.ca[pairs[:, 1]], nc)
-    if len(pairs):
-        ident = float(np.mean(query.resname[pairs[:, 0]] == target.resname[pairs[:, 1]]))
-    if not np.isfinite(tm) and np.isfinite(seed_tm):
-        # no pairs to superpose: how close the best superposition came (query d0)
-        tm = nearest_tm(query.ca, target.ca, rot0, tr0)
-    tm_seq = tm_seq_t = np.nan
-    if sequential:
-        from otbio.align._dp import sequential_tm
-
-        # otbio's superposition is one start; its seeds add nothing beside the fragment
-        # starts of sequential_tm (measured over the 300 pairs of test chains)
-        sq = sequential_tm(query.ca, target.ca, [(rot, tr)] if len(pairs) >= 3 else [])
-        tm_seq, tm_seq_t = sq.tm_score, sq.tm_score_target
-    log.info(
-        "align %s -> %s: TM-score %.3f, score %.3f, %d pairs, %d iterations, "
-        "%d refinement round(s), seeded superposition %s",
-        query.name,
-        target.name,
-        tm if np.isfinite(tm) else float("nan"),
-        score,
-        len(pairs),
-        n_iter,
-        refined,
-        "kept" if seeded else "not kept",
-    )
-    return Alignment(
-        query=query,
-        target=target,
-        plan=plan,
-        pairs=pairs,
-        pair_values=values,
-        score=score,
-        cosine=cos,
-        diagonal=diag,
-        rmsd=float(rmsd),
-        tm_score=float(tm),
-        coverage=best["coverage"],
-        rotation=rot,
-        translation=tr,
-        epsilon=eps,
-        n_iter=n_iter,
-        converged=settled,
-        params={
-            "epsilon": float(epsilon),
-            "threshold": threshold,
-            "sequence_weight": sequence_weight,
-            "plasma_pf": plasma_pf,
-            "mass": mass,
-            "features": fq.kind,
-            "refine": refine,
-            "refined": refined,
-            "n_fragments": seeds,
-            "seeded": bool(seeded),
-            "seed_tm": float(seed_tm),
-            "sequential": bool(sequential),
-        },
-        tm_score_target=float(tm_t),
-        seq_identity=ident,
-        tm_score_seq=float(tm_seq),
-        tm_score_seq_target=float(tm_seq_t),
-    )
-
-
-def _settled(solver, out, pairs, tm, threshold, q, t) -> bool:
-    """Whether the alignment settled: ``round_iter`` more Sinkhorn iterations from the final
-    potentials of ``out`` give the same residue pairs, or pairs whose TM-score differs from
-    ``tm`` by less than ``SETTLE_TM``."""
-    nq, nc = q.shape[0], t.shape[0]
-    more = solver(out.geom, out.a, out.b, init=(out.f, out.g))
-    plan = np.ascontiguousarray(more.plan(copy=False)[:nq, :nc])
-    again = _plan_pairs_colsum(plan, threshold)[0]
-    if np.array_equal(again, pairs):
-        return True
-    if len(again) < 3 or not np.isfinite(tm):
-        return len(again) < 3 and not np.isfinite(tm)
-    tm_again = tm_superpose(q[again[:, 0]], t[again[:, 1]], nq)[1]
-    return bool(abs(tm_again - tm) < SETTLE_TM)
-
-
-def _rank_tm(q: np.ndarray, t: np.ndarray, pairs: np.ndarray) -> float:
-    """TM-score of the pairs (by the query length) with d0 at least ``RANK_D0`` A: the
-    starts are compared with it, since the d0 of a short motif (0.5 A up to 21 residues)
-    would rank them by the coordinate noise."""
-    nq = q.shape[0]
-    x = np.ascontiguousarray(q[pairs[:, 0]])
-    y = np.ascontiguousarray(t[pairs[:, 1]])
-    return float(_tm_superpose(x, y, float(nq), max(tm_d0(nq), RANK_D0), 6)[1])
-
-
-def _seeded_rounds(solve, query, target, rot, tr, segq, segc, weight, *, rounds=None,
-                   init=None, quick=False):  # fmt: skip
-    """Up to ``rounds`` (default ``SEED_OT_ROUNDS``) OT rounds on the distances after the
-    superposition (``rot``, ``tr``), each round from the previous round's pairs (the first
-    from the potentials of the solve ``init`` if given), while the TM-score rises: the best
-    solve (or None when no round gave 3 pairs) and the iterations run. ``quick``: at most
-    ``SEED_MAX_ITER`` Sinkhorn iterations per round (the rounds that compare the starts)."""
-    nq, nc = len(query), len(target)
-    best = None
-    n_iter = 0
-    for _round in range(SEED_OT_ROUNDS if rounds is None else rounds):
-        prev = best if best is not None else init
-        nxt = solve(
-            _distance_geometry(query.ca @ rot.T + tr, target.ca, segq, segc, weight),
-            *_dustbin_weights(nq, nc),
-            init=None if prev is None else (prev["out"].f, prev["out"].g),
-            seeded=quick,
-        )
-        n_iter += nxt["out"].n_iter
-        if not np.isfinite(nxt["tm"]) or (best is not None and nxt["tm"] <= best["tm"]):
-            break
-        best = nxt
-        rot, tr = best["rot"], best["tr"]
-    return best, n_iter
+align.__doc__ = (align.__doc__ or "") + _ALIGN_REFERENCE
 
 
 def _distance_geometry(xq, xc, segq, segc, weight: float):

@@ -237,6 +237,10 @@ def search(
     processes, align one after another in this process, each using every core through
     the engine's parallel kernels.
 
+    Stages: :func:`_prepare` (checks, the query and its features), :func:`_worker_context`
+    (workers or not), :func:`_read_targets`, :func:`_align_in_workers`,
+    :func:`_align_here` (what is left, in this process) and :func:`_ranked`.
+
     Parameters
     ----------
     query, targets
@@ -269,9 +273,6 @@ def search(
     list of Alignment
         Sorted by decreasing TM-score (normalised by the query; NaN last), then by score.
     """
-    global _SEARCH
-    from otbio.ot import DENSE_MAX_ENTRIES, resolve_device
-
     if index is not None:
         from otbio.align._index import DEFAULT_MAX_CANDIDATES, search_index
 
@@ -279,7 +280,26 @@ def search(
         return search_index(query, index, targets=targets, jobs=jobs, progress=progress,
                             max_candidates=n_cand, pdb_model=pdb_model, skip_bad=skip_bad,
                             **align_kw)  # fmt: skip
+    feats = (query_features, target_features)
+    query, targets, n_jobs = _prepare(query, targets, feats, jobs, pdb_model)
+    ctx = _worker_context(query, targets, n_jobs, align_kw)
+    if target_features is not None or ctx is None:
+        targets = _read_targets(targets, pdb_model, n_jobs, skip_bad)
+    results: list[Alignment | None] = [None] * len(targets)
+    if ctx is not None:
+        targets, results = _align_in_workers(query, targets, feats, align_kw, pdb_model,
+                                             n_jobs, ctx, progress, skip_bad)  # fmt: skip
+    _align_here(query, targets, results, feats, align_kw, progress)
+    return _ranked(results)
 
+
+def _prepare(query, targets, feats, jobs: int, pdb_model: int):
+    """Stage 1 of :func:`search`: check the embeddings ``feats`` (query's, targets'), read
+    the query and compute its features once (before any worker starts).
+
+    Returns the query :class:`Structure`, the targets as a list, and the number of worker
+    processes (at most one per target and per CPU)."""
+    query_features, target_features = feats
     if (query_features is None) != (target_features is None):
         msg = "give embeddings for the query and for every target, or for none"
         raise InputError(msg)
@@ -292,6 +312,17 @@ def search(
     targets = list(targets)
     if query_features is None:
         features_of(query)  # once, before the workers start
+    return query, targets, n_jobs
+
+
+def _worker_context(query: Structure, targets: list, n_jobs: int, align_kw: dict):
+    """Stage 2 of :func:`search`: whether the targets are split over forked workers (on
+    the CPU, ``n_jobs > 1``, at least ``PROCESS_MIN_TARGETS`` targets, every target given
+    as a structure small enough for the serial dense route).
+
+    Returns the fork context when they are, else None."""
+    from otbio.ot import DENSE_MAX_ENTRIES, resolve_device
+
     ctx = _fork_context()
     cpu = resolve_device(align_kw.get("device", "cpu")) == "cpu"
     # the slack point of partial transport adds a row or a column
@@ -306,38 +337,62 @@ def search(
             if isinstance(t, Structure)
         )
     )
-    if target_features is not None or not forked:
-        specs = [k for k, t in enumerate(targets) if not isinstance(t, Structure)]
-        if specs:
-            found = _read_found([str(targets[k]) for k in specs], pdb_model, n_jobs, _no_bar)
-            for k, st in zip(specs, found, strict=True):
-                targets[k] = st
-            targets = _drop_bad(targets, skip_bad)
-    results: list[Alignment | None] = [None] * len(targets)
-    if forked:
-        # load the alignment kernels here, once, so that the forked workers inherit them
-        align(query, query, query_features=query_features, target_features=query_features,
-              **align_kw)  # fmt: skip
-        n_chunks = min(len(targets), 4 * n_jobs)
-        chunks = [list(range(k, len(targets), n_chunks)) for k in range(n_chunks)]
-        _SEARCH = (query, targets, query_features, target_features, align_kw, pdb_model)
-        try:
-            with process_pool(n_jobs, ctx, what="alignments") as pool:
-                parts = pool.map(_search_chunk, chunks)
-                if progress:
-                    parts = progress_bar(parts, total=n_chunks, desc="aligning")
-                parts = list(parts)
-        finally:
-            _SEARCH = None
-        for part in parts:
-            for k, st, fields in part:
-                if st is not None:
-                    targets[k] = st
-                if fields is not None:
-                    results[k] = Alignment(query=query, target=targets[k], **fields)
-        keep = [k for k in range(len(targets)) if not isinstance(targets[k], InputError)]
+    return ctx if forked else None
+
+
+def _read_targets(targets: list, pdb_model: int, n_jobs: int, skip_bad: bool) -> list:
+    """Stage 3 of :func:`search` (no workers, or embeddings): read the targets given as
+    file specs here, ``n_jobs`` at a time.
+
+    Returns the targets as structures (unusable files dropped with ``skip_bad``)."""
+    specs = [k for k, t in enumerate(targets) if not isinstance(t, Structure)]
+    if specs:
+        found = _read_found([str(targets[k]) for k in specs], pdb_model, n_jobs, _no_bar)
+        for k, st in zip(specs, found, strict=True):
+            targets[k] = st
         targets = _drop_bad(targets, skip_bad)
-        results = [results[k] for k in keep]
+    return targets
+
+
+def _align_in_workers(query, targets, feats, align_kw, pdb_model, n_jobs, ctx, progress,
+                      skip_bad):  # fmt: skip
+    """Stage 4 of :func:`search`: read and align the targets in ``n_jobs`` forked worker
+    processes (:func:`_search_chunk`, which inherit ``_SEARCH``).
+
+    Returns the targets (read, unusable files dropped with ``skip_bad``) and their
+    alignments, None for a target too large for a worker (aligned by :func:`_align_here`)."""
+    global _SEARCH
+    query_features, target_features = feats
+    results: list[Alignment | None] = [None] * len(targets)
+    # load the alignment kernels here, once, so that the forked workers inherit them
+    align(query, query, query_features=query_features, target_features=query_features,
+          **align_kw)  # fmt: skip
+    n_chunks = min(len(targets), 4 * n_jobs)
+    chunks = [list(range(k, len(targets), n_chunks)) for k in range(n_chunks)]
+    _SEARCH = (query, targets, query_features, target_features, align_kw, pdb_model)
+    try:
+        with process_pool(n_jobs, ctx, what="alignments") as pool:
+            parts = pool.map(_search_chunk, chunks)
+            if progress:
+                parts = progress_bar(parts, total=n_chunks, desc="aligning")
+            parts = list(parts)
+    finally:
+        _SEARCH = None
+    for part in parts:
+        for k, st, fields in part:
+            if st is not None:
+                targets[k] = st
+            if fields is not None:
+                results[k] = Alignment(query=query, target=targets[k], **fields)
+    keep = [k for k in range(len(targets)) if not isinstance(targets[k], InputError)]
+    targets = _drop_bad(targets, skip_bad)
+    return targets, [results[k] for k in keep]
+
+
+def _align_here(query, targets, results, feats, align_kw, progress) -> None:
+    """Stage 5 of :func:`search`: align in this process every target whose entry of
+    ``results`` is None (each alignment using every core), filling ``results`` in place."""
+    query_features, target_features = feats
     todo = [k for k in range(len(targets)) if results[k] is None]
     show = progress and len(todo) > 1
     it = progress_bar(todo, total=len(todo), desc="aligning") if show else todo
@@ -349,6 +404,11 @@ def search(
             target_features=None if target_features is None else target_features[k],
             **align_kw,
         )
+
+
+def _ranked(results: list[Alignment]) -> list[Alignment]:
+    """Stage 6 of :func:`search`: the alignments by decreasing TM-score (by the query; NaN
+    last), then by score, then in the order given."""
     order = sorted(
         range(len(results)),
         key=lambda i: (-np.nan_to_num(results[i].tm_score, nan=-1.0), -results[i].score, i),
