@@ -636,7 +636,8 @@ def _doc(**parts: str) -> Any:
 
     def deco(f: Any) -> Any:
         for key, text in parts.items():
-            f.__doc__ = f.__doc__.replace("{" + key + "}", text)
+            if f.__doc__ is not None:  # None under python -OO
+                f.__doc__ = f.__doc__.replace("{" + key + "}", text)
         return f
 
     return deco
