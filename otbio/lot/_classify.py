@@ -20,6 +20,7 @@ import numpy as np
 from otbio._errors import InputError, not_found
 from otbio.lot._format import collect_embedded, embedding_entry, reference_id
 from otbio.lot._ops import embedding_arrays
+from otbio.lot._readback import ReadBack, read_back, transport_labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -344,36 +345,6 @@ def sample_labels(emb: AnnData, groupby: str, *, n_splits: int | None = None) ->
     return y
 
 
-def transport_labels(
-    z: np.ndarray,
-    r: np.ndarray,
-    cells: CellsBySample,
-    types: Sequence[str],
-    *,
-    jobs: int = 1,
-) -> np.ndarray:
-    """Share of each cell type in the cells that each reference point transports to.
-
-    Recomputes the exact plan (``ot.emd``) from the reference to every sample and returns
-    ``S`` of shape (n_samples, k, n_types) with
-    :math:`S_{ikt} = \\frac{1}{r_k} \\sum_{j: \\text{type}(x_j) = t} P^{(i)}_{kj}`.
-    """
-    import otbio.ot as O
-
-    types = list(types)
-    index = {t: i for i, t in enumerate(types)}
-
-    def one(i: int) -> np.ndarray:
-        lab = cells.celltypes[i]  # type: ignore[index]
-        onehot = np.zeros((lab.size, len(types)))
-        onehot[np.arange(lab.size), [index[t] for t in lab]] = 1.0
-        out = O.emd(z, cells.points[i], r, cells.weights[i])
-        mass = out.plan_dot(onehot)
-        return mass / np.maximum(mass.sum(1, keepdims=True), 1e-300)
-
-    return np.stack(O.map_batch(one, list(range(len(cells.points))), jobs=jobs, threads=True))
-
-
 def _bacc(y: np.ndarray, p: np.ndarray) -> float:
     """Balanced accuracy: mean recall over the classes present in ``y`` (as sklearn's)."""
     y = np.asarray(y).astype(str)
@@ -605,34 +576,7 @@ def cross_validate(
     return CVOutput(pd.DataFrame(rows), repeats, first_pred, p_value, null, stat)
 
 
-def _fmt(names: Sequence[str], values: np.ndarray, n: int) -> str:
-    order = [j for j in np.argsort(-np.abs(values), kind="stable")[:n] if values[j] != 0]
-    return ",".join(f"{names[j]}:{values[j]:+.3g}" for j in order)
-
-
-def classify(
-    emb: AnnData,
-    *,
-    groupby: str,
-    classifier: Model = "centroid",
-    C: float | None = None,
-    n_features: int | None = None,
-    scale: Scale = "mass",
-    n_splits: int = 5,
-    n_repeats: int = 10,
-    n_permutations: int = 100,
-    permutation_repeats: int | None = 1,
-    seed: int = 0,
-    cells: AnnData | Sequence[AnnData] | None = None,
-    celltype_key: str | None = None,
-    n_top: int = 5,
-    jobs: int = 1,
-    names: Sequence[str] | None = None,
-    progress: bool = False,
-) -> ClassifyResult:
-    """Cross-validate a linear classifier on LOT vectors and read its weights back.
-
-    Parameters
+_CLASSIFY_PARAMETERS = """Parameters
     ----------
     emb
         An embedding from :func:`otbio.lot.embed` (one row per sample).
@@ -664,9 +608,9 @@ def classify(
     cells, celltype_key
         The cells the embedding was made from and an obs column of cell types: add the
         cell-type composition baseline and name every reference point by the cell types it
-        transports to (exact plans recomputed with ``ot.emd``).
+        transports to (exact plans recomputed with ``ot.emd``)."""
 
-    Returns
+_CLASSIFY_RETURNS = """Returns
     -------
     :class:`ClassifyResult` with ``metrics`` (one row per feature set: ``lot``,
     ``mean_rep`` (the mean cell of each sample in the representation, i.e. mean expression
@@ -684,13 +628,68 @@ def classify(
     :math:`T(z_k) - z_k` on the features with non-zero weight; ``top_features``/``top_genes``
     of a point give the same difference, signed towards ``classes[1]`` for two classes);
     ``weights`` (n_rows, k, d) in the embedding's units, n_rows = 1 for two classes
-    (towards ``classes[1]``); ``model`` fitted on all samples.
-    """
-    import pandas as pd
+    (towards ``classes[1]``); ``model`` fitted on all samples."""
 
-    v, z, r = embedding_arrays(emb)
-    u = embedding_entry(emb)
-    k, d = z.shape
+
+def _doc(**parts: str) -> Any:
+    """Fill the ``{name}`` placeholders of a docstring with shared text (scanpy's _doc_params)."""
+
+    def deco(f: Any) -> Any:
+        for key, text in parts.items():
+            if f.__doc__ is not None:  # None under python -OO
+                f.__doc__ = f.__doc__.replace("{" + key + "}", text)
+        return f
+
+    return deco
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The checked model options of :func:`classify`."""
+
+    name: str  # one of MODELS
+    param: str  # the tuned parameter, :func:`param_name`: "C" or "n_features"
+    fixed: float | None  # its given value, None: chosen by nested CV
+    scale: str  # one of SCALES, for the LOT features
+    seed: int
+
+
+@dataclass(frozen=True)
+class CVPlan:
+    """The cross-validation options of :func:`classify` (see :func:`cross_validate`)."""
+
+    n_splits: int
+    n_repeats: int
+    n_permutations: int
+    permutation_repeats: int | None
+    progress: bool
+
+
+@dataclass
+class ClassifyData:
+    """The samples :func:`classify` works on, in the embedding's row order."""
+
+    v: np.ndarray  # (n_samples, k*d) LOT vectors
+    z: np.ndarray  # (k, d) reference support
+    r: np.ndarray  # (k,) reference weights
+    entry: dict  # the embedding's uns['lot'] entry
+    y: np.ndarray  # (n_samples,) labels as str
+    classes: np.ndarray  # the sorted distinct labels
+    ids: list[str]  # sample ids
+    cells: CellsBySample | None  # their cells, when given
+
+
+def model_spec(
+    classifier: str,
+    *,
+    C: float | None,
+    n_features: int | None,
+    scale: str,
+    n_splits: int,
+    n_permutations: int,
+    seed: int,
+) -> ModelSpec:
+    """Check the model options (InputError naming the fix) and return a :class:`ModelSpec`."""
     if C is not None and not (C_RANGE[0] <= C <= C_RANGE[1]):
         msg = (
             f"C must lie between {C_RANGE[0]:g} and {C_RANGE[1]:g} (the features are scaled "
@@ -712,6 +711,25 @@ def classify(
         msg = f"unknown scale '{scale}'; choose one of {', '.join(SCALES)}"
         raise InputError(msg)
     make_model(classifier)  # name check before any work
+    return ModelSpec(classifier, pname, fixed, scale, seed)
+
+
+def classify_inputs(
+    emb: AnnData,
+    groupby: str,
+    spec_options: dict,
+    cells: AnnData | Sequence[AnnData] | None,
+    celltype_key: str | None,
+    names: Sequence[str] | None,
+) -> tuple[ClassifyData, ModelSpec]:
+    """Read the embedding, check the model options ``spec_options`` (the keywords of
+    :func:`model_spec`), and collect the cells of every sample (:func:`sample_cells`) and the
+    labels ``emb.obs[groupby]`` (:func:`sample_labels`). Returns the :class:`ClassifyData` and
+    the :class:`ModelSpec`."""
+    v, z, r = embedding_arrays(emb)
+    u = embedding_entry(emb)
+    spec = model_spec(**spec_options)
+    n_splits = spec_options["n_splits"]
     cs = None
     if cells is not None:
         cs = sample_cells(emb, cells, celltype_key=celltype_key, groupby=groupby, names=names)
@@ -721,61 +739,74 @@ def classify(
             "and no cell-type names for the reference points"
         )
     y = sample_labels(emb, groupby, n_splits=n_splits)
-    classes = np.unique(y)
     ids = [str(i) for i in emb.obs_names]
+    return ClassifyData(v, z, r, u, y, np.unique(y), ids, cs), spec
 
-    # feature sets: LOT, mean cell (exact from the embedding), composition
+
+def feature_sets(
+    data: ClassifyData, scale: str
+) -> tuple[dict[str, tuple[np.ndarray, str]], list[str]]:
+    """The feature sets cross-validated side by side, each ``(X (n_samples, p), scale)``:
+    ``lot`` (the LOT vectors), ``mean_rep`` (the mean cell of each sample, exact from the
+    embedding) and, with cell types, ``composition`` (cell-type shares). Returns them and the
+    sorted cell types (empty without)."""
+    v, z, r = data.v, data.z, data.r
+    k, d = z.shape
     mean_rep = (r @ z)[None, :] + (v.reshape(-1, k, d) * np.sqrt(r)[None, :, None]).sum(1)
     feats: dict[str, tuple[np.ndarray, str]] = {
         "lot": (v, scale),
         "mean_rep": (mean_rep, "standard"),
     }
     types: list[str] = []
+    cs = data.cells
     if cs is not None and cs.celltypes is not None:
         types = sorted({t for ts in cs.celltypes for t in ts})
-        comp = np.zeros((len(ids), len(types)))
+        comp = np.zeros((len(data.ids), len(types)))
         for i, (ts, w) in enumerate(zip(cs.celltypes, cs.weights)):
             for j, t in enumerate(types):
                 comp[i, j] = w[ts == t].sum()
         feats["composition"] = (comp, "standard")
+    return feats, types
+
+
+def _log_plan(data: ClassifyData, spec: ModelSpec, feats: dict, plan: CVPlan) -> None:
+    """Log (info) what :func:`classify` is about to run."""
     log.info(
         "%s on %d samples x %d LOT features (%s scaling), %s %s; %d x %d-fold CV (seed %d); "
         "%d permutations; baselines: %s",
-        classifier,
-        len(ids),
-        v.shape[1],
-        scale,
-        pname,
-        "by nested CV" if fixed is None else f"{fixed:g}",
-        n_repeats,
-        n_splits,
-        seed,
-        n_permutations,
+        spec.name,
+        len(data.ids),
+        data.v.shape[1],
+        spec.scale,
+        spec.param,
+        "by nested CV" if spec.fixed is None else f"{spec.fixed:g}",
+        plan.n_repeats,
+        plan.n_splits,
+        spec.seed,
+        plan.n_permutations,
         ", ".join(list(feats)[1:]),
     )
-    out = cross_validate(
-        feats,
-        y,
-        model=classifier,
-        C=fixed,
-        n_splits=n_splits,
-        n_repeats=n_repeats,
-        seed=seed,
-        n_permutations=n_permutations,
-        permutation_repeats=permutation_repeats,
-        progress=progress,
-    )
-    folds, pred = out.folds, out.pred
+
+
+def metrics_table(
+    out: CVOutput, feats: dict, spec: ModelSpec, plan: CVPlan, n_samples: int
+) -> pd.DataFrame:
+    """One row per feature set from the cross-validation ``out``: accuracy and balanced
+    accuracy over repeats (mean, sd, 95% interval), ROC-AUC over folds, the median C or
+    n_features chosen, the scale and (LOT row) the permutation p-value."""
+    import pandas as pd
+
+    folds = out.folds
     rep = out.repeats.groupby("features", sort=False)[["accuracy", "balanced_accuracy"]]
     auc = folds.groupby("features", sort=False)["roc_auc"]
     mean, sd = rep.mean(), rep.std(ddof=1).fillna(0.0)
     q = out.repeats.groupby("features", sort=False)["balanced_accuracy"]
     order_f = list(mean.index)
-    c_med = folds.groupby("features", sort=False)[pname].median()
-    metrics = pd.DataFrame(
+    c_med = folds.groupby("features", sort=False)[spec.param].median()
+    return pd.DataFrame(
         {
             "features": order_f,
-            "model": classifier,
+            "model": spec.name,
             "accuracy": mean["accuracy"].to_numpy(),
             "accuracy_sd": sd["accuracy"].to_numpy(),
             "balanced_accuracy": mean["balanced_accuracy"].to_numpy(),
@@ -784,134 +815,151 @@ def classify(
             "balanced_accuracy_ci_high": q.quantile(0.975).loc[order_f].to_numpy(),
             "roc_auc": auc.mean().loc[order_f].to_numpy(),
             "roc_auc_sd": auc.std(ddof=1).fillna(0.0).loc[order_f].to_numpy(),
-            pname: c_med.loc[order_f].to_numpy(),
+            spec.param: c_med.loc[order_f].to_numpy(),
             "scale": [feats[f][1] for f in order_f],
             "p_value": [out.p_value if f == "lot" else np.nan for f in order_f],
-            "n_permutations": [n_permutations if f == "lot" else 0 for f in order_f],
-            "n_samples": len(ids),
-            "n_folds": n_splits,
-            "n_repeats": n_repeats,
+            "n_permutations": [plan.n_permutations if f == "lot" else 0 for f in order_f],
+            "n_samples": n_samples,
+            "n_folds": plan.n_splits,
+            "n_repeats": plan.n_repeats,
         }
     )
+
+
+def run_cv(
+    feats: dict[str, tuple[np.ndarray, str]], y: np.ndarray, spec: ModelSpec, plan: CVPlan
+) -> CVOutput:
+    """Cross-validate every feature set on the same folds (:func:`cross_validate`), with C
+    (or n_features) chosen by nested CV unless given. Returns its :class:`CVOutput`."""
+    return cross_validate(
+        feats,
+        y,
+        model=spec.name,
+        C=spec.fixed,
+        n_splits=plan.n_splits,
+        n_repeats=plan.n_repeats,
+        seed=spec.seed,
+        n_permutations=plan.n_permutations,
+        permutation_repeats=plan.permutation_repeats,
+        progress=plan.progress,
+    )
+
+
+def prediction_tables(
+    pred: np.ndarray, data: ClassifyData, n_repeats: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From the out-of-fold LOT predictions ``pred`` (n_repeats, n_samples): the confusion
+    matrix summed over repeats and the per-sample table (share predicted as each class,
+    share correct)."""
+    import pandas as pd
     from sklearn.metrics import confusion_matrix
 
+    y, classes = data.y, data.classes
     cm = confusion_matrix(np.tile(y, n_repeats), pred.ravel().astype(str), labels=classes)
     confusion = pd.DataFrame(
         cm, index=[f"true:{c}" for c in classes], columns=[f"pred:{c}" for c in classes]
     )
     confusion.index.name = "label"
-    cv_pred = pd.DataFrame({"sample": ids, "label": y})
+    cv_pred = pd.DataFrame({"sample": data.ids, "label": y})
     for c in classes:
         cv_pred[f"share_pred:{c}"] = (pred == c).mean(0)
     cv_pred["correct_share"] = (pred == y[None, :]).mean(0)
+    return confusion, cv_pred
 
-    # interpretation from the classifier fitted on all samples
-    c_all = fixed if fixed is not None else select_C(classifier, v, y, scale=scale, seed=seed)
-    fitted = _fit(classifier, v, y, C=c_all, seed=seed, scale=scale)
-    w = np.asarray(fitted.coef_, dtype=np.float64).reshape(-1, k, d)
-    w_scaled = np.asarray(fitted.coef_scaled_, dtype=np.float64).reshape(-1, k, d)
-    norm = np.sqrt((w_scaled**2).sum(axis=(0, 2)))
-    dims = list(u.get("dims", [])) or [f"dim{j}" for j in range(d)]
-    loadings = np.asarray(u["loadings"], dtype=np.float64) if "loadings" in u else None
-    genes = [str(g) for g in u["genes"]] if loadings is not None else None
-    order = np.argsort(-norm, kind="stable")
-    pts = pd.DataFrame(
-        {
-            "rank": np.arange(1, k + 1),
-            "ref_point": order,
-            "weight_norm": norm[order],
-            "weight_share": (norm[order] ** 2) / max(float((norm**2).sum()), 1e-300),
-            "n_selected": (np.abs(w_scaled) > 0).any(0).sum(1)[order],
-            "ref_weight": r[order],
-        }
+
+def fit_all(data: ClassifyData, spec: ModelSpec) -> tuple[float, Scaled]:
+    """The classifier fitted on all samples: C (or n_features) as given, or chosen by an inner
+    CV on all samples (:func:`select_C`). Returns the value and the fitted :class:`Scaled`."""
+    v, y = data.v, data.y
+    c_all = (
+        spec.fixed
+        if spec.fixed is not None
+        else select_C(spec.name, v, y, scale=spec.scale, seed=spec.seed)
     )
+    return c_all, _fit(spec.name, v, y, C=c_all, seed=spec.seed, scale=spec.scale)
 
-    def per_point(vals: np.ndarray) -> np.ndarray:  # (rows, k, p) -> signed (2 classes) or norm
-        return vals[0] if vals.shape[0] == 1 else np.sqrt((vals**2).sum(0))
 
-    # what moves: the class difference of the displacement T(z_k) - z_k (cell-space units),
-    # on the features the classifier uses (non-zero weight)
-    disp = v.reshape(-1, k, d) / np.sqrt(r)[None, :, None]
-    if classes.size == 2:
-        delta = (disp[y == classes[1]].mean(0) - disp[y == classes[0]].mean(0))[None]
-    else:
-        delta = np.stack([disp[y == c].mean(0) - disp[y != c].mean(0) for c in classes])
-    move = delta * (w_scaled != 0)
-    wk = per_point(move)  # (k, d)
-    pts["top_features"] = [_fmt(dims, wk[i], n_top) for i in order]
-    gene_w = None
-    if loadings is not None and loadings.shape[1] == d:
-        gene_w = np.einsum("gd,ckd->ckg", loadings, move)  # (rows, k, n_genes)
-        gk = per_point(gene_w)
-        pts["top_genes"] = [_fmt(genes, gk[i], n_top) for i in order]  # type: ignore[arg-type]
-    share = None
-    if types:
-        share = transport_labels(z, r, cs, types, jobs=jobs)  # type: ignore[arg-type]
-        pooled = share.mean(0)
-        pts["celltype"] = np.asarray(types, dtype=object)[pooled.argmax(1)][order]
-        pts["celltype_share"] = pooled.max(1)[order]
-        by_class = np.stack([share[y == c].mean(0) for c in classes])  # (c, k, t)
-        for ci, c in enumerate(classes):
-            pts[f"celltype:{c}"] = np.asarray(types, dtype=object)[by_class[ci].argmax(1)][order]
-        spread = by_class.max(0) - by_class.min(0)  # (k, t)
-        pts["celltype_change"] = np.asarray(types, dtype=object)[spread.argmax(1)][order]
-        pts["change_share"] = spread.max(1)[order]
-    for j, name in enumerate(dims):
-        pts[f"z:{name}"] = z[order, j]
-
-    fdim = np.sqrt((move**2).sum(axis=(0, 1)))
-    frames = [pd.DataFrame({"kind": "dim", "feature": dims, "importance": fdim})]
-    if gene_w is not None:
-        frames.append(
-            pd.DataFrame(
-                {
-                    "kind": "gene",
-                    "feature": genes,
-                    "importance": np.sqrt((gene_w**2).sum(axis=(0, 1))),
-                }
-            )
-        )
-    features = pd.concat(frames, ignore_index=True)
-    features = features.sort_values(["kind", "importance"], ascending=[True, False], kind="stable")
-    features["rank"] = features.groupby("kind").cumcount() + 1
-    features = features.reset_index(drop=True)
-
-    info = {
+def run_info(
+    groupby: str,
+    spec: ModelSpec,
+    plan: CVPlan,
+    c_all: float,
+    out: CVOutput,
+    data: ClassifyData,
+    back: ReadBack,
+    celltype_key: str | None,
+    types: list[str],
+) -> dict:
+    """``ClassifyResult.info``: the options, the parameter used, the permutation test and the
+    reference the model belongs to."""
+    pname, fixed = spec.param, spec.fixed
+    return {
         "label": groupby,
-        "model": classifier,
+        "model": spec.name,
         "C": float(c_all) if pname == "C" else float("nan"),
         "n_features": int(c_all) if pname == "n_features" else 0,
         "param_name": pname,
         "param_mode": "nested-cv" if fixed is None else "given",
-        "param_grid": param_grid(classifier, v.shape[1]) if fixed is None else [float(fixed)],
-        "scale": scale,
-        "n_permutations": int(n_permutations),
-        "permutation_repeats": int(permutation_repeats or n_repeats),
+        "param_grid": param_grid(spec.name, data.v.shape[1]) if fixed is None else [float(fixed)],
+        "scale": spec.scale,
+        "n_permutations": int(plan.n_permutations),
+        "permutation_repeats": int(plan.permutation_repeats or plan.n_repeats),
         "p_value": out.p_value,
         "permutation_null": out.null,
-        "n_splits": int(n_splits),
-        "n_repeats": int(n_repeats),
-        "seed": int(seed),
-        "reference_id": reference_id(z, r),
-        "reference": z,
-        "reference_weights": r,
-        "dims": dims,
+        "n_splits": int(plan.n_splits),
+        "n_repeats": int(plan.n_repeats),
+        "seed": int(spec.seed),
+        "reference_id": reference_id(data.z, data.r),
+        "reference": data.z,
+        "reference_weights": data.r,
+        "dims": back.dims,
         "celltype_key": celltype_key or "",
         "types": types,
-        "transport_shares": share,
+        "transport_shares": back.shares,
     }
-    return ClassifyResult(
-        metrics,
-        folds,
-        confusion,
-        cv_pred,
-        pts,
-        features,
-        w,
-        fitted,
-        [str(c) for c in classes],
-        info,
-    )
+
+
+@_doc(parameters=_CLASSIFY_PARAMETERS, returns=_CLASSIFY_RETURNS)
+def classify(
+    emb: AnnData,
+    *,
+    groupby: str,
+    classifier: Model = "centroid",
+    C: float | None = None,
+    n_features: int | None = None,
+    scale: Scale = "mass",
+    n_splits: int = 5,
+    n_repeats: int = 10,
+    n_permutations: int = 100,
+    permutation_repeats: int | None = 1,
+    seed: int = 0,
+    cells: AnnData | Sequence[AnnData] | None = None,
+    celltype_key: str | None = None,
+    n_top: int = 5,
+    jobs: int = 1,
+    names: Sequence[str] | None = None,
+    progress: bool = False,
+) -> ClassifyResult:
+    """Cross-validate a linear classifier on LOT vectors and read its weights back.
+
+    {parameters}
+
+    {returns}
+    """
+    spec_options = dict(classifier=classifier, C=C, n_features=n_features, scale=scale)
+    spec_options.update(n_splits=n_splits, n_permutations=n_permutations, seed=seed)
+    data, spec = classify_inputs(emb, groupby, spec_options, cells, celltype_key, names)
+    plan = CVPlan(n_splits, n_repeats, n_permutations, permutation_repeats, progress)
+    feats, types = feature_sets(data, scale)
+    _log_plan(data, spec, feats, plan)
+    out = run_cv(feats, data.y, spec, plan)
+    metrics = metrics_table(out, feats, spec, plan, len(data.ids))
+    confusion, cv_pred = prediction_tables(out.pred, data, n_repeats)
+    c_all, fitted = fit_all(data, spec)
+    back = read_back(fitted, data, types, n_top=n_top, jobs=jobs)
+    info = run_info(groupby, spec, plan, c_all, out, data, back, celltype_key, types)
+    tables = (metrics, out.folds, confusion, cv_pred, back.points, back.features)
+    return ClassifyResult(*tables, back.weights, fitted, [str(c) for c in data.classes], info)
 
 
 def model_bundle(res: ClassifyResult) -> dict:

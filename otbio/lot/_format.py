@@ -263,31 +263,8 @@ def collect_samples(
             pcs = np.asarray(ad_.varm["PCs"], dtype=np.float64)
             if pcs.ndim == 2 and pcs.shape[1] == d:
                 loadings, genes = valid_loadings(pcs, [str(g) for g in ad_.var_names])
-        if weight_key is not None:
-            if weight_key not in ad_.obs:
-                raise not_found("obs column", weight_key, name, ad_.obs.columns, "weight_key")
-            w_all = pd.to_numeric(ad_.obs[weight_key], errors="coerce").to_numpy(np.float64)
-        else:
-            w_all = np.ones(ad_.n_obs)
-        if sample_key is None:
-            labels = np.full(ad_.n_obs, str(name), dtype=object)
-            uniq = [str(name)]
-            codes = np.zeros(ad_.n_obs, dtype=np.int64)
-        else:
-            if sample_key not in ad_.obs:
-                raise not_found("obs column", sample_key, name, ad_.obs.columns, "sample_key")
-            col = ad_.obs[sample_key]
-            if col.isna().any():
-                msg = f"obs column '{sample_key}' in {name} has missing values"
-                raise InputError(msg)
-            labels = col.astype(str).to_numpy()
-            if isinstance(col.dtype, pd.CategoricalDtype):
-                cats = [str(c) for c in col.cat.categories]
-                uniq = [c for c in cats]  # categories with no cells become empty samples
-            else:
-                uniq = list(dict.fromkeys(labels))
-            index = {u: i for i, u in enumerate(uniq)}
-            codes = np.array([index[s] for s in labels], dtype=np.int64)
+        w_all = _cell_weights(ad_, weight_key, name)
+        uniq, codes = _sample_codes(ad_, sample_key, name)
         level = _sample_level(
             ad_.obs.drop(columns=[c for c in [sample_key] if c]), codes, len(uniq)
         )
@@ -307,36 +284,14 @@ def collect_samples(
             if rows.size == 0:
                 msg = f"sample '{sid}' in {name} has no cells; drop it or pass `samples`"
                 raise InputError(msg)
-            w = w_all[rows]
-            if not np.isfinite(w).all() or (w < 0).any():
-                msg = (
-                    f"cell weights of sample '{sid}' contain NaN or negative values; fix weight_key"
-                )
-                raise InputError(msg)
-            if not w.sum() > 0:
-                msg = f"cell weights of sample '{sid}' sum to zero; check weight_key"
-                raise InputError(msg)
             ids.append(sid)
             pts.append(np.ascontiguousarray(x[rows]))
-            wts.append(w / w.sum())
+            wts.append(_sample_weights(w_all[rows], sid))
             row = level.iloc[[i]].copy()
             row.index = [sid]
             frames.append(row)
     if want is not None:
-        missing = [s for s in want if s not in seen]
-        if missing:
-            msg = (
-                f"samples not found: {listing(missing, 5)} (samples there: {listing(sorted(seen))}); "
-                "check `samples`"
-            )
-            raise InputError(msg)
-        # keep the order the user gave
-        pos = {s: i for i, s in enumerate(ids)}
-        sel = [pos[s] for s in want]
-        ids = [ids[i] for i in sel]
-        pts = [pts[i] for i in sel]
-        wts = [wts[i] for i in sel]
-        frames = [frames[i] for i in sel]
+        ids, pts, wts, frames = _as_requested(want, seen, ids, pts, wts, frames)
     if not ids:
         msg = "no samples found in the input"
         raise InputError(msg)
@@ -345,6 +300,70 @@ def collect_samples(
     obs.index.name = None
     obs["n_cells"] = np.array([p.shape[0] for p in pts], dtype=np.int64)
     return Samples(ids, pts, wts, obs, loadings, genes)
+
+
+def _cell_weights(ad_: AnnData, weight_key: str | None, name: str) -> np.ndarray:
+    """The cell weights ``obs[weight_key]`` of one input as float64 (NaN where not numeric;
+    checked per sample), or ones."""
+    import pandas as pd
+
+    if weight_key is None:
+        return np.ones(ad_.n_obs)
+    if weight_key not in ad_.obs:
+        raise not_found("obs column", weight_key, name, ad_.obs.columns, "weight_key")
+    return pd.to_numeric(ad_.obs[weight_key], errors="coerce").to_numpy(np.float64)
+
+
+def _sample_codes(ad_: AnnData, sample_key: str | None, name: str) -> tuple[list[str], np.ndarray]:
+    """The sample ids of one input (categories in their order, else first appearance; the
+    input ``name`` itself without ``sample_key``) and each cell's index into them."""
+    import pandas as pd
+
+    if sample_key is None:
+        return [str(name)], np.zeros(ad_.n_obs, dtype=np.int64)
+    if sample_key not in ad_.obs:
+        raise not_found("obs column", sample_key, name, ad_.obs.columns, "sample_key")
+    col = ad_.obs[sample_key]
+    if col.isna().any():
+        msg = f"obs column '{sample_key}' in {name} has missing values"
+        raise InputError(msg)
+    labels = col.astype(str).to_numpy()
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = [str(c) for c in col.cat.categories]
+        uniq = [c for c in cats]  # categories with no cells become empty samples
+    else:
+        uniq = list(dict.fromkeys(labels))
+    index = {u: i for i, u in enumerate(uniq)}
+    return uniq, np.array([index[s] for s in labels], dtype=np.int64)
+
+
+def _sample_weights(w: np.ndarray, sid: str) -> np.ndarray:
+    """The weights ``w`` of sample ``sid``'s cells, checked and normalised to sum to one."""
+    if not np.isfinite(w).all() or (w < 0).any():
+        msg = f"cell weights of sample '{sid}' contain NaN or negative values; fix weight_key"
+        raise InputError(msg)
+    if not w.sum() > 0:
+        msg = f"cell weights of sample '{sid}' sum to zero; check weight_key"
+        raise InputError(msg)
+    return w / w.sum()
+
+
+def _as_requested(
+    want: list[str], seen: dict[str, str], ids: list[str], *cols: list
+) -> tuple[list, ...]:
+    """Check that every sample in ``want`` was found (InputError listing the missing ones)
+    and reorder ``ids`` and each of ``cols`` (lists parallel to ids) as ``want`` gives."""
+    missing = [s for s in want if s not in seen]
+    if missing:
+        msg = (
+            f"samples not found: {listing(missing, 5)} (samples there: {listing(sorted(seen))}); "
+            "check `samples`"
+        )
+        raise InputError(msg)
+    # keep the order the user gave
+    pos = {s: i for i, s in enumerate(ids)}
+    sel = [pos[s] for s in want]
+    return tuple([c[i] for i in sel] for c in (ids, *cols))
 
 
 #: hints of :func:`collect_samples` that name options of ``embed`` / ``reference``

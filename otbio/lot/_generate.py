@@ -176,23 +176,7 @@ def generate(
     if n_cells < 0:
         msg = f"n_cells must be >= 0, got {n_cells}"
         raise InputError(msg)
-    loadings = genes = None
-    if to_genes:
-        if "loadings" not in u or np.asarray(u["loadings"]).shape[1] != z.shape[1]:
-            msg = (
-                "to_genes needs PCA loadings in the embedding; build the reference from "
-                "cells with varm['PCs'] and use_rep X_pca"
-            )
-            raise InputError(msg)
-        from otbio.lot._format import valid_loadings
-
-        # embeddings written before 0.x kept NaN rows (genes outside the PCA): drop them
-        loadings, genes = valid_loadings(
-            np.asarray(u["loadings"], dtype=np.float64), [str(g) for g in u["genes"]]
-        )
-        if loadings is None:
-            msg = "--to-genes: no gene has finite PCA loadings in the embedding"
-            raise InputError(msg)
+    loadings, genes = _gene_loadings(u, z.shape[1]) if to_genes else (None, None)
     w, names, src, t = mixing_weights(
         emb,
         groupby=groupby,
@@ -208,26 +192,7 @@ def generate(
     log.info(
         "generating %d synthetic samples (%s) from %d real samples", len(names), mode, v.shape[0]
     )
-    rng = np.random.default_rng([seed, 1])
-    vs = w @ v
-    xs, obs = [], []
-    for j, name in enumerate(names):
-        pts, mass = to_cloud(vs[j], z, r)
-        if n_cells > 0:
-            idx = rng.choice(z.shape[0], size=n_cells, replace=True, p=mass / mass.sum())
-            cw = np.full(n_cells, 1.0 / n_cells)
-        else:
-            idx = np.arange(z.shape[0])
-            cw = mass
-        xs.append(pts[idx])
-        obs.append(
-            pd.DataFrame(
-                {"synthetic_sample": name, "source_group": src[j], "ref_point": idx, "weight": cw}
-            )
-        )
-    coords = np.concatenate(xs)
-    obs_df = pd.concat(obs, ignore_index=True)
-    obs_df.index = [f"s{i}" for i in range(len(obs_df))]
+    coords, obs_df = _synthetic_cells(w @ v, z, r, names, src, n_cells=n_cells, seed=seed)
     sample_key = up.get("sample_key") or ""
     if sample_key and sample_key not in obs_df:
         obs_df[sample_key] = obs_df["synthetic_sample"]
@@ -250,7 +215,88 @@ def generate(
     rep_key = use_rep if use_rep and use_rep != "X" else ("X_pca" if loadings is not None else "")
     if rep_key:
         out.obsm[rep_key] = coords.copy()
-    out.uns[GEN_KEY] = {
+    params = {"groupby": groupby, "n_samples": n_samples, "alpha": alpha, "groups": groups}
+    params.update(between=between, steps=steps, n_cells=n_cells, to_genes=to_genes, seed=seed)
+    out.uns[GEN_KEY] = _generate_uns(emb, w, names, src, t, z, r, dims, rep_key, loadings, mode)
+    out.uns[GEN_KEY]["params"] = _generate_params(params, mode, use_rep)
+    return out
+
+
+def _gene_loadings(u: dict, d: int) -> tuple[np.ndarray, list[str]]:
+    """The embedding's PCA loadings (n_genes, d) and genes, the genes with finite loadings
+    only; InputError when ``u`` (``uns['lot']``) has none for the ``d`` dimensions."""
+    if "loadings" not in u or np.asarray(u["loadings"]).shape[1] != d:
+        msg = (
+            "to_genes needs PCA loadings in the embedding; build the reference from "
+            "cells with varm['PCs'] and use_rep X_pca"
+        )
+        raise InputError(msg)
+    from otbio.lot._format import valid_loadings
+
+    # embeddings written before 0.x kept NaN rows (genes outside the PCA): drop them
+    loadings, genes = valid_loadings(
+        np.asarray(u["loadings"], dtype=np.float64), [str(g) for g in u["genes"]]
+    )
+    if loadings is None:
+        msg = "--to-genes: no gene has finite PCA loadings in the embedding"
+        raise InputError(msg)
+    return loadings, genes  # type: ignore[return-value]
+
+
+def _synthetic_cells(
+    vs: np.ndarray,
+    z: np.ndarray,
+    r: np.ndarray,
+    names: list[str],
+    src: list[str],
+    *,
+    n_cells: int,
+    seed: int,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Map the synthetic LOT vectors ``vs`` (n_synthetic, k*d) back to clouds and resample
+    each to ``n_cells`` cells (seeded; 0: the k weighted points). Returns the coordinates
+    (cells, d) and their obs (``synthetic_sample``, ``source_group``, ``ref_point``,
+    ``weight``) indexed ``s0, s1, ...``."""
+    import pandas as pd
+
+    rng = np.random.default_rng([seed, 1])
+    xs, obs = [], []
+    for j, name in enumerate(names):
+        pts, mass = to_cloud(vs[j], z, r)
+        if n_cells > 0:
+            idx = rng.choice(z.shape[0], size=n_cells, replace=True, p=mass / mass.sum())
+            cw = np.full(n_cells, 1.0 / n_cells)
+        else:
+            idx = np.arange(z.shape[0])
+            cw = mass
+        xs.append(pts[idx])
+        obs.append(
+            pd.DataFrame(
+                {"synthetic_sample": name, "source_group": src[j], "ref_point": idx, "weight": cw}
+            )
+        )
+    coords = np.concatenate(xs)
+    obs_df = pd.concat(obs, ignore_index=True)
+    obs_df.index = [f"s{i}" for i in range(len(obs_df))]
+    return coords, obs_df
+
+
+def _generate_uns(
+    emb: AnnData,
+    w: np.ndarray,
+    names: list[str],
+    src: list[str],
+    t: np.ndarray,
+    z: np.ndarray,
+    r: np.ndarray,
+    dims: list[str],
+    rep_key: str,
+    loadings: np.ndarray | None,
+    mode: str,
+) -> dict:
+    """``uns['lot_generate']`` (without ``params``): the mixing weights and where the
+    synthetic samples come from."""
+    return {
         "mode": mode,
         "weights": w,
         "samples": [str(i) for i in emb.obs_names],
@@ -266,22 +312,26 @@ def generate(
             if loadings is not None
             else "coordinates in the embedding's representation"
         ),
-        "params": clean_params(
-            {
-                "groupby": groupby,
-                "n_samples": int(n_samples) if mode == "dirichlet" else None,
-                "alpha": float(alpha) if mode == "dirichlet" else None,
-                "groups": [str(g) for g in groups] if groups is not None else None,
-                "between": [str(g) for g in between] if between is not None else None,
-                "steps": int(steps) if mode == "between" else None,
-                "n_cells": int(n_cells),
-                "to_genes": bool(to_genes),
-                "seed": int(seed),
-                "use_rep": use_rep or None,
-            }
-        ),
     }
-    return out
+
+
+def _generate_params(p: dict, mode: str, use_rep: str) -> dict:
+    """``uns['lot_generate']['params']``: the options ``p`` of the ``mode`` used."""
+    groups, between = p["groups"], p["between"]
+    return clean_params(
+        {
+            "groupby": p["groupby"],
+            "n_samples": int(p["n_samples"]) if mode == "dirichlet" else None,
+            "alpha": float(p["alpha"]) if mode == "dirichlet" else None,
+            "groups": [str(g) for g in groups] if groups is not None else None,
+            "between": [str(g) for g in between] if between is not None else None,
+            "steps": int(p["steps"]) if mode == "between" else None,
+            "n_cells": int(p["n_cells"]),
+            "to_genes": bool(p["to_genes"]),
+            "seed": int(p["seed"]),
+            "use_rep": use_rep or None,
+        }
+    )
 
 
 def check_synthetic(

@@ -261,12 +261,10 @@ def barycenter(
     -------
     The barycenter AnnData documented in :mod:`otbio.lot`.
     """
-    import anndata as ad
     import pandas as pd
 
     v, z, r = embedding_arrays(emb)
     u = embedding_entry(emb)
-    use_rep = u["params"].get("use_rep")
     if groupby not in emb.obs:
         raise not_found("obs column", groupby, "the embedding", emb.obs.columns, "`groupby`")
     grp = emb.obs[groupby]
@@ -274,16 +272,7 @@ def barycenter(
         msg = f"obs column '{groupby}' has missing values"
         raise InputError(msg)
     grp = grp.astype(str).to_numpy()
-    if weight_key is not None:
-        if weight_key not in emb.obs:
-            cols = emb.obs.columns
-            raise not_found("obs column", weight_key, "the embedding", cols, "weight_key")
-        lam_all = pd.to_numeric(emb.obs[weight_key], errors="coerce").to_numpy(np.float64)
-        if not np.isfinite(lam_all).all() or (lam_all < 0).any():
-            msg = f"sample weights '{weight_key}' contain NaN or negative values; fix weight_key"
-            raise InputError(msg)
-    else:
-        lam_all = np.ones(emb.n_obs)
+    lam_all = _sample_weights(emb, weight_key)
     groups = list(dict.fromkeys(grp))
     if exact and cells is None:
         msg = "`exact` needs the cells: pass `cells` CELLS.h5ad"
@@ -305,28 +294,11 @@ def barycenter(
         pts, mass = to_cloud(vbar, z, r)
         results = [("lot", pts, mass)]
         if exact:
-            import otbio.ot as O
-
-            out = O.barycenter(
-                [clouds[i] for i in sel],
-                weights=lam,
-                init=z,
-                init_weights=r,
-                solver="exact",
-                max_iter=max_iter,
-                tol=1e-6,
-                seed=seed,
-                jobs=jobs,
+            group_clouds = [clouds[i] for i in sel]  # type: ignore[index]
+            ex_x, ex_a, gaps[g] = _exact_barycenter(
+                g, group_clouds, lam, z, r, pts, mass, max_iter=max_iter, seed=seed, jobs=jobs
             )
-            gap = float(np.sqrt(max(O.emd(pts, out.x, mass, out.a).cost, 0.0)))
-            gaps[g] = gap
-            log.info(
-                "exact barycenter of '%s': %d iterations; W2 to the LOT barycenter %.4g",
-                g,
-                out.n_iter,
-                gap,
-            )
-            results.append(("exact", out.x, out.a))
+            results.append(("exact", ex_x, ex_a))
         for method, p, m in results:
             if n_cells is not None:
                 idx = rng.choice(p.shape[0], size=n_cells, replace=True, p=m / m.sum())
@@ -338,12 +310,90 @@ def barycenter(
                     {"group": [g] * p.shape[0], "weight": m, "method": [method] * p.shape[0]}
                 )
             )
+    params = {"groupby": groupby, "weight_key": weight_key, "n_cells": n_cells, "exact": exact}
+    params.update(seed=seed, max_iter=max_iter)
+    return _barycenter_adata(xs, obs_rows, groups, n_per, gaps, u, z.shape[1], params)
+
+
+def _sample_weights(emb: AnnData, weight_key: str | None) -> np.ndarray:
+    """The sample weights :math:`\\lambda` (n_samples,) from ``emb.obs[weight_key]`` (checked
+    finite and non-negative), or ones."""
+    import pandas as pd
+
+    if weight_key is None:
+        return np.ones(emb.n_obs)
+    if weight_key not in emb.obs:
+        cols = emb.obs.columns
+        raise not_found("obs column", weight_key, "the embedding", cols, "weight_key")
+    lam_all = pd.to_numeric(emb.obs[weight_key], errors="coerce").to_numpy(np.float64)
+    if not np.isfinite(lam_all).all() or (lam_all < 0).any():
+        msg = f"sample weights '{weight_key}' contain NaN or negative values; fix weight_key"
+        raise InputError(msg)
+    return lam_all
+
+
+def _exact_barycenter(
+    g: str,
+    clouds: list,
+    lam: np.ndarray,
+    z: np.ndarray,
+    r: np.ndarray,
+    pts: np.ndarray,
+    mass: np.ndarray,
+    *,
+    max_iter: int,
+    seed: int,
+    jobs: int,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The exact free-support barycenter of group ``g``'s ``clouds`` with weights ``lam``,
+    started at the reference ``(z, r)``. Returns its support, weights and the W2 distance to
+    the LOT barycenter ``(pts, mass)`` (logged)."""
+    import otbio.ot as O
+
+    out = O.barycenter(
+        clouds,
+        weights=lam,
+        init=z,
+        init_weights=r,
+        solver="exact",
+        max_iter=max_iter,
+        tol=1e-6,
+        seed=seed,
+        jobs=jobs,
+    )
+    gap = float(np.sqrt(max(O.emd(pts, out.x, mass, out.a).cost, 0.0)))
+    log.info(
+        "exact barycenter of '%s': %d iterations; W2 to the LOT barycenter %.4g",
+        g,
+        out.n_iter,
+        gap,
+    )
+    return out.x, out.a, gap
+
+
+def _barycenter_adata(
+    xs: list[np.ndarray],
+    obs_rows: list[pd.DataFrame],
+    groups: list[str],
+    n_per: dict[str, int],
+    gaps: dict[str, float],
+    u: dict,
+    d: int,
+    params: dict,
+) -> AnnData:
+    """The barycenter AnnData documented in :mod:`otbio.lot` from the rows ``xs`` / ``obs_rows``
+    of every group and method, the embedding's entry ``u`` and the options ``params``."""
+    import anndata as ad
+    import pandas as pd
+
+    exact = params["exact"]
+    use_rep = u["params"].get("use_rep")
     x = np.concatenate(xs)
     obs = pd.concat(obs_rows, ignore_index=True)
     obs.index = [f"b{i}" for i in range(len(obs))]
     obs["group"] = pd.Categorical(obs["group"], categories=groups)
     obs["method"] = pd.Categorical(obs["method"])
-    dims = list(u.get("dims", [])) or [f"dim{j}" for j in range(z.shape[1])]
+    dims = list(u.get("dims", [])) or [f"dim{j}" for j in range(d)]
     out_ad = ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=dims))
     if use_rep and use_rep != "X":
         out_ad.obsm[str(use_rep)] = x.copy()
@@ -353,12 +403,12 @@ def barycenter(
         "n_samples": np.array([n_per[g] for g in groups], dtype=np.int64),
         "params": clean_params(
             {
-                "groupby": groupby,
-                "weight_key": weight_key,
-                "n_cells": n_cells,
+                "groupby": params["groupby"],
+                "weight_key": params["weight_key"],
+                "n_cells": params["n_cells"],
                 "exact": bool(exact),
-                "seed": int(seed),
-                "max_iter": int(max_iter) if exact else None,
+                "seed": int(params["seed"]),
+                "max_iter": int(params["max_iter"]) if exact else None,
             }
         ),
     }

@@ -86,22 +86,9 @@ def reference_from_arrays(
         msg = f"cells_per_sample must be >= 1, got {cells_per_sample}"
         raise InputError(msg)
     rng = np.random.default_rng(seed)
-    lab = None
+    lab = codes = None
     if strata is not None:
-        if method not in ("kmeans", "barycenter"):
-            msg = f"a stratified reference needs method kmeans or barycenter, not '{method}'"
-            raise InputError(msg)
-        if len(strata) != n_s or any(len(a) != p.shape[0] for a, p in zip(strata, points)):
-            msg = "strata must give one label per cell of every sample"
-            raise InputError(msg)
-        # pool the labels with the cells: the same draw, labels as an extra column
-        codes, inv = np.unique(
-            np.concatenate([np.asarray(a, dtype=str) for a in strata]), return_inverse=True
-        )
-        bounds = np.cumsum([0] + [p.shape[0] for p in points])
-        points = [
-            np.column_stack([p, inv[bounds[i] : bounds[i + 1]]]) for i, p in enumerate(points)
-        ]
+        points, codes = _with_strata(points, strata, method)
     x, w, per_sample = _pool(points, weights, cells_per_sample, rng)
     if strata is not None:
         lab = x[:, -1].astype(np.int64)
@@ -133,59 +120,109 @@ def reference_from_arrays(
         z = rng.multivariate_normal(mu, cov, size=size, method="eigh")
         r = np.full(size, 1.0 / size)
     else:
-        from sklearn.cluster import KMeans
-
-        if lab is None:
-            km = KMeans(n_clusters=size, n_init=1, random_state=seed, max_iter=100)
-            _quiet_fit(km, x, w)
-            z = np.asarray(km.cluster_centers_, dtype=np.float64)
-            r = np.bincount(km.labels_, weights=w, minlength=size)
-        else:
-            z, r = _stratified_kmeans(x, w, lab, codes, size, min_points, seed)
-        keep = r > 0
-        if not keep.all():  # empty clusters carry no mass: drop them
-            z, r = z[keep], r[keep]
-        r = r / r.sum()
+        z, r = _kmeans_support(x, w, lab, codes, size=size, min_points=min_points, seed=seed)
         if method == "barycenter":
-            from otbio.ot import barycenter as ot_barycenter
-
-            out = ot_barycenter(
-                per_sample,
-                init=z,
-                init_weights=r,
-                solver="exact",
-                max_iter=max_iter,
-                tol=1e-5,
-                seed=seed,
-                jobs=jobs,
-            )
-            log.info("barycenter reference: %d iterations, converged=%s", out.n_iter, out.converged)
-            if not out.converged:
-                warnings.warn(
-                    f"the barycenter reference did not converge in {out.n_iter} iterations "
-                    "(support still moving); raise max_iter",
-                    ConvergenceWarning,
-                    stacklevel=2,
-                )
-            z = out.x
+            z = _barycenter_support(per_sample, z, r, max_iter=max_iter, seed=seed, jobs=jobs)
     if z.shape[0] < size:
-        n_distinct = np.unique(x, axis=0).shape[0]
-        why = (
-            f"the pooled cells take only {n_distinct} distinct position(s)"
-            if n_distinct < size
-            else "k-means left clusters empty"
-        )
-        log.warning(
-            "warning: the reference has %d point%s instead of the %d requested: %s",
-            z.shape[0],
-            "" if z.shape[0] == 1 else "s",
-            size,
-            why,
-        )
+        _warn_short(x, z.shape[0], size)
     return (
         np.ascontiguousarray(z, dtype=np.float64),
         np.asarray(r, dtype=np.float64),
         int(cells_per_sample),
+    )
+
+
+def _with_strata(
+    points: Sequence[np.ndarray], strata: Sequence[np.ndarray], method: str
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Check ``strata`` (one label array per sample) and append the label codes to the cells
+    as an extra column, so that pooling draws cells and labels together. Returns the
+    extended points and the distinct labels (``codes``)."""
+    if method not in ("kmeans", "barycenter"):
+        msg = f"a stratified reference needs method kmeans or barycenter, not '{method}'"
+        raise InputError(msg)
+    if len(strata) != len(points) or any(len(a) != p.shape[0] for a, p in zip(strata, points)):
+        msg = "strata must give one label per cell of every sample"
+        raise InputError(msg)
+    # pool the labels with the cells: the same draw, labels as an extra column
+    codes, inv = np.unique(
+        np.concatenate([np.asarray(a, dtype=str) for a in strata]), return_inverse=True
+    )
+    bounds = np.cumsum([0] + [p.shape[0] for p in points])
+    points = [np.column_stack([p, inv[bounds[i] : bounds[i + 1]]]) for i, p in enumerate(points)]
+    return points, codes
+
+
+def _kmeans_support(
+    x: np.ndarray,
+    w: np.ndarray,
+    lab: np.ndarray | None,
+    codes: np.ndarray | None,
+    *,
+    size: int,
+    min_points: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted k-means of the pooled cells ``(x, w)`` (within each label of ``lab`` when
+    stratified). Returns the centres and their masses, empty clusters dropped, masses summing
+    to one."""
+    from sklearn.cluster import KMeans
+
+    if lab is None:
+        km = KMeans(n_clusters=size, n_init=1, random_state=seed, max_iter=100)
+        _quiet_fit(km, x, w)
+        z = np.asarray(km.cluster_centers_, dtype=np.float64)
+        r = np.bincount(km.labels_, weights=w, minlength=size)
+    else:
+        z, r = _stratified_kmeans(x, w, lab, codes, size, min_points, seed)
+    keep = r > 0
+    if not keep.all():  # empty clusters carry no mass: drop them
+        z, r = z[keep], r[keep]
+    return z, r / r.sum()
+
+
+def _barycenter_support(
+    per_sample: list, z: np.ndarray, r: np.ndarray, *, max_iter: int, seed: int, jobs: int
+) -> np.ndarray:
+    """The free-support W2 barycenter of the samples ``per_sample`` started at ``(z, r)``
+    (weights kept). Returns its support; warns (ConvergenceWarning) when it did not converge."""
+    from otbio.ot import barycenter as ot_barycenter
+
+    out = ot_barycenter(
+        per_sample,
+        init=z,
+        init_weights=r,
+        solver="exact",
+        max_iter=max_iter,
+        tol=1e-5,
+        seed=seed,
+        jobs=jobs,
+    )
+    log.info("barycenter reference: %d iterations, converged=%s", out.n_iter, out.converged)
+    if not out.converged:
+        warnings.warn(
+            f"the barycenter reference did not converge in {out.n_iter} iterations "
+            "(support still moving); raise max_iter",
+            ConvergenceWarning,
+            stacklevel=3,  # the caller of reference_from_arrays, as before the split
+        )
+    return out.x
+
+
+def _warn_short(x: np.ndarray, k: int, size: int) -> None:
+    """Log why the reference has ``k`` points instead of the ``size`` requested."""
+    n_distinct = np.unique(x, axis=0).shape[0]
+    why = (
+        f"the pooled cells take only {n_distinct} distinct position(s)"
+        if n_distinct < size
+        else "k-means left clusters empty"
+    )
+    log.warning(
+        "warning: the reference has %d point%s instead of the %d requested: %s",
+        k,
+        "" if k == 1 else "s",
+        size,
+        why,
     )
 
 
@@ -311,8 +348,6 @@ def reference(
     import anndata as ad
     import pandas as pd
 
-    from otbio import __version__
-
     if not isinstance(adatas, (list, tuple)):
         adatas = [adatas]
     s = collect_samples(
@@ -352,30 +387,11 @@ def reference(
     obs = pd.DataFrame({"weight": r}, index=[f"z{k}" for k in range(z.shape[0])])
     if celltype_key is not None:
         obs[celltype_key] = pd.Categorical(_nearest_labels(labs, s, z))
-    entry = {
-        "reference_id": reference_id(z, r),
-        "n_samples": len(s.ids),
-        "cells_per_sample": cps,
-        "samples": list(s.ids),
-        "converged": bool(converged),
-        "otbio_version": __version__,
-        "params": clean_params(
-            {
-                "method": method,
-                "size": int(size),
-                "cells_per_sample": cells_per_sample,
-                "use_rep": use_rep,
-                "vars": [str(v) for v in vars] if vars else None,
-                "sample_key": sample_key,
-                "weight_key": weight_key,
-                "celltype_key": celltype_key,
-                "stratify": bool(stratify),
-                "min_points": int(min_points) if stratify else None,
-                "seed": int(seed),
-                "max_iter": int(max_iter),
-            }
-        ),
-    }
+    params = {"method": method, "size": size, "cells_per_sample": cells_per_sample}
+    params.update(use_rep=use_rep, vars=vars, sample_key=sample_key, weight_key=weight_key)
+    params.update(celltype_key=celltype_key, stratify=stratify, min_points=min_points)
+    params.update(seed=seed, max_iter=max_iter)
+    entry = _reference_entry(z, r, s.ids, cps, converged, params)
     if s.loadings is not None:
         entry["loadings"] = s.loadings
         entry["genes"] = s.genes
@@ -383,6 +399,46 @@ def reference(
     out.uns[REF_KEY] = entry
     log.info("reference %s: %d points in %d dimensions", entry["reference_id"], z.shape[0], d)
     return out
+
+
+def _reference_entry(
+    z: np.ndarray,
+    r: np.ndarray,
+    ids: list[str],
+    cps: int,
+    converged: bool,
+    p: dict,
+) -> dict:
+    """``uns['lot_reference']`` (documented in :mod:`otbio.lot`, loadings aside) for the
+    support ``(z, r)`` pooled from the samples ``ids`` (``cps`` cells each), made with the
+    options ``p`` of :func:`reference`."""
+    from otbio import __version__
+
+    vars, stratify = p["vars"], p["stratify"]
+    return {
+        "reference_id": reference_id(z, r),
+        "n_samples": len(ids),
+        "cells_per_sample": cps,
+        "samples": list(ids),
+        "converged": bool(converged),
+        "otbio_version": __version__,
+        "params": clean_params(
+            {
+                "method": p["method"],
+                "size": int(p["size"]),
+                "cells_per_sample": p["cells_per_sample"],
+                "use_rep": p["use_rep"],
+                "vars": [str(v) for v in vars] if vars else None,
+                "sample_key": p["sample_key"],
+                "weight_key": p["weight_key"],
+                "celltype_key": p["celltype_key"],
+                "stratify": bool(stratify),
+                "min_points": int(p["min_points"]) if stratify else None,
+                "seed": int(p["seed"]),
+                "max_iter": int(p["max_iter"]),
+            }
+        ),
+    }
 
 
 def _labels_by_sample(adatas, s, sample_key, celltype_key, names):
