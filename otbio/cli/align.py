@@ -8,7 +8,14 @@ import sys
 import click
 
 from otbio.cli import cli
-from otbio.cli._util import deprecated_aliases, handle_convergence, pdb_model_option
+from otbio.cli._util import (
+    deprecated_aliases,
+    epsilon_option,
+    handle_convergence,
+    output_option,
+    pdb_model_option,
+    plot_option,
+)
 
 log = logging.getLogger("otbio")
 
@@ -52,13 +59,11 @@ log = logging.getLogger("otbio")
     help="Structures the --index prefilter passes on to the alignment; raise it for more "
     "recall on weak hits (about 3 ms of CPU each).",
 )
-@click.option(
-    "-o",
-    "--output",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Residue pairs (TSV): query and target chain, number, insertion code, name, and the "
+@output_option(
+    "Residue pairs (TSV): query and target chain, number, insertion code, name, and the "
     "plan value, for every target.",
+    required=False,
+    type=click.Path(dir_okay=False),
     show_default=True,
 )
 @click.option(
@@ -94,14 +99,11 @@ log = logging.getLogger("otbio")
     "temperature 0.1 and 20 Sinkhorn iterations.",
     show_default=True,
 )
-@click.option(
-    "--epsilon",
-    type=float,
-    default=None,
-    help="Entropic regularisation of the plan, absolute (default 1.0 for geometric features, "
+@epsilon_option(
+    "Entropic regularisation of the plan, absolute (default 1.0 for geometric features, "
     "10 with --plasma-pf, i.e. PLASMA's temperature 0.1). Lower it for sharper plans, raise "
     "it for smoother ones.",
-    show_default=True,
+    default=None,
 )
 @click.option("--temperature", type=float, default=None, hidden=True)  # deprecated: 1/epsilon
 @click.option(
@@ -179,12 +181,9 @@ log = logging.getLogger("otbio")
     help="Write the dense plan (L_q x L_c, .npy) of the best-ranked target.",
     show_default=True,
 )
-@click.option(
-    "--plot",
-    "plot_path",
-    default=None,
+@plot_option(
+    "Write a heat map of the plan of the best-ranked target (.png, .pdf, .svg).",
     type=click.Path(dir_okay=False),
-    help="Write a heat map of the plan of the best-ranked target (.png, .pdf, .svg).",
     show_default=True,
 )
 @click.option(

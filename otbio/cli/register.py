@@ -5,19 +5,29 @@ from __future__ import annotations
 import click
 
 from otbio.cli import cli
-from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
+from otbio.cli._util import (
+    celltype_key_option,
+    color_key_option,
+    deprecated_aliases,
+    max_iter_option,
+    on_nonconvergence_option,
+    output_option,
+    plot_option,
+    save_matches_option,
+    tol_option,
+    topk_option,
+    use_rep_option,
+)
 
 
 @cli.command("register")
 @deprecated_aliases({"--label-key": "--celltype-key", "--matches": "--save-matches"})
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.argument("target", type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
+@output_option(
+    "Registered source slice (.h5ad) with obsm['spatial_registered'], obsm['displacement'] "
+    "and uns['registration'] (other names with --key-added).",
     type=click.Path(dir_okay=False),
-    help="Registered source slice (.h5ad) with obsm['spatial_registered'], obsm['displacement'] and uns['registration'] (other names with --key-added).",
 )
 @click.option(
     "--key-added",
@@ -36,10 +46,9 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     default=None,
     help="obsm key of the target's coordinates when it differs from --spatial-key, e.g. spatial_registered of a section already placed in a common frame (slice series).",
 )
-@click.option(
-    "--use-rep",
-    default=None,
-    help="obsm key of an expression representation shared by both slices (e.g. an integrated X_pca); without it otbio computes a joint PCA of the shared genes.",
+@use_rep_option(
+    "obsm key of an expression representation shared by both slices (e.g. an integrated "
+    "X_pca); without it otbio computes a joint PCA of the shared genes."
 )
 @click.option(
     "--n-pcs",
@@ -104,19 +113,10 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     show_default=True,
     help="Initial rotations tried (evenly spaced) by a short rigid fit each; the most likely starts the full fit. 1 trusts the slices' current orientation.",
 )
-@click.option(
-    "--max-iter",
-    type=click.IntRange(min=1),
-    default=500,
-    show_default=True,
-    help="Most EM iterations; raise it if the run stops before sigma settles.",
-)
-@click.option(
-    "--tol",
-    type=float,
+@max_iter_option("Most EM iterations; raise it if the run stops before sigma settles.", default=500)
+@tol_option(
+    "Stop when sigma changes by less than this (relative), after at least 30 iterations.",
     default=1e-4,
-    show_default=True,
-    help="Stop when sigma changes by less than this (relative), after at least 30 iterations.",
 )
 @click.option(
     "--downsample",
@@ -124,18 +124,11 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     default=None,
     help="Register at most this many feature-sensitive landmarks per slice and interpolate the displacement to every cell by a Gaussian process; use 3000-5000 for slices above ~10k cells (50k cells take about 35 s on 2 cores with 3000).",
 )
-@click.option(
-    "--plot",
-    "plot_path",
+@plot_option(
+    "Write a before/after figure (both slices overlaid) to this file (.png, .pdf, .svg).",
     type=click.Path(dir_okay=False),
-    default=None,
-    help="Write a before/after figure (both slices overlaid) to this file (.png, .pdf, .svg).",
 )
-@click.option(
-    "--color-key",
-    default=None,
-    help="obs column (in both slices) to colour the figure by; default colours by slice.",
-)
+@color_key_option("obs column (in both slices) to colour the figure by; default colours by slice.")
 @click.option(
     "--evaluate",
     is_flag=True,
@@ -146,26 +139,16 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     default=None,
     help="obsm key in the source holding each cell's true position in the target frame (known warps); adds RMSE to --evaluate.",
 )
-@click.option(
-    "--celltype-key",
-    default=None,
-    help="obs column in both slices with cell types (or other cell labels); adds kNN label-transfer accuracy to --evaluate.",
+@celltype_key_option(
+    "obs column in both slices with cell types (or other cell labels); adds kNN "
+    "label-transfer accuracy to --evaluate."
 )
-@click.option(
-    "--save-matches",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write each source cell's top target matches to this TSV, with p_target_from_source: "
+@save_matches_option(
+    "Write each source cell's top target matches to this TSV, with p_target_from_source: "
     "the posterior probability that the target cell came from this source cell (it sums to at "
-    "most 1 over the sources of one target, so one source's top matches can sum to more).",
+    "most 1 over the sources of one target, so one source's top matches can sum to more)."
 )
-@click.option(
-    "--topk",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Matches per source cell in --save-matches.",
-)
+@topk_option("Matches per source cell in --save-matches.")
 @on_nonconvergence_option
 def register_cmd(
     source: str,
