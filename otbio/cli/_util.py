@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
@@ -15,6 +16,7 @@ __all__ = [
     "GLOBAL_FLAGS",
     "GLOBAL_VALUED",
     "check_epsilon",
+    "check_output_file",
     "celltype_key_option",
     "color_key_option",
     "deprecated_aliases",
@@ -329,6 +331,13 @@ def translate_names(message: str, names: dict[str, str]) -> str:
             pat = rf"(?<![\w\-'\[.`]){re.escape(py)}{_WORD_VERBS}"
         message = re.sub(pat, opt, message)
     return message
+
+
+def check_output_file(path: str) -> None:
+    """Raise InputError when -o names a directory where the command writes one file."""
+    if Path(path).is_dir():
+        msg = f"-o {path} is a directory; give a file name"
+        raise InputError(msg)
 
 
 def check_epsilon(epsilon: float) -> None:

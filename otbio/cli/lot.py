@@ -12,6 +12,7 @@ from otbio.cli import cli
 from otbio.cli._util import (
     celltype_key_option,
     check_epsilon,
+    check_output_file,
     color_key_option,
     deprecated_aliases,
     epsilon_option,
@@ -59,13 +60,6 @@ def _say(msg: str) -> None:
     """One summary line on stderr, hidden by --quiet."""
     if not settings.quiet:
         click.echo(msg, err=True)
-
-
-def _check_out(path: str) -> None:
-    p = Path(path)
-    if p.exists() and p.is_dir():
-        msg = f"-o {path} is a directory; give a file name"
-        raise InputError(msg)
 
 
 @cli.command("reference")
@@ -143,7 +137,7 @@ def reference_cmd(
     from otbio.io import write_h5ad
     from otbio.lot import reference
 
-    _check_out(output)
+    check_output_file(output)
     adatas, names = _read_all(cells)
     ref = reference(
         adatas,
@@ -265,7 +259,7 @@ def embed_cmd(
     from otbio.io import read_h5ad, save_figure, write_h5ad
     from otbio.lot import embed
 
-    _check_out(output)
+    check_output_file(output)
     if solver == "sinkhorn":
         check_epsilon(epsilon)
         if not tol > 0:
@@ -336,7 +330,7 @@ def concat_cmd(embeddings, output) -> None:
     from otbio.io import write_h5ad
     from otbio.lot import concat
 
-    _check_out(output)
+    check_output_file(output)
     embs, names = _read_all(embeddings)
     out = concat(embs, names=names)
     write_h5ad(out, output)
@@ -379,7 +373,7 @@ def barycenter_cmd(embedding, groupby, weight_key, n_cells, exact, cells, max_it
     from otbio.io import read_h5ad, write_h5ad
     from otbio.lot import barycenter
 
-    _check_out(output)
+    check_output_file(output)
     emb = read_h5ad(embedding)
     cell_ads, names = _read_all(cells) if cells else (None, None)
     out = barycenter(
@@ -417,7 +411,7 @@ def distances_cmd(embedding, exact, cells, output) -> None:
     from otbio.io import read_h5ad, write_table
     from otbio.lot import distances
 
-    _check_out(output)
+    check_output_file(output)
     emb = read_h5ad(embedding)
     cell_ads, names = _read_all(cells) if cells else (None, None)
     df = distances(

@@ -9,7 +9,13 @@ import click
 from otbio._errors import InputError
 from otbio._settings import settings
 from otbio.cli import cli
-from otbio.cli._util import celltype_key_option, deprecated_aliases, groupby_option, output_option
+from otbio.cli._util import (
+    celltype_key_option,
+    check_output_file,
+    deprecated_aliases,
+    groupby_option,
+    output_option,
+)
 
 
 def _read(path: str):
@@ -433,9 +439,7 @@ def generate_cmd(
     from otbio.io import write_h5ad, write_table
     from otbio.lot._generate import check_synthetic, generate
 
-    if Path(output).is_dir():
-        msg = f"-o {output} is a directory; give a file name"
-        raise InputError(msg)
+    check_output_file(output)
     emb = _read(embedding)
     synth = generate(
         emb,
