@@ -5,23 +5,43 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
 from otbio._errors import ConvergenceWarning, InputError, OtbioError
+from otbio.ot._defaults import SINKHORN_DEFAULTS as SD
 
 __all__ = [
     "GLOBAL_FLAGS",
     "GLOBAL_VALUED",
     "check_epsilon",
+    "check_output_file",
+    "celltype_key_option",
+    "color_key_option",
     "deprecated_aliases",
+    "epsilon_option",
+    "epsilon_scaling_option",
+    "exact_cells_option",
+    "groupby_option",
     "handle_convergence",
     "hoist_global_options",
+    "max_iter_option",
     "on_nonconvergence_option",
+    "output_option",
     "pdb_model_option",
+    "plot_option",
     "python_to_option",
+    "relative_epsilon_option",
     "rewrite_aliases",
+    "sample_key_option",
+    "save_matches_option",
+    "tol_option",
+    "topk_option",
     "translate_names",
+    "use_rep_option",
+    "vars_option",
+    "weight_key_option",
 ]
 
 on_nonconvergence_option = click.option(
@@ -43,6 +63,129 @@ pdb_model_option = click.option(
     help="Model to read from multi-model (NMR, trajectory) files, 1-based, for every "
     "structure; FILE@N picks model N of one structure (e.g. nmr.pdb@1:A:10-40 nmr.pdb@2).",
 )
+
+# --- shared options ---------------------------------------------------------------------
+# One decorator (or factory) per option that several commands take: the name, type, range
+# and default are written once; a factory takes the help text where the commands say
+# different things about the same option. Decorators are applied in the order written, so
+# --help lists the options as the command module lists them.
+
+#: the LOT commands' sample key (reference, embed): one help text
+sample_key_option = click.option(
+    "--sample-key",
+    default=None,
+    help="obs column naming the sample (donor, patient) of each cell. Leave it out only when "
+    "every input file is one sample (the file name then names the sample).",
+)
+
+#: marker coordinates instead of a representation (reference, embed)
+vars_option = click.option(
+    "--vars",
+    "vars_",
+    default=None,
+    help="Comma-separated var names of X to use as coordinates (e.g. CD3,CD4,CD8), instead "
+    "of --use-rep.",
+)
+
+#: the cells an embedding was made from, for the exact comparisons (barycenter, distances)
+exact_cells_option = click.option(
+    "--cells",
+    multiple=True,
+    help="The cells .h5ad file(s) the embedding was made from (only for --exact).",
+)
+
+CELL_WEIGHTS_HELP = (
+    "Optional obs column of non-negative cell weights; cells count equally without it."
+)
+
+
+def output_option(help: str, *, required: bool = True, **kw):
+    """``-o/--output``: required unless ``required=False``; ``kw`` go to :func:`click.option`."""
+    return click.option("-o", "--output", required=required, help=help, **kw)
+
+
+def plot_option(help: str, **kw):
+    """``--plot`` (Python name ``plot_path``, no figure by default): a figure file."""
+    return click.option("--plot", "plot_path", default=None, help=help, **kw)
+
+
+def use_rep_option(help: str):
+    """``--use-rep``: an obsm key of the coordinates (``None``: the command's default)."""
+    return click.option("--use-rep", default=None, help=help)
+
+
+def weight_key_option(help: str = CELL_WEIGHTS_HELP):
+    """``--weight-key``: an obs column of non-negative weights (uniform without it)."""
+    return click.option("--weight-key", default=None, help=help)
+
+
+def celltype_key_option(help: str):
+    """``--celltype-key``: an obs column of cell types (or other cell labels)."""
+    return click.option("--celltype-key", default=None, help=help)
+
+
+def color_key_option(help: str):
+    """``--color-key``: an obs column that colours a figure."""
+    return click.option("--color-key", default=None, help=help)
+
+
+def groupby_option(help: str, *, required: bool = False):
+    """``--groupby``: a sample-level obs column of groups."""
+    if required:
+        return click.option("--groupby", required=True, help=help)
+    return click.option("--groupby", default=None, help=help)
+
+
+def epsilon_option(help: str, default: float | None = SD.epsilon):
+    """``--epsilon``: the entropic regularisation (a float; the engine's default unless given)."""
+    return click.option("--epsilon", type=float, default=default, show_default=True, help=help)
+
+
+def relative_epsilon_option(help: str):
+    """``--relative-epsilon none|mean|max``, the engine's default."""
+    return click.option(
+        "--relative-epsilon",
+        type=click.Choice(["none", "mean", "max"]),
+        default=SD.relative_epsilon or "none",
+        show_default=True,
+        help=help,
+    )
+
+
+def tol_option(help: str, default: float = SD.tol):
+    """``--tol``: a solver's stopping tolerance (the Sinkhorn default unless given)."""
+    return click.option("--tol", type=float, default=default, show_default=True, help=help)
+
+
+def max_iter_option(help: str, default: int = SD.max_iter):
+    """``--max-iter``: a solver's iteration limit, at least 1 (the Sinkhorn default unless given)."""
+    return click.option(
+        "--max-iter", type=click.IntRange(min=1), default=default, show_default=True, help=help
+    )
+
+
+def epsilon_scaling_option(help: str):
+    """``--epsilon-scaling``: the annealing factor in [0, 1) (0 turns it off), engine default."""
+    return click.option(
+        "--epsilon-scaling",
+        type=click.FloatRange(min=0, max=1, max_open=True),
+        default=SD.epsilon_scaling or 0.0,
+        show_default=True,
+        help=help,
+    )
+
+
+def save_matches_option(help: str):
+    """``--save-matches``: a TSV of each source point's top target matches."""
+    return click.option("--save-matches", type=click.Path(dir_okay=False), default=None, help=help)
+
+
+def topk_option(help: str):
+    """``--topk``: matches per source point in --save-matches (at least 1, default 3)."""
+    return click.option(
+        "--topk", type=click.IntRange(min=1), default=3, show_default=True, help=help
+    )
+
 
 #: global options of ``otbio`` that take a value / that are flags; accepted after the command too
 GLOBAL_VALUED = ("--seed", "--jobs", "--device")
@@ -188,6 +331,13 @@ def translate_names(message: str, names: dict[str, str]) -> str:
             pat = rf"(?<![\w\-'\[.`]){re.escape(py)}{_WORD_VERBS}"
         message = re.sub(pat, opt, message)
     return message
+
+
+def check_output_file(path: str) -> None:
+    """Raise InputError when -o names a directory where the command writes one file."""
+    if Path(path).is_dir():
+        msg = f"-o {path} is a directory; give a file name"
+        raise InputError(msg)
 
 
 def check_epsilon(epsilon: float) -> None:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import click
 
+from otbio._errors import InputError
 from otbio.cli import cli
-from otbio.cli._util import deprecated_aliases, handle_convergence, pdb_model_option
+from otbio.cli._util import (
+    deprecated_aliases,
+    epsilon_option,
+    handle_convergence,
+    output_option,
+    pdb_model_option,
+    plot_option,
+)
 
 log = logging.getLogger("otbio")
 
@@ -52,13 +61,11 @@ log = logging.getLogger("otbio")
     help="Structures the --index prefilter passes on to the alignment; raise it for more "
     "recall on weak hits (about 3 ms of CPU each).",
 )
-@click.option(
-    "-o",
-    "--output",
-    default=None,
-    type=click.Path(dir_okay=False),
-    help="Residue pairs (TSV): query and target chain, number, insertion code, name, and the "
+@output_option(
+    "Residue pairs (TSV): query and target chain, number, insertion code, name, and the "
     "plan value, for every target.",
+    required=False,
+    type=click.Path(dir_okay=False),
     show_default=True,
 )
 @click.option(
@@ -94,14 +101,11 @@ log = logging.getLogger("otbio")
     "temperature 0.1 and 20 Sinkhorn iterations.",
     show_default=True,
 )
-@click.option(
-    "--epsilon",
-    type=float,
-    default=None,
-    help="Entropic regularisation of the plan, absolute (default 1.0 for geometric features, "
+@epsilon_option(
+    "Entropic regularisation of the plan, absolute (default 1.0 for geometric features, "
     "10 with --plasma-pf, i.e. PLASMA's temperature 0.1). Lower it for sharper plans, raise "
     "it for smoother ones.",
-    show_default=True,
+    default=None,
 )
 @click.option("--temperature", type=float, default=None, hidden=True)  # deprecated: 1/epsilon
 @click.option(
@@ -179,12 +183,9 @@ log = logging.getLogger("otbio")
     help="Write the dense plan (L_q x L_c, .npy) of the best-ranked target.",
     show_default=True,
 )
-@click.option(
-    "--plot",
-    "plot_path",
-    default=None,
+@plot_option(
+    "Write a heat map of the plan of the best-ranked target (.png, .pdf, .svg).",
     type=click.Path(dir_okay=False),
-    help="Write a heat map of the plan of the best-ranked target (.png, .pdf, .svg).",
     show_default=True,
 )
 @click.option(
@@ -242,75 +243,14 @@ def align_command(
     Example: otbio align adk_open.pdb::122-159 adk_closed.pdb 1hvr.pdb -o pairs.tsv
     --save-scores scores.tsv --plot plan.png
     """
-    from pathlib import Path
-
-    import numpy as np
-
-    from otbio._errors import InputError
     from otbio._settings import settings
-    from otbio.align import (
-        align,
-        list_targets,
-        load_embedding,
-        read_structure,
-        read_structures,
-        score_table,
-        search,
-    )
-
-    if temperature is not None:  # the old spelling: PLASMA's temperature is 1 / epsilon
-        click.echo(
-            "otbio: warning: 'align --temperature' is deprecated and will be removed; use "
-            "--epsilon (--epsilon E is --temperature 1/E)",
-            err=True,
-        )
-        if epsilon is not None:
-            msg = "give --epsilon or the deprecated --temperature, not both"
-            raise InputError(msg)
-        if not temperature > 0:
-            msg = f"--temperature must be positive, got {temperature}"
-            raise InputError(msg)
-        epsilon = 1.0 / temperature
-    specs = list(target)
-    listed = list_targets(targets_spec) if targets_spec else []
-    if not specs and not listed and not index_paths:
-        msg = "no target given; pass TARGET files, --targets DIR|LIST or --index DB"
-        raise InputError(msg)
-    if plasma_pf and features == "geometric":
-        msg = "--plasma-pf needs embeddings; pass --features QUERY.npy and --target-features"
-        raise InputError(msg)
     from otbio._threading import tune_malloc
 
+    epsilon = _epsilon_from_temperature(epsilon, temperature)
+    specs, listed = _check_targets(target, targets_spec, index_paths, features, plasma_pf)
     tune_malloc()  # process tuning belongs to the command line, not to the library
-    show = not settings.quiet
-    q = read_structure(query, pdb_model=pdb_model)
-    targets = read_structures(specs, pdb_model=pdb_model, jobs=settings.n_jobs, progress=show)
-    qf = tf = None
-    if features == "geometric" and len(targets) + len(listed) > 1:
-        # database search: search() reads the listed files in its worker processes, each
-        # file read and aligned in the same process; files that cannot be used are skipped
-        # with a warning
-        targets += listed
-    else:
-        targets += read_structures(
-            listed, pdb_model=pdb_model, jobs=settings.n_jobs, skip_bad=True, progress=show
-        )
-    if features != "geometric":
-        if not features.endswith(".npy"):
-            msg = f"--features must be 'geometric' or a .npy file, got '{features}'"
-            raise InputError(msg)
-        qf = load_embedding(features, q)
-        paths = list(target_features)
-        if len(paths) == 1 and Path(paths[0]).is_dir():
-            d = Path(paths[0])
-            paths = [str(d / (_stem(t.path) + ".npy")) for t in targets]
-        if len(paths) != len(targets):
-            msg = (
-                f"{len(paths)} --target-features for {len(targets)} targets; give one .npy "
-                "per target or a directory of <stem>.npy files"
-            )
-            raise InputError(msg)
-        tf = [load_embedding(p, t) for p, t in zip(paths, targets, strict=True)]
+    q, targets = _read_structures(query, specs, listed, features, pdb_model)
+    qf, tf = _read_features(features, target_features, q, targets)
     kw = dict(
         epsilon=epsilon,
         threshold=threshold,
@@ -327,11 +267,161 @@ def align_command(
     if index_paths and features != "geometric":
         msg = "--index searches with geometric features; drop --features"
         raise InputError(msg)
+    results = _run_alignments(q, targets, qf, tf, kw, list(index_paths), max_candidates, pdb_model)
+    table = _check_results(results, threshold)
+    # everything is computed and checked before the first file is written
+    best = results[0]
+    fig = _plan_figure(best) if plot_path else None
+    if save_superposed and best.n_pairs < 3:
+        msg = (
+            f"cannot superpose: only {best.n_pairs} pair(s) above --threshold "
+            f"with {best.target.name}; lower --threshold"
+        )
+        raise InputError(msg)
+    _write_outputs(results, table, fig, output, save_scores, save_plan, plot_path, save_superposed)
+    log.info("aligned %s onto %d target(s); best %s", q.name, len(results), best.target.name)
+
+
+def _epsilon_from_temperature(epsilon: float | None, temperature: float | None) -> float | None:
+    """The --epsilon to use, given the deprecated --temperature (PLASMA's, 1 / epsilon).
+
+    Takes both option values; returns ``epsilon`` unchanged when --temperature is not given,
+    else ``1 / temperature`` after one deprecation line on stderr. Raises InputError when both
+    are given or the temperature is not positive.
+    """
+    if temperature is None:
+        return epsilon
+    click.echo(
+        "otbio: warning: 'align --temperature' is deprecated and will be removed; use "
+        "--epsilon (--epsilon E is --temperature 1/E)",
+        err=True,
+    )
+    if epsilon is not None:
+        msg = "give --epsilon or the deprecated --temperature, not both"
+        raise InputError(msg)
+    if not temperature > 0:
+        msg = f"--temperature must be positive, got {temperature}"
+        raise InputError(msg)
+    return 1.0 / temperature
+
+
+def _check_targets(
+    target: tuple[str, ...],
+    targets_spec: str | None,
+    index_paths: tuple[str, ...],
+    features: str,
+    plasma_pf: bool,
+) -> tuple[list[str], list[str]]:
+    """Check that there is something to align against, before reading any structure.
+
+    Takes the TARGET arguments, --targets, --index, --features and --plasma-pf; returns the
+    TARGET specs and the structures that --targets lists (read from its directory or list
+    file). Raises InputError when no target is given at all, or --plasma-pf comes without
+    embeddings.
+    """
+    from otbio.align import list_targets
+
+    specs = list(target)
+    listed = list_targets(targets_spec) if targets_spec else []
+    if not specs and not listed and not index_paths:
+        msg = "no target given; pass TARGET files, --targets DIR|LIST or --index DB"
+        raise InputError(msg)
+    if plasma_pf and features == "geometric":
+        msg = "--plasma-pf needs embeddings; pass --features QUERY.npy and --target-features"
+        raise InputError(msg)
+    return specs, listed
+
+
+def _read_structures(
+    query: str, specs: list[str], listed: list[str], features: str, pdb_model: int
+) -> tuple[Any, list]:
+    """Read the query and the targets (the --jobs worker processes read several at once).
+
+    Takes the QUERY spec, the TARGET specs, the --targets listing, --features and
+    --pdb-model; returns the query structure and the targets: structures for the TARGET
+    arguments, then for a geometric database search the listed paths themselves (search()
+    reads each in the worker that aligns it, skipping unusable files with a warning), else
+    the listed structures read here (unusable ones skipped).
+    """
+    from otbio._settings import settings
+    from otbio.align import read_structure, read_structures
+
+    show = not settings.quiet
+    q = read_structure(query, pdb_model=pdb_model)
+    targets = read_structures(specs, pdb_model=pdb_model, jobs=settings.n_jobs, progress=show)
+    if features == "geometric" and len(targets) + len(listed) > 1:
+        # database search: search() reads the listed files in its worker processes, each
+        # file read and aligned in the same process; files that cannot be used are skipped
+        # with a warning
+        targets += listed
+    else:
+        targets += read_structures(
+            listed, pdb_model=pdb_model, jobs=settings.n_jobs, skip_bad=True, progress=show
+        )
+    return q, targets
+
+
+def _read_features(
+    features: str, target_features: tuple[str, ...], q, targets: list
+) -> tuple[Any, list | None]:
+    """The residue embeddings of --features / --target-features (``(None, None)`` for
+    geometric features).
+
+    Takes --features ('geometric' or the query's .npy), --target-features (one .npy per
+    target, or one directory of <stem>.npy), the query and the targets; returns the query's
+    embedding and the list of the targets' embeddings, each checked against its structure.
+    Raises InputError for another --features value or a count that does not match the
+    targets.
+    """
+    from pathlib import Path
+
+    from otbio.align import load_embedding
+
+    if features == "geometric":
+        return None, None
+    if not features.endswith(".npy"):
+        msg = f"--features must be 'geometric' or a .npy file, got '{features}'"
+        raise InputError(msg)
+    qf = load_embedding(features, q)
+    paths = list(target_features)
+    if len(paths) == 1 and Path(paths[0]).is_dir():
+        d = Path(paths[0])
+        paths = [str(d / (_stem(t.path) + ".npy")) for t in targets]
+    if len(paths) != len(targets):
+        msg = (
+            f"{len(paths)} --target-features for {len(targets)} targets; give one .npy "
+            "per target or a directory of <stem>.npy files"
+        )
+        raise InputError(msg)
+    tf = [load_embedding(p, t) for p, t in zip(paths, targets, strict=True)]
+    return qf, tf
+
+
+def _run_alignments(
+    q,
+    targets: list,
+    qf,
+    tf: list | None,
+    kw: dict[str, Any],
+    index_paths: list[str],
+    max_candidates: int,
+    pdb_model: int,
+) -> list:
+    """Align the query: a prefiltered search of --index, one pair, or a search of many.
+
+    Takes the query, the targets (structures or paths), the embeddings (or None), the
+    alignment options ``kw`` shared by every route, the --index shards, --max-candidates and
+    --pdb-model; returns the alignment results ranked best first (one per target aligned).
+    """
+    from otbio._settings import settings
+    from otbio.align import align, search
+
+    show = not settings.quiet
     if index_paths:
-        results = search(
+        return search(
             q,
             targets,
-            index=list(index_paths),
+            index=index_paths,
             max_candidates=max_candidates,
             jobs=settings.n_jobs,
             progress=show,
@@ -339,8 +429,8 @@ def align_command(
             skip_bad=True,
             **kw,
         )
-    elif len(targets) == 1:
-        results = [
+    if len(targets) == 1:
+        return [
             align(
                 q,
                 targets[0],
@@ -349,18 +439,31 @@ def align_command(
                 **kw,
             )
         ]
-    else:
-        results = search(
-            q,
-            targets,
-            query_features=qf,
-            target_features=tf,
-            jobs=settings.n_jobs,
-            progress=show,
-            pdb_model=pdb_model,
-            skip_bad=True,
-            **kw,
-        )
+    return search(
+        q,
+        targets,
+        query_features=qf,
+        target_features=tf,
+        jobs=settings.n_jobs,
+        progress=show,
+        pdb_model=pdb_model,
+        skip_bad=True,
+        **kw,
+    )
+
+
+def _check_results(results: list, threshold: float):
+    """The score table of ``results``, after the convergence policy and the empty-result
+    warning.
+
+    Takes the ranked results and --threshold; returns the score table (one row per target).
+    Warns (one line at the end of the command) when alignments did not settle, and logs a
+    warning when no residue pair passed --threshold with any target.
+    """
+    import numpy as np
+
+    from otbio.align import score_table
+
     table = score_table(results)
     best = results[0]
     n_bad = sum(not r.converged for r in results)
@@ -378,28 +481,47 @@ def align_command(
             f"{tm:.2f}" if np.isfinite(tm) else "n/a (no superposition)",
             best.target.name,
         )
-    # everything is computed and checked before the first file is written
-    fig = None
-    if plot_path:
-        from otbio.plot._align import alignment_figure
+    return table
 
-        fig = alignment_figure(
-            best.plan,
-            pairs=best.pairs,
-            query_labels=best.query.labels(),
-            target_labels=best.target.labels(),
-            title=f"{best.query.name} -> {best.target.name}: TM-score {best.tm_score:.3f} "
-            f"(by the query; PLASMA score {best.score:.3f}), {best.n_pairs} pairs",
-        )
-    if save_superposed and best.n_pairs < 3:
-        msg = (
-            f"cannot superpose: only {best.n_pairs} pair(s) above --threshold "
-            f"with {best.target.name}; lower --threshold"
-        )
-        raise InputError(msg)
+
+def _plan_figure(best):
+    """The heat map of the best-ranked target's plan (--plot), titled with its scores.
+
+    Takes the best result; returns the matplotlib figure (not yet written).
+    """
+    from otbio.plot._align import alignment_figure
+
+    return alignment_figure(
+        best.plan,
+        pairs=best.pairs,
+        query_labels=best.query.labels(),
+        target_labels=best.target.labels(),
+        title=f"{best.query.name} -> {best.target.name}: TM-score {best.tm_score:.3f} "
+        f"(by the query; PLASMA score {best.score:.3f}), {best.n_pairs} pairs",
+    )
+
+
+def _write_outputs(
+    results: list,
+    table,
+    fig,
+    output: str | None,
+    save_scores: str | None,
+    save_plan: str | None,
+    plot_path: str | None,
+    save_superposed: str | None,
+) -> None:
+    """Write every requested output, all computed before: the residue pairs of every target
+    (-o), the score table (--save-scores, or stdout when neither -o nor --save-scores is
+    given), the best target's plan (--save-plan), its figure (--plot) and the query
+    superposed onto it (--save-superposed). Returns nothing.
+    """
+    import numpy as np
+
     from otbio.align import write_superposed
     from otbio.io import save_figure, write_npy, write_table
 
+    best = results[0]
     if output:
         import pandas as pd  # after the solves: not on the path to the first kernel
 
@@ -415,7 +537,6 @@ def align_command(
         write_superposed(best, save_superposed)
     if not output and not save_scores:
         table.to_csv(sys.stdout, sep="\t", index=False)
-    log.info("aligned %s onto %d target(s); best %s", q.name, len(results), best.target.name)
 
 
 def _stem(path: str) -> str:

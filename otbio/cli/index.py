@@ -7,20 +7,17 @@ import logging
 import click
 
 from otbio.cli import cli
-from otbio.cli._util import pdb_model_option
+from otbio.cli._util import output_option, pdb_model_option
 
 log = logging.getLogger("otbio")
 
 
 @cli.command("index")
 @click.argument("structures", nargs=-1, required=True)
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="The index directory. It is built beside its final place and moved there only when "
+@output_option(
+    "The index directory. It is built beside its final place and moved there only when "
     "complete, so an interrupted build leaves no partial index (and an existing one intact).",
+    type=click.Path(file_okay=False),
 )
 @click.option(
     "--append",

@@ -10,25 +10,27 @@ from otbio._errors import InputError, not_found
 from otbio._settings import settings
 from otbio.cli import cli
 from otbio.cli._util import (
+    celltype_key_option,
     check_epsilon,
+    check_output_file,
+    color_key_option,
     deprecated_aliases,
+    epsilon_option,
+    epsilon_scaling_option,
+    exact_cells_option,
+    groupby_option,
     handle_convergence,
+    max_iter_option,
     on_nonconvergence_option,
+    output_option,
+    plot_option,
+    relative_epsilon_option,
+    sample_key_option,
+    tol_option,
+    use_rep_option,
+    vars_option,
+    weight_key_option,
 )
-from otbio.ot._defaults import SINKHORN_DEFAULTS as SD
-
-_SAMPLE_KEY_HELP = (
-    "obs column naming the sample (donor, patient) of each cell. Leave it out only when "
-    "every input file is one sample (the file name then names the sample)."
-)
-_USE_REP_HELP = (
-    "obsm key of the cell coordinates, e.g. X_pca (30-50 PCs work well). Use --vars instead "
-    "to embed chosen markers of X."
-)
-_VARS_HELP = (
-    "Comma-separated var names of X to use as coordinates (e.g. CD3,CD4,CD8), instead of --use-rep."
-)
-_WEIGHT_HELP = "Optional obs column of non-negative cell weights; cells count equally without it."
 
 
 def _split(values) -> list[str] | None:
@@ -60,19 +62,15 @@ def _say(msg: str) -> None:
         click.echo(msg, err=True)
 
 
-def _check_out(path: str) -> None:
-    p = Path(path)
-    if p.exists() and p.is_dir():
-        msg = f"-o {path} is a directory; give a file name"
-        raise InputError(msg)
-
-
 @cli.command("reference")
 @deprecated_aliases({"--label-key": "--celltype-key"})
 @click.argument("cells", nargs=-1, required=True)
-@click.option("--sample-key", default=None, help=_SAMPLE_KEY_HELP)
-@click.option("--use-rep", default=None, help=_USE_REP_HELP)
-@click.option("--vars", "vars_", default=None, help=_VARS_HELP)
+@sample_key_option
+@use_rep_option(
+    "obsm key of the cell coordinates, e.g. X_pca (30-50 PCs work well). Use --vars instead "
+    "to embed chosen markers of X."
+)
+@vars_option
 @click.option(
     "--method",
     type=click.Choice(["kmeans", "barycenter", "sample", "gaussian"]),
@@ -96,12 +94,10 @@ def _check_out(path: str) -> None:
     help="Cells drawn from every sample into the pool (so that large samples do not dominate). "
     "Default: the smallest sample, capped at 50,000 pooled cells.",
 )
-@click.option("--weight-key", default=None, help=_WEIGHT_HELP)
-@click.option(
-    "--celltype-key",
-    default=None,
-    help="Optional obs column of cell types (e.g. bulk_labels) whose majority label near each "
-    "reference point is stored in obs, to name reference points in later analyses.",
+@weight_key_option()
+@celltype_key_option(
+    "Optional obs column of cell types (e.g. bulk_labels) whose majority label near each "
+    "reference point is stored in obs, to name reference points in later analyses."
 )
 @click.option(
     "--stratify",
@@ -111,16 +107,13 @@ def _check_out(path: str) -> None:
     "population keeps points of its own. Off by default: the pooled k-means classified better "
     "on the state-shift benchmark.",
 )
-@click.option(
-    "--max-iter",
-    type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="Iterations of the barycenter fixed point (--method barycenter only); raise it if a "
+@max_iter_option(
+    "Iterations of the barycenter fixed point (--method barycenter only); raise it if a "
     "warning says it did not converge (uns['lot_reference']['converged'] is then False).",
+    default=20,
 )
 @on_nonconvergence_option
-@click.option("-o", "--output", required=True, help="Output reference .h5ad.")
+@output_option("Output reference .h5ad.")
 def reference_cmd(
     cells,
     sample_key,
@@ -144,7 +137,7 @@ def reference_cmd(
     from otbio.io import write_h5ad
     from otbio.lot import reference
 
-    _check_out(output)
+    check_output_file(output)
     adatas, names = _read_all(cells)
     ref = reference(
         adatas,
@@ -182,20 +175,16 @@ def reference_cmd(
 @cli.command("embed")
 @deprecated_aliases({"--color": "--color-key"})
 @click.argument("cells", nargs=-1, required=True)
-@click.option("--sample-key", default=None, help=_SAMPLE_KEY_HELP)
+@sample_key_option
 @click.option(
     "--reference",
     "reference_path",
     required=True,
     help="Reference .h5ad from `otbio reference`; embed every cohort and shard against the same file.",
 )
-@click.option(
-    "--use-rep",
-    default=None,
-    help="obsm key of the cell coordinates. Default: the one the reference was made from.",
-)
-@click.option("--vars", "vars_", default=None, help=_VARS_HELP)
-@click.option("--weight-key", default=None, help=_WEIGHT_HELP)
+@use_rep_option("obsm key of the cell coordinates. Default: the one the reference was made from.")
+@vars_option
+@weight_key_option()
 @click.option(
     "--solver",
     type=click.Choice(["exact", "sinkhorn"]),
@@ -208,44 +197,22 @@ def reference_cmd(
     "0.005-0.01 on the bundled cohort) and not faster on a CPU; use it for smooth maps or "
     "with --device cuda.",
 )
-@click.option(
-    "--epsilon",
-    type=float,
-    default=SD.epsilon,
-    show_default=True,
-    help="Entropic regularisation for --solver sinkhorn, relative to the mean cost (see "
-    "--relative-epsilon). Smaller is closer to exact but needs more iterations.",
+@epsilon_option(
+    "Entropic regularisation for --solver sinkhorn, relative to the mean cost (see "
+    "--relative-epsilon). Smaller is closer to exact but needs more iterations."
 )
-@click.option(
-    "--relative-epsilon",
-    type=click.Choice(["none", "mean", "max"]),
-    default=SD.relative_epsilon or "none",
-    show_default=True,
-    help="Multiply --epsilon by each sample's mean (mean) or largest (max) squared distance "
-    "to the reference, so one value suits data of any scale; none takes it as absolute.",
+@relative_epsilon_option(
+    "Multiply --epsilon by each sample's mean (mean) or largest (max) squared distance "
+    "to the reference, so one value suits data of any scale; none takes it as absolute."
 )
-@click.option(
-    "--tol",
-    type=float,
-    default=SD.tol,
-    show_default=True,
-    help="Sinkhorn stops when the L1 marginal error falls below it; raise it for speed.",
+@tol_option("Sinkhorn stops when the L1 marginal error falls below it; raise it for speed.")
+@max_iter_option(
+    "Sinkhorn iteration limit per sample (epsilon-scaling levels included); raise it if "
+    "samples do not converge (obs['lot_converged'] False: the marginal error stayed above --tol)."
 )
-@click.option(
-    "--max-iter",
-    type=click.IntRange(min=1),
-    default=SD.max_iter,
-    show_default=True,
-    help="Sinkhorn iteration limit per sample (epsilon-scaling levels included); raise it if "
-    "samples do not converge (obs['lot_converged'] False: the marginal error stayed above --tol).",
-)
-@click.option(
-    "--epsilon-scaling",
-    type=click.FloatRange(min=0, max=1, max_open=True),
-    default=SD.epsilon_scaling or 0.0,
-    show_default=True,
-    help="When --epsilon is not easy (tried first for 10 iterations), Sinkhorn restarts at "
-    "the mean cost and multiplies epsilon by this factor down to --epsilon; 0 turns it off.",
+@epsilon_scaling_option(
+    "When --epsilon is not easy (tried first for 10 iterations), Sinkhorn restarts at "
+    "the mean cost and multiplies epsilon by this factor down to --epsilon; 0 turns it off."
 )
 @click.option(
     "--samples",
@@ -258,20 +225,13 @@ def reference_cmd(
     is_flag=True,
     help="Write the map T(z) itself (pyLOT convention) instead of (T(z) - z) * sqrt(r).",
 )
-@click.option(
-    "--plot",
-    "plot_path",
-    default=None,
-    help="Also write a PCA figure of the samples' embeddings (PNG/PDF/SVG by file name).",
-)
-@click.option(
-    "--color-key",
-    default=None,
-    help="obs column that colours the --plot figure (e.g. condition). Default: the first "
-    "sample-level column.",
+@plot_option("Also write a PCA figure of the samples' embeddings (PNG/PDF/SVG by file name).")
+@color_key_option(
+    "obs column that colours the --plot figure (e.g. condition). Default: the first "
+    "sample-level column."
 )
 @on_nonconvergence_option
-@click.option("-o", "--output", required=True, help="Output embedding .h5ad (one row per sample).")
+@output_option("Output embedding .h5ad (one row per sample).")
 def embed_cmd(
     cells,
     sample_key,
@@ -299,7 +259,7 @@ def embed_cmd(
     from otbio.io import read_h5ad, save_figure, write_h5ad
     from otbio.lot import embed
 
-    _check_out(output)
+    check_output_file(output)
     if solver == "sinkhorn":
         check_epsilon(epsilon)
         if not tol > 0:
@@ -361,9 +321,7 @@ def _embedding_plot(emb, color):
 
 @cli.command("concat")
 @click.argument("embeddings", nargs=-1, required=True)
-@click.option(
-    "-o", "--output", required=True, help="Output embedding .h5ad with every shard's rows."
-)
+@output_option("Output embedding .h5ad with every shard's rows.")
 def concat_cmd(embeddings, output) -> None:
     """Join embedding shards made against the same reference (refuses mixed references).
 
@@ -372,7 +330,7 @@ def concat_cmd(embeddings, output) -> None:
     from otbio.io import write_h5ad
     from otbio.lot import concat
 
-    _check_out(output)
+    check_output_file(output)
     embs, names = _read_all(embeddings)
     out = concat(embs, names=names)
     write_h5ad(out, output)
@@ -382,16 +340,12 @@ def concat_cmd(embeddings, output) -> None:
 @cli.command("barycenter")
 @deprecated_aliases({"--weights": "--weight-key"})
 @click.argument("embedding")
-@click.option(
-    "--groupby",
-    required=True,
-    help="obs column of the embedding that defines the groups (e.g. condition).",
+@groupby_option(
+    "obs column of the embedding that defines the groups (e.g. condition).", required=True
 )
-@click.option(
-    "--weight-key",
-    default=None,
-    help="Optional obs column of the embedding with non-negative sample weights within each "
-    "group; equal weights without it.",
+@weight_key_option(
+    "Optional obs column of the embedding with non-negative sample weights within each "
+    "group; equal weights without it."
 )
 @click.option(
     "--n-cells",
@@ -406,21 +360,11 @@ def concat_cmd(embeddings, output) -> None:
     help="Also compute the exact free-support Wasserstein barycenter of each group (needs "
     "--cells; slow for big groups) to see how close the LOT barycenter is.",
 )
-@click.option(
-    "--cells",
-    multiple=True,
-    help="The cells .h5ad file(s) the embedding was made from (only for --exact).",
+@exact_cells_option
+@max_iter_option(
+    "Iterations of the exact barycenter fixed point; raise it for tighter results.", default=20
 )
-@click.option(
-    "--max-iter",
-    type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="Iterations of the exact barycenter fixed point; raise it for tighter results.",
-)
-@click.option(
-    "-o", "--output", required=True, help="Output .h5ad of barycenter cells with obs['group']."
-)
+@output_option("Output .h5ad of barycenter cells with obs['group'].")
 def barycenter_cmd(embedding, groupby, weight_key, n_cells, exact, cells, max_iter, output) -> None:
     """LOT barycenters of groups of samples (mean embedding), mapped back to cells.
 
@@ -429,7 +373,7 @@ def barycenter_cmd(embedding, groupby, weight_key, n_cells, exact, cells, max_it
     from otbio.io import read_h5ad, write_h5ad
     from otbio.lot import barycenter
 
-    _check_out(output)
+    check_output_file(output)
     emb = read_h5ad(embedding)
     cell_ads, names = _read_all(cells) if cells else (None, None)
     out = barycenter(
@@ -457,14 +401,8 @@ def barycenter_cmd(embedding, groupby, weight_key, n_cells, exact, cells, max_it
     help="Add exact W2 between every pair of samples (needs --cells; quadratic in the number "
     "of samples) to show the LOT approximation error.",
 )
-@click.option(
-    "--cells",
-    multiple=True,
-    help="The cells .h5ad file(s) the embedding was made from (only for --exact).",
-)
-@click.option(
-    "-o", "--output", required=True, help="Output table (.tsv, or .csv by name), one row per pair."
-)
+@exact_cells_option
+@output_option("Output table (.tsv, or .csv by name), one row per pair.")
 def distances_cmd(embedding, exact, cells, output) -> None:
     """Pairwise LOT distances between samples (optionally with exact W2).
 
@@ -473,7 +411,7 @@ def distances_cmd(embedding, exact, cells, output) -> None:
     from otbio.io import read_h5ad, write_table
     from otbio.lot import distances
 
-    _check_out(output)
+    check_output_file(output)
     emb = read_h5ad(embedding)
     cell_ads, names = _read_all(cells) if cells else (None, None)
     df = distances(

@@ -9,7 +9,13 @@ import click
 from otbio._errors import InputError
 from otbio._settings import settings
 from otbio.cli import cli
-from otbio.cli._util import deprecated_aliases
+from otbio.cli._util import (
+    celltype_key_option,
+    check_output_file,
+    deprecated_aliases,
+    groupby_option,
+    output_option,
+)
 
 
 def _read(path: str):
@@ -44,10 +50,8 @@ def _model_alias(value: str | None) -> str:
     }
 )
 @click.argument("embedding", required=False)
-@click.option(
-    "--groupby",
-    default=None,
-    help="Sample-level obs column to predict (e.g. condition); it must be constant within each sample.",
+@groupby_option(
+    "Sample-level obs column to predict (e.g. condition); it must be constant within each sample."
 )
 @click.option(
     "--classifier",
@@ -114,11 +118,9 @@ def _model_alias(value: str | None) -> str:
     help="The cells .h5ad the embedding was made from. Needed with --celltype-key for the "
     "cell-type composition baseline and to name reference points by the cells they transport to.",
 )
-@click.option(
-    "--celltype-key",
-    default=None,
-    help="obs column of cell types in --cells (e.g. bulk_labels), for the composition baseline "
-    "and the cell-type names of the reference points.",
+@celltype_key_option(
+    "obs column of cell types in --cells (e.g. bulk_labels), for the composition baseline "
+    "and the cell-type names of the reference points."
 )
 @click.option(
     "--n-top",
@@ -145,15 +147,12 @@ def _model_alias(value: str | None) -> str:
     help="With --predict: the model file written by --save-model (joblib; load only files you "
     "trust).",
 )
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    metavar="DIR",
-    help="Output directory (created). Training writes metrics.tsv, folds.tsv, confusion.tsv, "
+@output_option(
+    "Output directory (created). Training writes metrics.tsv, folds.tsv, confusion.tsv, "
     "cv_predictions.tsv, reference_points.tsv, features.tsv, weights.npy and classify.png; "
     "--predict writes predictions.tsv (score:<class>: unitless decision value, > 0 favours "
     "the class; probability:<class> where the model gives one).",
+    metavar="DIR",
 )
 def classify_cmd(
     embedding,
@@ -353,11 +352,9 @@ def _parse_weights(values) -> list[dict[str, float]] | None:
 @cli.command("generate")
 @deprecated_aliases({"--cells": "--n-cells", "--n": "--n-samples", "--check": "--save-check"})
 @click.argument("embedding")
-@click.option(
-    "--groupby",
-    default=None,
-    help="Sample-level obs column of the groups (e.g. condition); synthetic samples mix samples "
-    "of one group (or interpolate between two with --between).",
+@groupby_option(
+    "Sample-level obs column of the groups (e.g. condition); synthetic samples mix samples "
+    "of one group (or interpolate between two with --between)."
 )
 @click.option(
     "--n-samples",
@@ -419,7 +416,7 @@ def _parse_weights(values) -> list[dict[str, float]] | None:
     help="Also write a TSV with each synthetic sample's LOT distance to the nearest real sample "
     "and to its group barycenter, after embedding its cells again.",
 )
-@click.option("-o", "--output", required=True, help="Output .h5ad of the synthetic cells.")
+@output_option("Output .h5ad of the synthetic cells.")
 def generate_cmd(
     embedding,
     groupby,
@@ -442,9 +439,7 @@ def generate_cmd(
     from otbio.io import write_h5ad, write_table
     from otbio.lot._generate import check_synthetic, generate
 
-    if Path(output).is_dir():
-        msg = f"-o {output} is a directory; give a file name"
-        raise InputError(msg)
+    check_output_file(output)
     emb = _read(embedding)
     synth = generate(
         emb,

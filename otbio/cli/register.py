@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import click
 
+from otbio._errors import InputError
 from otbio.cli import cli
-from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
+from otbio.cli._util import (
+    celltype_key_option,
+    color_key_option,
+    deprecated_aliases,
+    max_iter_option,
+    on_nonconvergence_option,
+    output_option,
+    plot_option,
+    save_matches_option,
+    tol_option,
+    topk_option,
+    use_rep_option,
+)
 
 
 @cli.command("register")
 @deprecated_aliases({"--label-key": "--celltype-key", "--matches": "--save-matches"})
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.argument("target", type=click.Path(dir_okay=False))
-@click.option(
-    "-o",
-    "--output",
-    required=True,
+@output_option(
+    "Registered source slice (.h5ad) with obsm['spatial_registered'], obsm['displacement'] "
+    "and uns['registration'] (other names with --key-added).",
     type=click.Path(dir_okay=False),
-    help="Registered source slice (.h5ad) with obsm['spatial_registered'], obsm['displacement'] and uns['registration'] (other names with --key-added).",
 )
 @click.option(
     "--key-added",
@@ -36,10 +47,9 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     default=None,
     help="obsm key of the target's coordinates when it differs from --spatial-key, e.g. spatial_registered of a section already placed in a common frame (slice series).",
 )
-@click.option(
-    "--use-rep",
-    default=None,
-    help="obsm key of an expression representation shared by both slices (e.g. an integrated X_pca); without it otbio computes a joint PCA of the shared genes.",
+@use_rep_option(
+    "obsm key of an expression representation shared by both slices (e.g. an integrated "
+    "X_pca); without it otbio computes a joint PCA of the shared genes."
 )
 @click.option(
     "--n-pcs",
@@ -104,19 +114,10 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     show_default=True,
     help="Initial rotations tried (evenly spaced) by a short rigid fit each; the most likely starts the full fit. 1 trusts the slices' current orientation.",
 )
-@click.option(
-    "--max-iter",
-    type=click.IntRange(min=1),
-    default=500,
-    show_default=True,
-    help="Most EM iterations; raise it if the run stops before sigma settles.",
-)
-@click.option(
-    "--tol",
-    type=float,
+@max_iter_option("Most EM iterations; raise it if the run stops before sigma settles.", default=500)
+@tol_option(
+    "Stop when sigma changes by less than this (relative), after at least 30 iterations.",
     default=1e-4,
-    show_default=True,
-    help="Stop when sigma changes by less than this (relative), after at least 30 iterations.",
 )
 @click.option(
     "--downsample",
@@ -124,18 +125,11 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     default=None,
     help="Register at most this many feature-sensitive landmarks per slice and interpolate the displacement to every cell by a Gaussian process; use 3000-5000 for slices above ~10k cells (50k cells take about 35 s on 2 cores with 3000).",
 )
-@click.option(
-    "--plot",
-    "plot_path",
+@plot_option(
+    "Write a before/after figure (both slices overlaid) to this file (.png, .pdf, .svg).",
     type=click.Path(dir_okay=False),
-    default=None,
-    help="Write a before/after figure (both slices overlaid) to this file (.png, .pdf, .svg).",
 )
-@click.option(
-    "--color-key",
-    default=None,
-    help="obs column (in both slices) to colour the figure by; default colours by slice.",
-)
+@color_key_option("obs column (in both slices) to colour the figure by; default colours by slice.")
 @click.option(
     "--evaluate",
     is_flag=True,
@@ -146,26 +140,16 @@ from otbio.cli._util import deprecated_aliases, on_nonconvergence_option
     default=None,
     help="obsm key in the source holding each cell's true position in the target frame (known warps); adds RMSE to --evaluate.",
 )
-@click.option(
-    "--celltype-key",
-    default=None,
-    help="obs column in both slices with cell types (or other cell labels); adds kNN label-transfer accuracy to --evaluate.",
+@celltype_key_option(
+    "obs column in both slices with cell types (or other cell labels); adds kNN "
+    "label-transfer accuracy to --evaluate."
 )
-@click.option(
-    "--save-matches",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write each source cell's top target matches to this TSV, with p_target_from_source: "
+@save_matches_option(
+    "Write each source cell's top target matches to this TSV, with p_target_from_source: "
     "the posterior probability that the target cell came from this source cell (it sums to at "
-    "most 1 over the sources of one target, so one source's top matches can sum to more).",
+    "most 1 over the sources of one target, so one source's top matches can sum to more)."
 )
-@click.option(
-    "--topk",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Matches per source cell in --save-matches.",
-)
+@topk_option("Matches per source cell in --save-matches.")
 @on_nonconvergence_option
 def register_cmd(
     source: str,
@@ -204,29 +188,101 @@ def register_cmd(
     source slice with obsm['spatial_registered'], obsm['displacement'], uns['registration']
     (parameters in uns['registration']['params']).
     """
-    import warnings
-    from pathlib import Path
-
-    import numpy as np
-    import pandas as pd
-
     from otbio import io
-    from otbio._errors import ConvergenceWarning, InputError, OtbioError, not_found
     from otbio._settings import settings
-    from otbio.register import register, registration_keys, score, spatial_coords
+    from otbio.register import registration_keys
 
+    mode = _check_mode(rigid, affine)
+    omega_value = _parse_omega(omega)
+    src, tgt, truth = _read_slices(source, target, color_key, celltype_key, true_key)
+    y, x = _coordinates(src, tgt, spatial_key, target_spatial_key)
+    uns_key = registration_keys(key_added)[1]
+    res, caught = _run_registration(  # writes into src: the slice is not copied
+        src,
+        tgt,
+        spatial_key=spatial_key,
+        target_spatial_key=target_spatial_key,
+        use_rep=use_rep,
+        n_pcs=n_pcs,
+        expression=not no_expression,
+        lambda_=lambda_,
+        beta=beta,
+        omega=omega_value,
+        gamma=gamma,
+        eta=eta,
+        mode=mode,
+        max_iter=max_iter,
+        tol=tol,
+        downsample=downsample,
+        n_starts=n_starts,
+        device=settings.device,
+        seed=settings.seed,
+        key_added=key_added,
+        progress=not settings.quiet,
+    )
+    _apply_convergence_policy(res, on_nonconvergence)
+    if truth is not None and truth.shape != y.shape:
+        msg = f"obsm['{true_key}'] has shape {truth.shape}, coordinates have {y.shape}"
+        raise InputError(msg)
+    table = _evaluate(src, tgt, y, x, res, truth, celltype_key, uns_key) if evaluate else None
+    match_df = None
+    if save_matches is not None:
+        match_df = _matches_table(src, tgt, y, x, res, topk, no_expression, use_rep, n_pcs)
+    fig = None
+    if plot_path is not None:
+        fig = _registration_plot(src, tgt, y, x, res, source, target, color_key, uns_key, mode)
+    # everything computed: write outputs
+    io.write_h5ad(src, output)
+    if match_df is not None:
+        io.write_table(match_df, save_matches)
+    if fig is not None:
+        io.save_figure(fig, plot_path)
+    _report(caught, res, y, x, mode, table)
+
+
+def _check_mode(rigid: bool, affine: bool) -> str:
+    """The transformation model of --rigid-only / --affine: 'rigid', 'affine' or 'nonrigid'.
+
+    Raises click.UsageError when both flags are given.
+    """
     if rigid and affine:
         raise click.UsageError("give at most one of --rigid-only and --affine")
-    mode = "rigid" if rigid else "affine" if affine else "nonrigid"
+    return "rigid" if rigid else "affine" if affine else "nonrigid"
+
+
+def _parse_omega(omega: str) -> float | str:
+    """The value of --omega: 'auto' (any case, spaces ignored) or a number.
+
+    Raises click.BadParameter for anything else.
+    """
     if omega.strip().lower() == "auto":
-        omega_value = "auto"
-    else:
-        try:
-            omega_value = float(omega)
-        except ValueError:
-            raise click.BadParameter(
-                f"{omega!r} is not a number or 'auto'", param_hint="'--omega'"
-            ) from None
+        return "auto"
+    try:
+        return float(omega)
+    except ValueError:
+        raise click.BadParameter(
+            f"{omega!r} is not a number or 'auto'", param_hint="'--omega'"
+        ) from None
+
+
+def _read_slices(
+    source: str,
+    target: str,
+    color_key: str | None,
+    celltype_key: str | None,
+    true_key: str | None,
+):
+    """Read SOURCE and TARGET and check the obs columns and the obsm key they must hold.
+
+    Takes the two paths, --color-key, --celltype-key and --true-key; returns the source and
+    target AnnData and the source's true positions (checked points) or None. Raises
+    InputError (naming the option) for a column or key that is not there.
+    """
+    import numpy as np
+
+    from otbio import io
+    from otbio._errors import not_found
+
     src = io.read_h5ad(source)
     tgt = io.read_h5ad(target)
     for key, what in ((color_key, "--color-key"), (celltype_key, "--celltype-key")):
@@ -239,102 +295,150 @@ def register_cmd(
         if true_key not in src.obsm:
             raise not_found("obsm key", true_key, "the source slice", src.obsm.keys(), "--true-key")
         truth = io.check_points(np.asarray(src.obsm[true_key]), name="true positions")
-    # the coordinates before registration (key_added may name spatial_key and replace them)
+    return src, tgt, truth
+
+
+def _coordinates(src, tgt, spatial_key: str, target_spatial_key: str | None):
+    """The coordinates before registration (--key-added may name --spatial-key and replace
+    them): returns the source's (--spatial-key) and the target's (--target-spatial-key, else
+    --spatial-key), each n x d; errors name the option that was used."""
+    from otbio.register import spatial_coords
+
     y = spatial_coords(src, spatial_key, "source slice")
     x = spatial_coords(tgt, target_spatial_key or spatial_key, "target slice",
                        "target_spatial_key" if target_spatial_key else "spatial_key")  # fmt: skip
-    uns_key = registration_keys(key_added)[1]
+    return y, x
+
+
+def _run_registration(src, tgt, **params):
+    """Run :func:`otbio.register.register` (which writes its results into ``src``) with the
+    warnings it raises held back.
+
+    Takes the two slices and register()'s keyword arguments; returns the registration
+    result and the warnings caught (convergence warnings are the command's to give; the
+    others are shown again after the outputs, see :func:`_report`).
+    """
+    import warnings
+
+    from otbio._errors import ConvergenceWarning
+    from otbio.register import register
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        res = register(  # writes into src: the slice is not copied
-            src,
-            tgt,
-            spatial_key=spatial_key,
-            target_spatial_key=target_spatial_key,
-            use_rep=use_rep,
-            n_pcs=n_pcs,
-            expression=not no_expression,
-            lambda_=lambda_,
-            beta=beta,
-            omega=omega_value,
-            gamma=gamma,
-            eta=eta,
-            mode=mode,
-            max_iter=max_iter,
-            tol=tol,
-            downsample=downsample,
-            n_starts=n_starts,
-            device=settings.device,
-            seed=settings.seed,
-            key_added=key_added,
-            progress=not settings.quiet,
-        )
-    if not res.converged:
-        msg = (
-            f"registration did not converge in {res.n_iter} iterations (sigma still changing "
-            "by more than --tol); raise --max-iter or --tol"
-        )
-        if on_nonconvergence == "error":
-            raise OtbioError(msg)
-        warnings.warn(msg, ConvergenceWarning, stacklevel=1)  # one line, silent under --quiet
-    if truth is not None and truth.shape != y.shape:
-        msg = f"obsm['{true_key}'] has shape {truth.shape}, coordinates have {y.shape}"
-        raise InputError(msg)
-    table = None
-    if evaluate:
-        metrics = score(
-            y,
-            res.registered,
-            x,
-            true_positions=truth,
-            source_labels=None if celltype_key is None else src.obs[celltype_key].to_numpy(),
-            target_labels=None if celltype_key is None else tgt.obs[celltype_key].to_numpy(),
-        )
-        src.uns[uns_key]["metrics"] = metrics
-        table = pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())})
-    match_df = None
-    if save_matches is not None:
-        fx = fy = None
-        if not no_expression:
-            from otbio.register import joint_features
+        res = register(src, tgt, **params)
+    return res, caught
 
-            if use_rep is not None:
-                fy, fx = io.get_rep(src, use_rep=use_rep), io.get_rep(tgt, use_rep=use_rep)
-            else:
-                fy, fx = joint_features(src, tgt, n_pcs=n_pcs, seed=settings.seed)
-        idx, prob = res.matches(x, topk, target_features=fx, source_features=fy)
-        k = idx.shape[1]
-        match_df = pd.DataFrame(
-            {
-                "source": np.repeat(np.asarray(src.obs_names), k),
-                "rank": np.tile(np.arange(1, k + 1), len(y)),
-                "target": np.asarray(tgt.obs_names)[idx.ravel()],
-                "p_target_from_source": prob.ravel(),
-            }
-        )
-    fig = None
-    if plot_path is not None:
-        from otbio.plot._register import registration_figure
 
-        fig = registration_figure(
-            y,
-            res.registered,
-            x,
-            source_color=None if color_key is None else src.obs[color_key].to_numpy(),
-            target_color=None if color_key is None else tgt.obs[color_key].to_numpy(),
-            source_name=Path(source).stem,
-            target_name=Path(target).stem,
-            unit=str(src.uns.get("spatial_unit", "coordinate units")),
-            metrics=src.uns[uns_key].get("metrics"),
-            title=f"{Path(source).stem} onto {Path(target).stem}: {mode} registration, "
-            f"{res.n_iter} iterations",
-        )
-    # everything computed: write outputs
-    io.write_h5ad(src, output)
-    if match_df is not None:
-        io.write_table(match_df, save_matches)
-    if fig is not None:
-        io.save_figure(fig, plot_path)
+def _apply_convergence_policy(res, on_nonconvergence: str) -> None:
+    """--on-nonconvergence for the EM: nothing when ``res`` converged; else fail with exit 1
+    (error) or one warning line at the end of the command (warn, silent under --quiet)."""
+    import warnings
+
+    from otbio._errors import ConvergenceWarning, OtbioError
+
+    if res.converged:
+        return
+    msg = (
+        f"registration did not converge in {res.n_iter} iterations (sigma still changing "
+        "by more than --tol); raise --max-iter or --tol"
+    )
+    if on_nonconvergence == "error":
+        raise OtbioError(msg)
+    warnings.warn(msg, ConvergenceWarning, stacklevel=1)  # one line, silent under --quiet
+
+
+def _evaluate(src, tgt, y, x, res, truth, celltype_key: str | None, uns_key: str):
+    """The --evaluate table: quality measures of the registration (plus RMSE against
+    --true-key and kNN label transfer of --celltype-key when given).
+
+    Takes the slices, the coordinates before registration, the result, the true positions
+    (or None), --celltype-key and the record's uns key; stores the measures in
+    ``src.uns[uns_key]['metrics']`` and returns them as a two-column table (metric, value).
+    """
+    import pandas as pd
+
+    from otbio.register import score
+
+    metrics = score(
+        y,
+        res.registered,
+        x,
+        true_positions=truth,
+        source_labels=None if celltype_key is None else src.obs[celltype_key].to_numpy(),
+        target_labels=None if celltype_key is None else tgt.obs[celltype_key].to_numpy(),
+    )
+    src.uns[uns_key]["metrics"] = metrics
+    return pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())})
+
+
+def _matches_table(src, tgt, y, x, res, topk: int, no_expression: bool, use_rep, n_pcs: int):
+    """The --save-matches table: each source cell's --topk target matches.
+
+    Takes the slices, their coordinates, the result, --topk and the expression options
+    (the matches compare expression as the registration did); returns a table with columns
+    source, rank, target and p_target_from_source.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from otbio import io
+    from otbio._settings import settings
+
+    fx = fy = None
+    if not no_expression:
+        from otbio.register import joint_features
+
+        if use_rep is not None:
+            fy, fx = io.get_rep(src, use_rep=use_rep), io.get_rep(tgt, use_rep=use_rep)
+        else:
+            fy, fx = joint_features(src, tgt, n_pcs=n_pcs, seed=settings.seed)
+    idx, prob = res.matches(x, topk, target_features=fx, source_features=fy)
+    k = idx.shape[1]
+    return pd.DataFrame(
+        {
+            "source": np.repeat(np.asarray(src.obs_names), k),
+            "rank": np.tile(np.arange(1, k + 1), len(y)),
+            "target": np.asarray(tgt.obs_names)[idx.ravel()],
+            "p_target_from_source": prob.ravel(),
+        }
+    )
+
+
+def _registration_plot(
+    src, tgt, y, x, res, source: str, target: str, color_key, uns_key: str, mode: str
+):
+    """The --plot figure: both slices overlaid before and after registration.
+
+    Takes the slices, their coordinates, the result, the two paths (their stems name the
+    slices), --color-key, the record's uns key (its metrics, when --evaluate ran) and the
+    mode; returns the matplotlib figure (not yet written).
+    """
+    from pathlib import Path
+
+    from otbio.plot._register import registration_figure
+
+    return registration_figure(
+        y,
+        res.registered,
+        x,
+        source_color=None if color_key is None else src.obs[color_key].to_numpy(),
+        target_color=None if color_key is None else tgt.obs[color_key].to_numpy(),
+        source_name=Path(source).stem,
+        target_name=Path(target).stem,
+        unit=str(src.uns.get("spatial_unit", "coordinate units")),
+        metrics=src.uns[uns_key].get("metrics"),
+        title=f"{Path(source).stem} onto {Path(target).stem}: {mode} registration, "
+        f"{res.n_iter} iterations",
+    )
+
+
+def _report(caught, res, y, x, mode: str, table) -> None:
+    """After the outputs are written: show again the warnings register() raised (not the
+    convergence ones), then the summary line on stdout and the --evaluate table."""
+    import warnings
+
+    from otbio._errors import ConvergenceWarning
+
     for w in caught:
         if not issubclass(w.category, ConvergenceWarning):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)

@@ -11,6 +11,7 @@ import click
 
 from otbio._errors import InputError
 from otbio.cli import cli
+from otbio.cli._util import output_option
 
 log = logging.getLogger("otbio")
 
@@ -58,9 +59,7 @@ def _load_stack_sections():
     show_default=True,
     help="Genes kept: the union (missing counts 0) or only those shared by every section.",
 )
-@click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output .h5ad."
-)
+@output_option("Output .h5ad.", type=click.Path(dir_okay=False))
 def stack(sections, spatial_keys, z_values, names, join, output):
     """Stack SECTIONS (already placed in one frame, e.g. by `otbio register`) into one
     AnnData: obs['section'], obs['z'], obsm['spatial_3d'] = [x, y, z]."""

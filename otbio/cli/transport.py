@@ -9,8 +9,20 @@ import click
 
 from otbio._errors import InputError, OtbioError
 from otbio.cli import cli
-from otbio.cli._util import check_epsilon, handle_convergence, on_nonconvergence_option
-from otbio.ot._defaults import SINKHORN_DEFAULTS as SD
+from otbio.cli._util import (
+    check_epsilon,
+    epsilon_option,
+    epsilon_scaling_option,
+    handle_convergence,
+    max_iter_option,
+    on_nonconvergence_option,
+    relative_epsilon_option,
+    save_matches_option,
+    tol_option,
+    topk_option,
+    use_rep_option,
+    weight_key_option,
+)
 
 log = logging.getLogger("otbio")
 
@@ -18,16 +30,8 @@ log = logging.getLogger("otbio")
 @cli.command("transport")
 @click.argument("source", type=click.Path(dir_okay=False))
 @click.argument("target", type=click.Path(dir_okay=False))
-@click.option(
-    "--use-rep",
-    default=None,
-    help="obsm key of the coordinates in .h5ad inputs (e.g. X_pca); X when absent.",
-)
-@click.option(
-    "--weight-key",
-    default=None,
-    help="obs column (h5ad) or table column holding point weights; uniform when absent.",
-)
+@use_rep_option("obsm key of the coordinates in .h5ad inputs (e.g. X_pca); X when absent.")
+@weight_key_option("obs column (h5ad) or table column holding point weights; uniform when absent.")
 @click.option(
     "--cost",
     type=click.Choice(["sqeuclidean", "l1", "hinge"]),
@@ -42,19 +46,10 @@ log = logging.getLogger("otbio")
     show_default=True,
     help="Entropic log-domain Sinkhorn (any size) or exact network simplex (POT; up to a few thousand points a side).",
 )
-@click.option(
-    "--epsilon",
-    type=float,
-    default=SD.epsilon,
-    show_default=True,
-    help="Entropic regularisation. Smaller is sharper and slower; see --relative-epsilon.",
-)
-@click.option(
-    "--relative-epsilon",
-    type=click.Choice(["none", "mean", "max"]),
-    default=SD.relative_epsilon or "none",
-    show_default=True,
-    help="Multiply --epsilon by the mean or largest cost, so one value suits data of any scale; none takes it as absolute.",
+@epsilon_option("Entropic regularisation. Smaller is sharper and slower; see --relative-epsilon.")
+@relative_epsilon_option(
+    "Multiply --epsilon by the mean or largest cost, so one value suits data of any scale; "
+    "none takes it as absolute."
 )
 @click.option(
     "--reg-m",
@@ -62,26 +57,11 @@ log = logging.getLogger("otbio")
     default=None,
     help="KL weight of the marginal penalties for unbalanced transport; balanced when absent. Use it when masses differ or outliers should stay unmatched.",
 )
-@click.option(
-    "--tol",
-    type=float,
-    default=SD.tol,
-    show_default=True,
-    help="Stop when the L1 error of the marginals falls below it.",
-)
-@click.option(
-    "--max-iter",
-    type=click.IntRange(min=1),
-    default=SD.max_iter,
-    show_default=True,
-    help="Iteration limit, epsilon-scaling levels included.",
-)
-@click.option(
-    "--epsilon-scaling",
-    type=click.FloatRange(min=0, max=1, max_open=True),
-    default=SD.epsilon_scaling or 0.0,
-    show_default=True,
-    help="Anneal epsilon from the mean cost by this factor per level when the target epsilon is not easy (it is tried first for 10 iterations); speeds up small epsilons. 0 turns it off.",
+@tol_option("Stop when the L1 error of the marginals falls below it.")
+@max_iter_option("Iteration limit, epsilon-scaling levels included.")
+@epsilon_scaling_option(
+    "Anneal epsilon from the mean cost by this factor per level when the target epsilon is "
+    "not easy (it is tried first for 10 iterations); speeds up small epsilons. 0 turns it off."
 )
 @click.option(
     "--dtype",
@@ -102,19 +82,10 @@ log = logging.getLogger("otbio")
     default=None,
     help="Write the barycentric projection of every source point onto the target (.npy, n x d).",
 )
-@click.option(
-    "--topk",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="With --save-matches: how many target matches per source point.",
-)
-@click.option(
-    "--save-matches",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write each source point's top --topk target matches and plan values (TSV); points "
-    "are named by obs names for .h5ad inputs, by row number (from 0) otherwise.",
+@topk_option("With --save-matches: how many target matches per source point.")
+@save_matches_option(
+    "Write each source point's top --topk target matches and plan values (TSV); points "
+    "are named by obs names for .h5ad inputs, by row number (from 0) otherwise."
 )
 @on_nonconvergence_option
 def transport(
