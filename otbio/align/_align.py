@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit
 
 from otbio._compat import renamed_kwargs
+from otbio._docs import doc_params
 from otbio.align._features import (
     Features,
     geometric_features,
@@ -335,64 +336,6 @@ def _with_slack(hq: np.ndarray, hc: np.ndarray, partial: bool):
     return xq, xc, a, b
 
 
-@renamed_kwargs(
-    {
-        "temperature": ("epsilon", lambda t: 1.0 / t if t else float("inf")),
-        "max_iter": "round_iter",
-        "seeds": "n_fragments",
-    }
-)
-def align(
-    query: Structure,
-    target: Structure,
-    *,
-    query_features: Features | None = None,
-    target_features: Features | None = None,
-    epsilon: float | None = None,
-    threshold: float = 0.5,
-    sequence_weight: float = 0.0,
-    plasma_pf: bool = False,
-    mass: MassMode = "partial",
-    reg_m: float = 1.0,
-    round_iter: int | None = None,
-    tol: float = 1e-2,
-    refine: int | None = None,
-    refine_weight: float = 3.0,
-    n_fragments: int | None = None,
-    sequential: bool = False,
-    device: str = "cpu",
-) -> Alignment:
-    """Align a query (motif, domain or chain) onto a target with an entropic OT plan.
-
-    The method's stages, in :mod:`otbio.align._stages`: features, seeds, seeded rounds,
-    the local-feature round (and its refinement), extension, choice, scoring, sequential
-    re-scoring, output. The reference (cost, marginals, score, parameters) follows.
-    """
-    from otbio.align import _stages as stages
-
-    opts = stages.resolve_options(
-        query_features, target_features, epsilon=epsilon, threshold=threshold,
-        sequence_weight=sequence_weight, plasma_pf=plasma_pf, mass=mass, reg_m=reg_m,
-        round_iter=round_iter, tol=tol, refine=refine, refine_weight=refine_weight,
-        n_fragments=n_fragments, sequential=sequential, device=device,
-    )  # fmt: skip
-    p = stages.pose_problem(query, target, query_features, target_features, opts)
-    tally = stages.Tally()
-    seeds = stages.seed_starts(p)
-    seeded = stages.seeded_rounds(p, seeds, tally)
-    local = None
-    if stages.needs_local_round(seeded):
-        local = stages.local_round(p, tally)
-        if p.n_fragments > 0 and not seeds.cands and np.isfinite(local.tm):
-            seeded = stages.extended_rounds(p, seeds, local, tally)
-    best, kept_seeded = stages.keep_best(local, seeded)
-    scores = stages.score_answer(p, best, seeded)
-    seq = stages.sequential_rescore(p, best)
-    return stages.to_alignment(p, best, kept_seeded, seeded, scores, seq, tally)
-
-
-#: The reference part of :func:`align`'s docstring (``help(align)`` shows both): kept out of
-#: the function body so that the entry point reads as its stages.
 _ALIGN_REFERENCE = """
     PLASMA's recipe (Wang et al. 2025, arXiv:2510.11752, ICLR 2026) with features computed
     from the coordinates, or user embeddings. The cost between query residue i and target
@@ -495,7 +438,66 @@ _ALIGN_REFERENCE = """
     (True, 0.0)
     """
 
-align.__doc__ = (align.__doc__ or "") + _ALIGN_REFERENCE
+
+@renamed_kwargs(
+    {
+        "temperature": ("epsilon", lambda t: 1.0 / t if t else float("inf")),
+        "max_iter": "round_iter",
+        "seeds": "n_fragments",
+    }
+)
+@doc_params(reference=_ALIGN_REFERENCE)
+def align(
+    query: Structure,
+    target: Structure,
+    *,
+    query_features: Features | None = None,
+    target_features: Features | None = None,
+    epsilon: float | None = None,
+    threshold: float = 0.5,
+    sequence_weight: float = 0.0,
+    plasma_pf: bool = False,
+    mass: MassMode = "partial",
+    reg_m: float = 1.0,
+    round_iter: int | None = None,
+    tol: float = 1e-2,
+    refine: int | None = None,
+    refine_weight: float = 3.0,
+    n_fragments: int | None = None,
+    sequential: bool = False,
+    device: str = "cpu",
+) -> Alignment:
+    """Align a query (motif, domain or chain) onto a target with an entropic OT plan.
+
+    The method's stages, in :mod:`otbio.align._stages`: features, seeds, seeded rounds,
+    the local-feature round (and its refinement), extension, choice, scoring, sequential
+    re-scoring, output. The reference (cost, marginals, score, parameters) follows.
+    {reference}"""
+    from otbio.align import _stages as stages
+
+    opts = stages.resolve_options(
+        query_features, target_features, epsilon=epsilon, threshold=threshold,
+        sequence_weight=sequence_weight, plasma_pf=plasma_pf, mass=mass, reg_m=reg_m,
+        round_iter=round_iter, tol=tol, refine=refine, refine_weight=refine_weight,
+        n_fragments=n_fragments, sequential=sequential, device=device,
+    )  # fmt: skip
+    p = stages.pose_problem(query, target, query_features, target_features, opts)
+    tally = stages.Tally()
+    seeds = stages.seed_starts(p)
+    seeded = stages.seeded_rounds(p, seeds, tally)
+    local = None
+    if stages.needs_local_round(seeded):
+        local = stages.local_round(p, tally)
+        if p.n_fragments > 0 and not seeds.cands and np.isfinite(local.tm):
+            seeded = stages.extended_rounds(p, seeds, local, tally)
+    best, kept_seeded = stages.keep_best(local, seeded)
+    scores = stages.score_answer(p, best, seeded)
+    seq = stages.sequential_rescore(p, best)
+    return stages.to_alignment(p, best, kept_seeded, seeded, scores, seq, tally)
+
+
+#: The reference part of :func:`align`'s docstring (``help(align)`` shows both): kept out of
+#: the function body so that the entry point reads as its stages.
 
 
 def _distance_geometry(xq, xc, segq, segc, weight: float):

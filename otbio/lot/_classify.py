@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from otbio._docs import doc_params
 from otbio._errors import InputError, not_found
 from otbio.lot._format import collect_embedded, embedding_entry, reference_id
 from otbio.lot._ops import embedding_arrays
@@ -631,18 +632,6 @@ _CLASSIFY_RETURNS = """Returns
     (towards ``classes[1]``); ``model`` fitted on all samples."""
 
 
-def _doc(**parts: str) -> Any:
-    """Fill the ``{name}`` placeholders of a docstring with shared text (scanpy's _doc_params)."""
-
-    def deco(f: Any) -> Any:
-        for key, text in parts.items():
-            if f.__doc__ is not None:  # None under python -OO
-                f.__doc__ = f.__doc__.replace("{" + key + "}", text)
-        return f
-
-    return deco
-
-
 @dataclass(frozen=True)
 class ModelSpec:
     """The checked model options of :func:`classify`."""
@@ -919,7 +908,7 @@ def run_info(
     }
 
 
-@_doc(parameters=_CLASSIFY_PARAMETERS, returns=_CLASSIFY_RETURNS)
+@doc_params(parameters=_CLASSIFY_PARAMETERS, returns=_CLASSIFY_RETURNS)
 def classify(
     emb: AnnData,
     *,

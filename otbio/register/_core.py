@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 
+from otbio._docs import doc_params
 from otbio._errors import InputError
 from otbio._progress import logger as log
 from otbio.register._bcpd import _COARSE
@@ -210,18 +211,7 @@ _REGISTER_POINTS_DOC = """Register source points ``y`` (with features ``fy``) on
     """
 
 
-def _with_doc(doc: str):
-    """Give the decorated function the docstring ``doc`` (the entry point's reference text
-    is kept beside it, so that the function itself reads as its stages)."""
-
-    def put(fn):
-        fn.__doc__ = doc
-        return fn
-
-    return put
-
-
-@_with_doc(_REGISTER_POINTS_DOC)
+@doc_params(reference=_REGISTER_POINTS_DOC)
 def register_points(
     x: np.ndarray,
     y: np.ndarray,
@@ -247,6 +237,7 @@ def register_points(
     progress: bool = False,
     _stage: str = "registration",
 ) -> RegistrationResult:
+    """{reference}"""
     args = dict(locals())  # the parameters by name, checked into one record
     x, y, opts = _check_inputs(args)
     prob = _normalise(x, y, fx, fy, opts)
