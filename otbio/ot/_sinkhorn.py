@@ -531,6 +531,9 @@ class _OnlineRoute:
     :meth:`levels`, :meth:`main_loop` and :meth:`cold`; :meth:`output` finishes.
     """
 
+    __slots__ = ("a", "b", "be", "check_every", "eps", "f", "g", "geom", "gt", "kw_f", "kw_g",
+                 "loga", "logb", "solver", "t_report", "trace")  # fmt: skip
+
     def __init__(self, solver: Sinkhorn, geom: PointCloud, a, b, init, be) -> None:
         n, m = geom.shape
         dt = geom.dtype
@@ -687,6 +690,10 @@ class _DenseRoute:
     through :meth:`start`, :meth:`levels`, :meth:`main_loop` and :meth:`cold`;
     :meth:`output` finishes.
     """
+
+    __slots__ = ("a", "arrays", "b", "c", "check_every", "chunk", "counts", "eps", "f", "fr",
+                 "g", "geom", "gr", "kmat", "loga", "logb", "solver", "t_report", "trace",
+                 "trace_parts", "u", "v")  # fmt: skip
 
     def __init__(self, solver: Sinkhorn, geom: PointCloud, a, b, init) -> None:
         n, m = geom.shape
