@@ -338,7 +338,7 @@ def _dense_rows_step(C, K, a, b, logb, f, g, fr, gr, u, v, eps, inv, phi, balanc
     column sums ``colsum`` for the column stage (``inv = 1 / eps``). When a row sum leaves
     its range the half is redone exactly in the log domain (``fnew`` from ``g``; balanced:
     ``f`` and ``g`` materialised first). Returns the status 0, 1 or 2 of :func:`_dense_half`.
-    Inlined (``inline="always"``): the compiled loop is the one it was before the split."""
+    Inlined into :func:`dense_sinkhorn` (``inline="always"``): no call per iteration."""
     if balanced:
         st = _dense_fused_balanced(K, a, b, v, unew, ws, colsum)
     else:
