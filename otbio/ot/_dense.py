@@ -330,6 +330,56 @@ def _balanced_from_sums(sums, out_s):
     return status
 
 
+@njit(fastmath=FASTMATH, cache=True, nogil=True, inline="always")
+def _dense_rows_step(C, K, a, b, logb, f, g, fr, gr, u, v, eps, inv, phi, balanced,
+                     fnew, unew, ws, colsum, lse, counts):  # fmt: skip
+    """Row stage of one iteration of :func:`dense_sinkhorn`: the new row factors ``unew``
+    (and, unbalanced, potentials ``fnew``) from ``g``, and in the same pass over ``K`` the
+    column sums ``colsum`` for the column stage (``inv = 1 / eps``). When a row sum leaves
+    its range the half is redone exactly in the log domain (``fnew`` from ``g``; balanced:
+    ``f`` and ``g`` materialised first). Returns the status 0, 1 or 2 of :func:`_dense_half`.
+    Inlined into :func:`dense_sinkhorn` (``inline="always"``): no call per iteration."""
+    if balanced:
+        st = _dense_fused_balanced(K, a, b, v, unew, ws, colsum)
+    else:
+        st = _dense_fused(K, a, b, v, fr, eps, phi, fnew, unew, ws, colsum)
+    if st == 2:  # row sums out of range: this half exactly, from the current g
+        counts[1] += 1
+        if balanced:
+            _materialise(fr, u, eps, f)
+            _materialise(gr, v, eps, g)
+        _dense_lse_rows(C, g, logb, inv, lse)
+        for i in range(C.shape[0]):
+            fnew[i] = -phi * eps * lse[i]
+    return st
+
+
+@njit(fastmath=FASTMATH, cache=True, nogil=True, inline="always")
+def _dense_cols_step(C, K, a, loga, f, g, fr, gr, u, v, eps, inv, phi, balanced, st,
+                     gnew, vnew, colsum, tmp, lse, counts):  # fmt: skip
+    """Column stage of one iteration of :func:`dense_sinkhorn`: the new column factors
+    ``vnew`` (and, unbalanced, potentials ``gnew``) from the row stage's ``colsum``, or,
+    after a row stage of status ``st == 2``, from a kernel rebased on the new ``f``. When a
+    column sum leaves its range the half is redone exactly (``gnew`` from ``f``). Returns
+    the status 0, 1 or 2 of :func:`_dense_half`."""
+    if st == 2:  # K was unusable for the rows: rebase, then the usual half-update
+        counts[0] += 1
+        _dense_rebase(C, f, g, inv, K, fr, gr, u, v)
+        st_c = _dense_half(K, a, u, gr, eps, phi, False, gnew, vnew, tmp)
+    elif balanced:
+        st_c = _balanced_from_sums(colsum, vnew)
+    else:
+        st_c = _dense_from_sums(colsum, gr, eps, phi, gnew, vnew)
+    if st_c == 2:  # column sums out of range: this half exactly, from the new f
+        counts[1] += 1
+        if balanced:
+            _materialise(fr, u, eps, f)
+        _dense_lse_cols(C, f, loga, inv, lse)
+        for j in range(C.shape[1]):
+            gnew[j] = -phi * eps * lse[j]
+    return st_c
+
+
 @njit(fastmath=FASTMATH, cache=True, nogil=True)
 def dense_sinkhorn(
     C, K, a, b, loga, logb, f, g, fr, gr, u, v, eps, phi, it0, it1, max_iter, check_every, tol,
@@ -346,7 +396,8 @@ def dense_sinkhorn(
     current potentials; when a sum under- or overflows, that half-update is redone exactly
     in the log domain first. ``phi = reg_m / (reg_m + eps)`` (1 when balanced). ``trace[ntrace:]``
     receives the errors of the checks; ``counts[0]`` and ``counts[1]`` count the rebasings
-    and the exact half-updates. Call with keyword arguments.
+    and the exact half-updates. Call with keyword arguments. Each iteration is a row stage
+    (:func:`_dense_rows_step`), the check, and a column stage (:func:`_dense_cols_step`).
 
     Balanced (``phi == 1``): between rebasings only the factors ``u = 1 / S`` and
     ``v = 1 / T`` change (no logarithm per row and column); ``f`` and ``g`` are computed from
@@ -377,18 +428,8 @@ def dense_sinkhorn(
     for it in range(it0, it1 + 1):
         check = check_every > 0 and (it % check_every == 0 or it == max_iter)
         # rows: f from g, and in the same pass over K the column sums for g from the new f
-        if balanced:
-            st = _dense_fused_balanced(K, a, b, v, unew, ws, colsum)
-        else:
-            st = _dense_fused(K, a, b, v, fr, eps, phi, fnew, unew, ws, colsum)
-        if st == 2:  # row sums out of range: this half exactly, from the current g
-            counts[1] += 1
-            if balanced:
-                _materialise(fr, u, eps, f)
-                _materialise(gr, v, eps, g)
-            _dense_lse_rows(C, g, logb, inv, lse)
-            for i in range(n):
-                fnew[i] = -phi * eps * lse[i]
+        st = _dense_rows_step(C, K, a, b, logb, f, g, fr, gr, u, v, eps, inv, phi, balanced,
+                              fnew, unew, ws, colsum, lse, counts)  # fmt: skip
         if check and balanced:
             err = 0.0
             if st == 2:
@@ -415,21 +456,8 @@ def dense_sinkhorn(
             for i in range(n):
                 f[i] = fnew[i]
         # columns: g from f
-        if st == 2:  # K was unusable for the rows: rebase, then the usual half-update
-            counts[0] += 1
-            _dense_rebase(C, f, g, inv, K, fr, gr, u, v)
-            st_c = _dense_half(K, a, u, gr, eps, phi, False, gnew, vnew, tmp)
-        elif balanced:
-            st_c = _balanced_from_sums(colsum, vnew)
-        else:
-            st_c = _dense_from_sums(colsum, gr, eps, phi, gnew, vnew)
-        if st_c == 2:  # column sums out of range: this half exactly, from the new f
-            counts[1] += 1
-            if balanced:
-                _materialise(fr, u, eps, f)
-            _dense_lse_cols(C, f, loga, inv, lse)
-            for j in range(m):
-                gnew[j] = -phi * eps * lse[j]
+        st_c = _dense_cols_step(C, K, a, loga, f, g, fr, gr, u, v, eps, inv, phi, balanced, st,
+                                gnew, vnew, colsum, tmp, lse, counts)  # fmt: skip
         if check and not balanced:
             for j in range(m):
                 err = max(err, abs(gnew[j] - g[j]))

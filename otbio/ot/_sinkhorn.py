@@ -346,8 +346,24 @@ class Sinkhorn:
         *,
         init: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> SinkhornOutput:
+        """Solve between the clouds of ``geom`` with weights ``a``, ``b`` (None: uniform).
+
+        ``init``: warm-start potentials ``(f, g)`` (epsilon scaling is then skipped). The
+        stages: :meth:`_check` (weights and parameters), :meth:`_use_dense` (the route), then
+        :meth:`_solve_dense` or :meth:`_solve_online`, which both run the epsilon schedule of
+        :meth:`_run_schedule`. Returns a :class:`SinkhornOutput`.
+        """
+        a, b = self._check(geom, a, b)
+        be = get_backend(self.device)
+        if self._use_dense(be, *geom.shape):
+            return self._solve_dense(geom, a, b, init)
+        return self._solve_online(geom, a, b, init, be)
+
+    def _check(self, geom: PointCloud, a, b) -> tuple[np.ndarray, np.ndarray]:
+        """Validate stage: the weights ``a`` (n,) and ``b`` (m,) as float64 vectors (balanced:
+        ``b`` rescaled to the mass of ``a``) and the solver's parameters (InputError when
+        one is out of range). Returns ``(a, b)``."""
         n, m = geom.shape
-        dt = geom.dtype
         a = _weights(a, n, "weights a")
         b = _weights(b, m, "weights b")
         if self.reg_m is None:
@@ -361,153 +377,81 @@ class Sinkhorn:
         if self.epsilon_scaling is not None and not 0 < self.epsilon_scaling < 1:
             msg = "epsilon_scaling must lie in (0, 1)"
             raise InputError(msg)
-        be = get_backend(self.device)
+        return a, b
+
+    def _use_dense(self, be, n: int, m: int) -> bool:
+        """Route stage: whether an ``n`` x ``m`` problem on backend ``be`` takes the dense
+        route (``dense`` None: CPU problems up to ``DENSE_MAX_ENTRIES``); InputError when the
+        dense route is forced on another device."""
         if self.dense is None:
-            dense = be.name == "cpu" and n * m <= DENSE_MAX_ENTRIES
-        elif self.dense and be.name != "cpu":
+            return be.name == "cpu" and n * m <= DENSE_MAX_ENTRIES
+        if self.dense and be.name != "cpu":
             msg = f"the dense Sinkhorn route runs on the CPU only, not on device '{be.name}'"
             raise InputError(msg)
-        else:
-            dense = bool(self.dense)
-        if dense:
-            return self._solve_dense(geom, a, b, init)
-        eps = resolve_epsilon(geom, a, b, self.epsilon, self.relative_epsilon)
-        xp = be.xp
-        loga = be.asarray(_log_weights(a).astype(dt))
-        logb = be.asarray(_log_weights(b).astype(dt))
-        if init is None:
-            f = xp.zeros(n, dtype=dt)
-            g = xp.zeros(m, dtype=dt)
-        else:
-            f = be.asarray(np.asarray(init[0], dtype=dt))
-            g = be.asarray(np.asarray(init[1], dtype=dt))
-            if f.shape != (n,) or g.shape != (m,):
-                msg = f"init potentials must have shapes ({n},) and ({m},)"
-                raise InputError(msg)
-        gt = geom.transpose()
+        return bool(self.dense)
 
-        def phi(e: float) -> float:
-            return 1.0 if self.reg_m is None else self.reg_m / (self.reg_m + e)
+    def _solve_online(self, geom: PointCloud, a: np.ndarray, b: np.ndarray, init, be):
+        """The online route on backend ``be``: the cost streamed by the backend's kernels.
 
-        # log-sum-exp shifts carried from one half-update to the next, owned by this solve
-        kw_f = kw_g = {}
-        if be.name == "cpu":
-            kw_f = {"guess": np.full(n, np.nan, dtype=dt)}
-            kw_g = {"guess": np.full(m, np.nan, dtype=dt)}
+        Prepares the state (:class:`_OnlineRoute`), runs the schedule, warns when the
+        tolerance was not reached and returns the :class:`SinkhornOutput`.
+        """
+        route = _OnlineRoute(self, geom, a, b, init, be)
+        n_iter, converged, err = self._run_schedule(route, init)
+        self._warn(converged, err, stacklevel=4)
+        return route.output(n_iter, converged, err)
 
-        def f_update(g_, e):
-            return (-phi(e) * e) * be.lse(geom, g_ / e + logb, e, **kw_f)
+    def _solve_dense(self, geom: PointCloud, a: np.ndarray, b: np.ndarray, init):
+        """The dense route: one cost matrix, the whole loop in Numba (see ``dense``).
 
-        def g_update(f_, e):
-            return (-phi(e) * e) * be.lse(gt, f_ / e + loga, e, **kw_g)
+        Prepares the state (:class:`_DenseRoute`), runs the schedule, warns when the
+        tolerance was not reached and returns the :class:`SinkhornOutput`.
+        """
+        route = _DenseRoute(self, geom, a, b, init)
+        n_iter, converged, err = self._run_schedule(route, init)
+        self._warn(converged, err, stacklevel=4)
+        return route.output(n_iter, converged, err)
 
-        trace: list[float] = []
-        check_every = self._check_every(be.name)
-        t_report = [time.perf_counter() + 2.0]
+    def _run_schedule(self, route, init) -> tuple[int, bool, float]:
+        """Epsilon-schedule stage, the same for both routes (``route``: a
+        :class:`_OnlineRoute` or :class:`_DenseRoute`, whose potentials it advances).
 
-        def main_loop(f, g, it0, budget):
-            """Iterations ``it0..budget`` at the target epsilon: (f, g, it, converged, err)."""
-            err = np.inf
-            for it in range(it0, budget + 1):
-                if self.progress and time.perf_counter() > t_report[0]:
-                    t_report[0] = time.perf_counter() + 2.0
-                    print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
-                f_new = f_update(g, eps)
-                if it % check_every == 0 or it == budget:
-                    if self.reg_m is None:
-                        row = xp.exp(loga + (f - f_new) / eps)
-                        err = float(xp.abs(row - xp.exp(loga)).sum())
-                        if err < self.tol:
-                            return f, g, it - 1, True, err
-                    else:
-                        g_new = g_update(f_new, eps)
-                        err = float(
-                            max(float(xp.abs(f_new - f).max()), float(xp.abs(g_new - g).max()))
-                            / eps
-                        )
-                        f, g = f_new, g_new
-                        trace.append(err)
-                        if err < self.tol:
-                            return f, g, it, True, err
-                        continue
-                    trace.append(err)
-                f = f_new
-                g = g_update(f, eps)
-            return f, g, budget, False, err
-
-        def levels(f, g, n_iter):
-            """The scaling levels from ``(f, g)``; ``n_iter`` iterations already run."""
-            first = True
-            for e, cap, tol_e in lv:
-                cap = self._level_cap(cap, n_iter)
-                if cap < 1:
-                    break
-                if first:
-                    g = g_update(f, e)
-                    first = False
-                for _ in range(cap):
-                    f_new = f_update(g, e)
-                    n_iter += 1
-                    done = tol_e > 0 and self._level_error(xp, loga, f, f_new, e) < tol_e
-                    f = f_new
-                    g = g_update(f, e)
-                    if done:
-                        break
-            if first:  # no level ran
-                g = g_update(f, eps)
-            log.debug("epsilon scaling: %d iterations in all so far", n_iter)
-            return f, g, n_iter
-
+        Fixed scaling (``scaling_iter`` set): the levels, then the target epsilon. Adaptive
+        (``scaling_iter`` None): the target epsilon for the probe; unless it converged, ran
+        out of iterations or looks easy (:meth:`_easy`), a cold restart through the levels;
+        then the target epsilon with what is left of ``max_iter``. No scaling (or ``init``):
+        the target epsilon only. Returns ``(n_iter, converged, err)``.
+        """
         scaling = self.epsilon_scaling is not None and init is None
         fixed = scaling and self.scaling_iter is not None
-        lv = self._schedule(geom.mean_cost(a, b), eps) if fixed else []
+        lv = self._schedule(route.mean_cost(), route.eps) if fixed else []
         n_iter, it0, run_main = 0, 1, True
         if lv:  # fixed levels first
-            f, g, n_iter = levels(f, g, 0)
-        elif init is None:
-            g = g_update(f, eps)
+            n_iter = route.levels(lv, 0)
+        else:
+            route.start(init)
         if scaling and not fixed:  # adaptive: the target epsilon first
-            probe = min(self._probe_length(check_every), self.max_iter)
-            f, g, it, converged, err = main_loop(f, g, 1, probe)
+            probe = min(self._probe_length(route.check_every), self.max_iter)
+            it, converged, err = route.main_loop(1, probe)
             run_main = not converged and it < self.max_iter
-            if run_main and not self._easy(trace):  # the levels only when they are needed
-                lv = self._schedule(geom.mean_cost(a, b), eps)
+            if run_main and not self._easy(route.trace_so_far()):  # levels only when needed
+                lv = self._schedule(route.mean_cost(), route.eps)
             if not run_main:
                 n_iter = it
             elif lv:  # not easy: scale from a cold start
-                f, g, n_iter = levels(xp.zeros_like(f), g, it)
+                route.cold()
+                n_iter = route.levels(lv, it)
             else:
                 it0 = it + 1
         if run_main:
             budget = max(1, self.max_iter - n_iter)  # max_iter counts the scaling levels too
-            f, g, it, converged, err = main_loop(f, g, it0, budget)
+            it, converged, err = route.main_loop(it0, budget)
             n_iter += it
-        self._warn(converged, err)
-        f_np = be.to_numpy(f).astype(np.float64)
-        g_np = be.to_numpy(g).astype(np.float64)
-        alpha = be.asarray((f_np / eps + _log_weights(a)).astype(dt))
-        beta = be.asarray((g_np / eps + _log_weights(b)).astype(dt))
-        red = be.apply(geom, alpha, beta, eps, None, True)
-        cost = float(be.to_numpy(red["cost"]).sum())
-        if self.reg_m is None:
-            err = float(np.abs(be.to_numpy(red["sum"]) - a).sum())
-        self._log(n, m, eps, n_iter, converged, err, "online")
-        return SinkhornOutput(
-            geom=geom,
-            a=a,
-            b=b,
-            f=f_np,
-            g=g_np,
-            epsilon=eps,
-            reg_m=self.reg_m,
-            n_iter=n_iter,
-            converged=converged,
-            marginal_error=err,
-            cost=cost,
-            trace=np.asarray(trace),
-            device=be.name,
-            _be=be,
-        )
+        return n_iter, converged, err
+
+    def _phi(self, e: float) -> float:
+        """Damping of the potentials at epsilon ``e``: ``reg_m / (reg_m + e)``, 1 if balanced."""
+        return 1.0 if self.reg_m is None else self.reg_m / (self.reg_m + e)
 
     def _schedule(self, e0: float, eps: float) -> list[tuple[float, int, float]]:
         """The epsilon-scaling levels above the target, from ``e0`` (the mean cost):
@@ -578,12 +522,185 @@ class Sinkhorn:
             err,
         )
 
-    def _solve_dense(self, geom: PointCloud, a: np.ndarray, b: np.ndarray, init):
-        """The dense route: one cost matrix, the whole loop in Numba (see ``dense``)."""
+
+class _OnlineRoute:
+    """State of the online route, built from ``(solver, geom, a, b, init, be)``: the target
+    epsilon, log weights, potentials ``f``, ``g`` on the backend ``be`` (zero, or ``init``),
+    the log-sum-exp shifts the CPU kernels carry from one half-update to the next, and the
+    trace of the checks. :meth:`Sinkhorn._run_schedule` drives it through :meth:`start`,
+    :meth:`levels`, :meth:`main_loop` and :meth:`cold`; :meth:`output` finishes.
+    """
+
+    __slots__ = ("a", "b", "be", "check_every", "eps", "f", "g", "geom", "gt", "kw_f", "kw_g",
+                 "loga", "logb", "solver", "t_report", "trace")  # fmt: skip
+
+    def __init__(self, solver: Sinkhorn, geom: PointCloud, a, b, init, be) -> None:
         n, m = geom.shape
-        c = geom.dense_cost()
-        eps = resolve_epsilon(geom, a, b, self.epsilon, self.relative_epsilon, cost=c)
-        loga, logb = _log_weights(a), _log_weights(b)
+        dt = geom.dtype
+        self.solver, self.geom, self.a, self.b, self.be = solver, geom, a, b, be
+        self.eps = resolve_epsilon(geom, a, b, solver.epsilon, solver.relative_epsilon)
+        xp = be.xp
+        self.loga = be.asarray(_log_weights(a).astype(dt))
+        self.logb = be.asarray(_log_weights(b).astype(dt))
+        if init is None:
+            f = xp.zeros(n, dtype=dt)
+            g = xp.zeros(m, dtype=dt)
+        else:
+            f = be.asarray(np.asarray(init[0], dtype=dt))
+            g = be.asarray(np.asarray(init[1], dtype=dt))
+            if f.shape != (n,) or g.shape != (m,):
+                msg = f"init potentials must have shapes ({n},) and ({m},)"
+                raise InputError(msg)
+        self.f, self.g = f, g
+        self.gt = geom.transpose()
+        # log-sum-exp shifts carried from one half-update to the next, owned by this solve
+        self.kw_f = self.kw_g = {}
+        if be.name == "cpu":
+            self.kw_f = {"guess": np.full(n, np.nan, dtype=dt)}
+            self.kw_g = {"guess": np.full(m, np.nan, dtype=dt)}
+        self.trace: list[float] = []
+        self.check_every = solver._check_every(be.name)
+        self.t_report = time.perf_counter() + 2.0
+
+    def f_update(self, g, e: float):
+        """Row half-update at epsilon ``e``: the new ``f`` from ``g``."""
+        lse = self.be.lse(self.geom, g / e + self.logb, e, **self.kw_f)
+        return (-self.solver._phi(e) * e) * lse
+
+    def g_update(self, f, e: float):
+        """Column half-update at epsilon ``e``: the new ``g`` from ``f``."""
+        lse = self.be.lse(self.gt, f / e + self.loga, e, **self.kw_g)
+        return (-self.solver._phi(e) * e) * lse
+
+    def mean_cost(self) -> float:
+        """The mean cost under ``a b^T`` (the first epsilon-scaling level)."""
+        return self.geom.mean_cost(self.a, self.b)
+
+    def trace_so_far(self) -> list[float]:
+        """The errors of the checks so far."""
+        return self.trace
+
+    def start(self, init) -> None:
+        """Before the target epsilon without levels: a cold start's first ``g`` from ``f``."""
+        if init is None:
+            self.g = self.g_update(self.f, self.eps)
+
+    def cold(self) -> None:
+        """Restart from ``f = 0`` (the levels then compute ``g`` from it)."""
+        self.f = self.be.xp.zeros_like(self.f)
+
+    def levels(self, lv: list[tuple[float, int, float]], n_iter: int) -> int:
+        """The scaling levels ``lv`` from ``(f, g)``; ``n_iter`` iterations already run.
+        Leaves ``g`` computed at the target epsilon; returns the iterations in all."""
+        s, xp, f, g = self.solver, self.be.xp, self.f, self.g
+        first = True
+        for e, cap, tol_e in lv:
+            cap = s._level_cap(cap, n_iter)
+            if cap < 1:
+                break
+            if first:
+                g = self.g_update(f, e)
+                first = False
+            for _ in range(cap):
+                f_new = self.f_update(g, e)
+                n_iter += 1
+                done = tol_e > 0 and s._level_error(xp, self.loga, f, f_new, e) < tol_e
+                f = f_new
+                g = self.g_update(f, e)
+                if done:
+                    break
+        if first:  # no level ran
+            g = self.g_update(f, self.eps)
+        log.debug("epsilon scaling: %d iterations in all so far", n_iter)
+        self.f, self.g = f, g
+        return n_iter
+
+    def main_loop(self, it0: int, budget: int) -> tuple[int, bool, float]:
+        """Iterations ``it0..budget`` at the target epsilon: (iterations, converged, err)."""
+        s, xp, eps, loga = self.solver, self.be.xp, self.eps, self.loga
+        f, g = self.f, self.g
+        err = np.inf
+        for it in range(it0, budget + 1):
+            if s.progress and time.perf_counter() > self.t_report:
+                self.t_report = time.perf_counter() + 2.0
+                print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
+            f_new = self.f_update(g, eps)
+            if it % self.check_every == 0 or it == budget:
+                if s.reg_m is None:
+                    row = xp.exp(loga + (f - f_new) / eps)
+                    err = float(xp.abs(row - xp.exp(loga)).sum())
+                    if err < s.tol:
+                        self.f, self.g = f, g
+                        return it - 1, True, err
+                else:
+                    g_new = self.g_update(f_new, eps)
+                    err = float(
+                        max(float(xp.abs(f_new - f).max()), float(xp.abs(g_new - g).max())) / eps
+                    )
+                    f, g = f_new, g_new
+                    self.trace.append(err)
+                    if err < s.tol:
+                        self.f, self.g = f, g
+                        return it, True, err
+                    continue
+                self.trace.append(err)
+            f = f_new
+            g = self.g_update(f, eps)
+        self.f, self.g = f, g
+        return budget, False, err
+
+    def output(self, n_iter: int, converged: bool, err: float) -> SinkhornOutput:
+        """Finish stage: float64 potentials, the transport cost and (balanced) the final
+        marginal error from one streamed pass over the plan; logs the solve and returns the
+        :class:`SinkhornOutput`."""
+        be, geom, a, b, eps = self.be, self.geom, self.a, self.b, self.eps
+        dt = geom.dtype
+        f_np = be.to_numpy(self.f).astype(np.float64)
+        g_np = be.to_numpy(self.g).astype(np.float64)
+        alpha = be.asarray((f_np / eps + _log_weights(a)).astype(dt))
+        beta = be.asarray((g_np / eps + _log_weights(b)).astype(dt))
+        red = be.apply(geom, alpha, beta, eps, None, True)
+        cost = float(be.to_numpy(red["cost"]).sum())
+        if self.solver.reg_m is None:
+            err = float(np.abs(be.to_numpy(red["sum"]) - a).sum())
+        self.solver._log(*geom.shape, eps, n_iter, converged, err, "online")
+        return SinkhornOutput(
+            geom=geom,
+            a=a,
+            b=b,
+            f=f_np,
+            g=g_np,
+            epsilon=eps,
+            reg_m=self.solver.reg_m,
+            n_iter=n_iter,
+            converged=converged,
+            marginal_error=err,
+            cost=cost,
+            trace=np.asarray(self.trace),
+            device=be.name,
+            _be=be,
+        )
+
+
+class _DenseRoute:
+    """State of the dense route, built from ``(solver, geom, a, b, init)``: the cost matrix,
+    the target epsilon, log weights, potentials ``f``, ``g`` (float64 copies, updated in place
+    by the Numba loop), the stabilised kernel with its reference potentials and scaling
+    factors, the trace buffer and the counters. :meth:`Sinkhorn._run_schedule` drives it
+    through :meth:`start`, :meth:`levels`, :meth:`main_loop` and :meth:`cold`;
+    :meth:`output` finishes.
+    """
+
+    __slots__ = ("a", "arrays", "b", "c", "check_every", "chunk", "counts", "eps", "f", "fr",
+                 "g", "geom", "gr", "kmat", "loga", "logb", "solver", "t_report", "trace",
+                 "trace_parts", "u", "v")  # fmt: skip
+
+    def __init__(self, solver: Sinkhorn, geom: PointCloud, a, b, init) -> None:
+        n, m = geom.shape
+        self.solver, self.geom, self.a, self.b = solver, geom, a, b
+        self.c = c = geom.dense_cost()
+        self.eps = resolve_epsilon(geom, a, b, solver.epsilon, solver.relative_epsilon, cost=c)
+        self.loga, self.logb = _log_weights(a), _log_weights(b)
         if init is None:
             f = np.zeros(n)
             g = np.zeros(m)
@@ -593,118 +710,130 @@ class Sinkhorn:
             if f.shape != (n,) or g.shape != (m,):
                 msg = f"init potentials must have shapes ({n},) and ({m},)"
                 raise InputError(msg)
-        kmat = np.empty((n, m))
-        fr, gr, u, v = np.empty(n), np.empty(m), np.empty(n), np.empty(m)
+        self.f, self.g = f, g
+        self.kmat = np.empty((n, m))
+        self.fr, self.gr, self.u, self.v = np.empty(n), np.empty(m), np.empty(n), np.empty(m)
         # the trace grows by chunks: never sized by max_iter (a huge limit must not allocate)
-        trace_parts: list[np.ndarray] = []
-        check_every = self._check_every("cpu")
-        trace = np.empty(DENSE_TRACE_CHUNK // max(1, check_every) + 2)
-        counts = np.zeros(2, dtype=np.int64)  # kernel rebasings, exact half-updates
+        self.trace_parts: list[np.ndarray] = []
+        self.check_every = solver._check_every("cpu")
+        self.trace = np.empty(DENSE_TRACE_CHUNK // max(1, self.check_every) + 2)
+        self.counts = np.zeros(2, dtype=np.int64)  # kernel rebasings, exact half-updates
         # the arrays every call of the dense loop works on (in place), by keyword
-        arrays = dict(C=c, K=kmat, a=a, b=b, loga=loga, logb=logb, f=f, g=g, fr=fr, gr=gr,
-                      u=u, v=v, trace=trace, counts=counts)  # fmt: skip
-
-        def phi(e: float) -> float:
-            return 1.0 if self.reg_m is None else self.reg_m / (self.reg_m + e)
-
-        def levels(n_iter):
-            """The scaling levels from the current ``(f, g)`` (zero: a cold start)."""
-            first = True
-            for e, cap, tol_e in lv:
-                cap = self._level_cap(cap, n_iter)
-                if cap < 1:
-                    break
-                if first:
-                    K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, e, phi(e), counts)
-                    first = False
-                else:
-                    K._dense_rebase(c, f, g, 1.0 / e, kmat, fr, gr, u, v)
-                _, it_stop, _, _ = K.dense_sinkhorn(
-                    **arrays, eps=e, phi=phi(e), it0=1, it1=cap, max_iter=cap,
-                    check_every=1 if tol_e > 0 else 0, tol=tol_e, ntrace=0, finish=True,
-                )  # fmt: skip
-                n_iter += it_stop
-            if first:
-                K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, eps, phi(eps), counts)
-            else:
-                K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
-            return n_iter
-
+        self.arrays = dict(C=c, K=self.kmat, a=a, b=b, loga=self.loga, logb=self.logb, f=f,
+                           g=g, fr=self.fr, gr=self.gr, u=self.u, v=self.v, trace=self.trace,
+                           counts=self.counts)  # fmt: skip
         # chunks of about DENSE_PROGRESS_ENTRIES kernel entries (~0.1 s): progress reports, and
         # Python handles SIGTERM/SIGINT between two kernel calls; the trace never grows by max_iter
-        chunk = min(self.max_iter, DENSE_TRACE_CHUNK, max(1, DENSE_PROGRESS_ENTRIES // (n * m)))
-        t_report = [time.perf_counter() + 2.0]
+        self.chunk = min(
+            solver.max_iter, DENSE_TRACE_CHUNK, max(1, DENSE_PROGRESS_ENTRIES // (n * m))
+        )
+        self.t_report = time.perf_counter() + 2.0
 
-        def main_loop(it0, budget):
-            """Iterations ``it0..budget`` at the target epsilon: (iterations, converged, err)."""
-            converged, err, it = False, np.inf, it0 - 1
-            while it < budget and not converged:
-                it1 = min(budget, it + chunk)
-                converged, it_stop, err, nt = K.dense_sinkhorn(
-                    **arrays, eps=eps, phi=phi(eps), it0=it + 1, it1=it1, max_iter=budget,
-                    check_every=check_every, tol=self.tol, ntrace=0, finish=False,
-                )  # fmt: skip
-                trace_parts.append(trace[:nt].copy())
-                it = it_stop
-                if self.progress and not converged and time.perf_counter() > t_report[0]:
-                    t_report[0] = time.perf_counter() + 2.0
-                    print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
-            if converged and self.reg_m is None:
-                it -= 1  # the iteration that passed the check is not counted (as online)
-            return (it if converged else budget), converged, err
+    def first_g(self, e: float) -> None:
+        """A cold start's first ``g`` from ``f`` at epsilon ``e``, and the kernel built on them."""
+        K.dense_first_g(self.c, self.kmat, self.a, self.loga, self.f, self.g, self.fr, self.gr,
+                        self.u, self.v, e, self.solver._phi(e), self.counts)  # fmt: skip
 
-        scaling = self.epsilon_scaling is not None and init is None
-        fixed = scaling and self.scaling_iter is not None
-        lv = self._schedule(_mean_cost(c, a, b), eps) if fixed else []
-        n_iter, it0, run_main = 0, 1, True
-        if lv:  # fixed levels first
-            n_iter = levels(0)
-        elif init is None:
-            K.dense_first_g(c, kmat, a, loga, f, g, fr, gr, u, v, eps, phi(eps), counts)
+    def rebase(self, e: float) -> None:
+        """The kernel at epsilon ``e`` rebuilt on the current ``(f, g)``."""
+        K._dense_rebase(self.c, self.f, self.g, 1.0 / e, self.kmat, self.fr, self.gr, self.u,
+                        self.v)  # fmt: skip
+
+    def mean_cost(self) -> float:
+        """The mean cost under ``a b^T`` (the first epsilon-scaling level)."""
+        return _mean_cost(self.c, self.a, self.b)
+
+    def trace_so_far(self) -> np.ndarray:
+        """The errors of the checks so far."""
+        return np.concatenate(self.trace_parts)
+
+    def start(self, init) -> None:
+        """Before the target epsilon without levels: the first ``g`` of a cold start, or the
+        kernel on the warm start ``init``."""
+        if init is None:
+            self.first_g(self.eps)
         else:
-            K._dense_rebase(c, f, g, 1.0 / eps, kmat, fr, gr, u, v)
-        if scaling and not fixed:  # adaptive: the target epsilon first
-            it, converged, err = main_loop(1, min(self._probe_length(check_every), self.max_iter))
-            run_main = not converged and it < self.max_iter
-            if run_main and not self._easy(np.concatenate(trace_parts)):
-                lv = self._schedule(_mean_cost(c, a, b), eps)
-            if not run_main:
-                n_iter = it
-            elif lv:  # not easy: scale from a cold start
-                f[:] = 0.0
-                g[:] = 0.0
-                n_iter = levels(it)
+            self.rebase(self.eps)
+
+    def cold(self) -> None:
+        """Restart from zero potentials (in place: the loop's arrays are these)."""
+        self.f[:] = 0.0
+        self.g[:] = 0.0
+
+    def levels(self, lv: list[tuple[float, int, float]], n_iter: int) -> int:
+        """The scaling levels ``lv`` from the current ``(f, g)`` (zero: a cold start);
+        ``n_iter`` iterations already run. Leaves the kernel at the target epsilon; returns
+        the iterations in all."""
+        s, first = self.solver, True
+        for e, cap, tol_e in lv:
+            cap = s._level_cap(cap, n_iter)
+            if cap < 1:
+                break
+            if first:
+                self.first_g(e)
+                first = False
             else:
-                it0 = it + 1
-        if run_main:
-            budget = max(1, self.max_iter - n_iter)  # max_iter counts the scaling levels too
-            it, converged, err = main_loop(it0, budget)
-            n_iter += it
-        self._warn(converged, err, stacklevel=4)
+                self.rebase(e)
+            _, it_stop, _, _ = K.dense_sinkhorn(
+                **self.arrays, eps=e, phi=s._phi(e), it0=1, it1=cap, max_iter=cap,
+                check_every=1 if tol_e > 0 else 0, tol=tol_e, ntrace=0, finish=True,
+            )  # fmt: skip
+            n_iter += it_stop
+        if first:
+            self.first_g(self.eps)
+        else:
+            self.rebase(self.eps)
+        return n_iter
+
+    def main_loop(self, it0: int, budget: int) -> tuple[int, bool, float]:
+        """Iterations ``it0..budget`` at the target epsilon: (iterations, converged, err)."""
+        s, eps = self.solver, self.eps
+        converged, err, it = False, np.inf, it0 - 1
+        while it < budget and not converged:
+            it1 = min(budget, it + self.chunk)
+            converged, it_stop, err, nt = K.dense_sinkhorn(
+                **self.arrays, eps=eps, phi=s._phi(eps), it0=it + 1, it1=it1, max_iter=budget,
+                check_every=self.check_every, tol=s.tol, ntrace=0, finish=False,
+            )  # fmt: skip
+            self.trace_parts.append(self.trace[:nt].copy())
+            it = it_stop
+            if s.progress and not converged and time.perf_counter() > self.t_report:
+                self.t_report = time.perf_counter() + 2.0
+                print(f"sinkhorn: iteration {it}, error {err:.2e}", file=sys.stderr, flush=True)
+        if converged and s.reg_m is None:
+            it -= 1  # the iteration that passed the check is not counted (as online)
+        return (it if converged else budget), converged, err
+
+    def output(self, n_iter: int, converged: bool, err: float) -> SinkhornOutput:
+        """Finish stage: the kernel becomes the plan (in place, read-only), with its row sums
+        and transport cost; (balanced) the final marginal error; logs the solve and returns
+        the :class:`SinkhornOutput`, which keeps the cost matrix and the plan."""
+        n, m = self.geom.shape
+        a, b, eps, counts = self.a, self.b, self.eps, self.counts
         rows, costs = np.empty(n), np.empty(n)
-        K.dense_plan_scaled(kmat, a, b, u, v, c, rows, costs)  # kmat becomes the plan
-        if self.reg_m is None:
+        K.dense_plan_scaled(self.kmat, a, b, self.u, self.v, self.c, rows, costs)
+        if self.solver.reg_m is None:
             err = float(np.abs(rows - a).sum())
-        self._log(n, m, eps, n_iter, converged, err, "dense")
+        self.solver._log(n, m, eps, n_iter, converged, err, "dense")
         if log.isEnabledFor(logging.DEBUG):
             log.debug("sinkhorn (dense): %d kernel rebasings, %d exact half-updates", *counts)
         return SinkhornOutput(
-            geom=geom,
+            geom=self.geom,
             a=a,
             b=b,
-            f=f,
-            g=g,
+            f=self.f,
+            g=self.g,
             epsilon=eps,
-            reg_m=self.reg_m,
+            reg_m=self.solver.reg_m,
             n_iter=n_iter,
             converged=converged,
             marginal_error=err,
             cost=float(costs.sum()),
-            trace=np.concatenate(trace_parts) if trace_parts else trace[:0].copy(),
+            trace=np.concatenate(self.trace_parts) if self.trace_parts else self.trace[:0].copy(),
             device="cpu",
             _dense={
-                "cost": c,
-                "plan": _readonly(kmat),
+                "cost": self.c,
+                "plan": _readonly(self.kmat),
                 "rebasings": int(counts[0]),
                 "exact_half_updates": int(counts[1]),
             },
