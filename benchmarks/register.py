@@ -142,8 +142,9 @@ def _save_cache(path, cache):
         tmp.replace(path)
 
 
-def _paste_batch(args, tmp, jobs, res, cache, skey):
-    """Run PASTE on the pending pairs in one subprocess; record (and cache) its two outputs."""
+def _paste_runs(args, tmp, jobs):
+    """Run PASTE on the pending pairs in one subprocess; yield ``(job, method, metrics)`` for
+    its two outputs (rigid, barycentric) of every pair, then empty ``jobs``."""
     if not jobs:
         return
     (tmp / "jobs.json").write_text(json.dumps([j[:3] for j in jobs]))
@@ -154,15 +155,21 @@ def _paste_batch(args, tmp, jobs, res, cache, skey):
     )
     if r.returncode != 0:
         print("PASTE failed:", r.stderr.strip().splitlines()[-1:], file=sys.stderr)
-    for _, _, out, key, ck, tk in jobs:
+    for job in jobs:
+        out = job[2]
         truth = np.load(out + ".truth.npy")
         y = np.load(out + ".y.npy")
-        for name, suf in (("PASTE rigid", ".rigid.npy"), ("PASTE barycentric", ".bary.npy")):
+        for meth, suf in (("PASTE rigid", ".rigid.npy"), ("PASTE barycentric", ".bary.npy")):
             reg = np.load(out + suf) if Path(out + suf).exists() else None
-            m = _metrics(y, reg, truth)
-            res.setdefault((*key, name), []).append(_rel(m, tk))
-            cache[skey(ck, name)] = m
+            yield job, meth, _metrics(y, reg, truth)
     jobs.clear()
+
+
+def _paste_batch(args, tmp, jobs, res, cache, skey):
+    """PASTE on the sweep's pending pairs; record (and cache) its two outputs."""
+    for (_, _, _, key, ck, tk), name, m in _paste_runs(args, tmp, jobs):
+        res.setdefault((*key, name), []).append(_rel(m, tk))
+        cache[skey(ck, name)] = m
 
 
 def sweep(args) -> list[str]:
@@ -520,25 +527,10 @@ def sections(args) -> list[str]:
 
 
 def _section_paste(args, tmp, jobs, res, cache, skey):
-    if not jobs:
-        return
-    (tmp / "jobs.json").write_text(json.dumps([j[:3] for j in jobs]))
-    r = subprocess.run(
-        [args.paste_python, "-c", PASTE_BATCH, str(tmp / "jobs.json")],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        print("PASTE failed:", r.stderr.strip().splitlines()[-1:], file=sys.stderr)
-    for _, _, out, name, ck, seed in jobs:
-        truth = np.load(out + ".truth.npy")
-        y = np.load(out + ".y.npy")
-        for meth, suf in (("PASTE rigid", ".rigid.npy"), ("PASTE barycentric", ".bary.npy")):
-            reg = np.load(out + suf) if Path(out + suf).exists() else None
-            m = _metrics(y, reg, truth)
-            res.setdefault((name, meth), []).append((seed, m))
-            cache[skey(ck, meth)] = m
-    jobs.clear()
+    """PASTE on the section design's pending pairs; record (and cache) its two outputs."""
+    for (_, _, _, name, ck, seed), meth, m in _paste_runs(args, tmp, jobs):
+        res.setdefault((name, meth), []).append((seed, m))
+        cache[skey(ck, meth)] = m
 
 
 # ---------------------------------------------------------------- real consecutive pairs
