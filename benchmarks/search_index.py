@@ -53,22 +53,7 @@ MOTIF_SOURCES = (2, 13, 22)
 MOTIF = (40, 90)
 OTBIO = [sys.executable, "-c", "from otbio.cli import main; main()"]
 
-
-def rotation(rng):
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    q *= np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] *= -1
-    return q
-
-
-def smooth_field(x, rng, amplitude):
-    disp = np.zeros_like(x)
-    for _ in range(4):
-        k = rng.normal(size=3)
-        k *= 2 * np.pi / (np.linalg.norm(k) * rng.uniform(15, 40))
-        disp += np.sin(x @ k + rng.uniform(0, 2 * np.pi))[:, None] * rng.normal(size=3)
-    return disp * amplitude / np.sqrt(np.mean(np.sum(disp**2, 1)))
+from align import rotation, smooth_field  # noqa: E402  (benchmarks/align.py: the same motifs' warps)
 
 
 def real_chains(cache: Path):
