@@ -24,6 +24,7 @@ __all__ = ["ExactOutput", "emd", "map_batch"]
 #: turn leave the process recording into a list nobody reads, and every later warning is
 #: lost); map_batch catches the workers' warnings once, in the calling thread
 _pool = threading.local()
+_registries: dict[str, dict] = {}  # map_batch's re-emitted warnings: a registry per file
 
 
 def _pot_notice(w: warnings.WarningMessage) -> bool:
@@ -259,7 +260,10 @@ def map_batch(
         warnings.simplefilter("always")
         with one_blas_thread(), ThreadPoolExecutor(max_workers=jobs) as pool:
             out = list(pool.map(work, items))
-    for w in caught:  # passed on from the calling thread, once the pool is done
+    for w in caught:  # passed on from the calling thread, once the pool is done, through
+        # the caller's filters with a registry per source file, as a serial run's warnings
+        # ("default" shows one per place, "always" every one)
         if not _pot_notice(w):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            reg = _registries.setdefault(w.filename, {})
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry=reg)
     return out

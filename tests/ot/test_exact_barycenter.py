@@ -79,3 +79,8 @@ def test_map_batch_threads_leave_the_warnings_machinery_as_found():
         O.map_batch(lambda p: O.emd(*p, method="dense", max_iter=5).cost, hard, jobs=2)
     cats = [w.category.__name__ for w in caught]
     assert cats == ["ConvergenceWarning", "ConvergenceWarning"], [str(w.message) for w in caught]
+    # under the default filter, one per place, as a serial run shows it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        O.map_batch(lambda p: O.emd(*p, method="dense", max_iter=5).cost, hard, jobs=2)
+    assert [w.category.__name__ for w in caught] == ["ConvergenceWarning"]
