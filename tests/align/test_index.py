@@ -42,6 +42,8 @@ MOTIFS = [  # (chain number, segments, noise A): contiguous, and two segments sw
     (7, [(20, 70)], 0.3),
     (13, [(60, 90), (20, 50)], 0.5),
     (20, [(10, 40), (70, 100)], 0.5),
+    (5, [(30, 80)], 1.0),
+    (16, [(55, 80), (25, 50)], 1.0),
 ]
 
 
@@ -55,6 +57,35 @@ def test_index_finds_the_exhaustive_top_hit(built, chains, k, segments, noise):
     # the stored coordinates give the same alignment as the parsed file
     assert via[0].tm_score == pytest.approx(exhaustive[0].tm_score, abs=0.01)
     assert np.array_equal(via[0].pairs, exhaustive[0].pairs)
+
+
+@pytest.mark.parametrize(("k", "segments"), [(5, [(30, 80)]), (16, [(55, 80), (25, 50)])])
+def test_geometric_check_is_the_alignments_seed_search(built, chains, k, segments):
+    """The check of the prefilter's candidates (stored int16 coordinates) gives the seed
+    TM-scores of :func:`fragment_seeds` on the parsed chains, and ranks the motif's source
+    first at 1.0 A of noise."""
+    from otbio.align._seeds import fragment_seeds, sequence_segments
+
+    q = _motif(chains[k], segments, 1.0, seed=k)
+    ixs = _index.open_indexes([built / "all.idx"])
+    got = _index.seed_scores(q, ixs, np.arange(len(chains)), jobs=2)
+    qseg = sequence_segments(q.resnum, q.chain)
+    ref = []
+    for t in chains:
+        seeds = fragment_seeds(q.ca, t.ca, qseg, sequence_segments(t.resnum, t.chain),
+                               n_seeds=_index.SEED_CHECK_SEEDS, n_keep=1,
+                               n_iter=_index.SEED_CHECK_ITER)  # fmt: skip
+        ref.append(seeds[0][0] if seeds else 0.0)
+    diff = np.abs(got - np.array(ref))
+    # int16 coordinates (0.025 A) can swap near-tied seeds of unrelated chains, never more
+    assert diff[k] < 0.005 and np.median(diff) < 0.005 and diff.max() < 0.1
+    assert int(np.argmax(got)) == k
+    assert got[k] > np.sort(got)[-2] + 0.1
+    found, scores = _index.candidates(q, ixs, 1)
+    assert found[0].name == chains[k].name and scores[0] == pytest.approx(got[k])
+    # the key prefilter alone still answers (check_candidates=0)
+    found, _ = _index.candidates(q, ixs, 3, check_candidates=0)
+    assert len(found) == 3
 
 
 def test_stored_structures_round_trip(built, chains):
@@ -168,3 +199,5 @@ def test_bad_inputs(tmp_path):
         index([str(tmp_path / "*.pdb")], tmp_path / "g.idx")
     with pytest.raises(InputError, match="max_candidates"):
         search(read_structure(CHAINS[0]), index=tmp_path, max_candidates=0)
+    with pytest.raises(InputError, match="check_candidates"):
+        _index.search_index(read_structure(CHAINS[0]), tmp_path, check_candidates=-1)
