@@ -209,6 +209,19 @@ def table_rows(path: str) -> list[str]:
     return [Path(str(t).split(":")[0]).name for t in df["target"]]
 
 
+def top10_with_ties(ex: str, via: str, tie: float = 0.001) -> float:
+    """Share of the index's top 10 that is in the exhaustive top 10, where targets whose
+    exhaustive TM-score is within ``tie`` of the exhaustive 10th count as tied with it (the
+    stored int16 coordinates move TM-scores by a few 1e-4, which reorders such ties)."""
+    import pandas as pd
+
+    e = pd.read_csv(ex, sep="\t")
+    names = [Path(str(t).split(":")[0]).name for t in e["target"]]
+    tm = e["tm_score"].to_numpy()
+    tied = {n for n, x in zip(names, tm, strict=True) if x >= tm[min(9, len(tm) - 1)] - tie}
+    return len(set(table_rows(via)[:10]) & tied) / 10
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20000, help="structures in the database")
@@ -345,10 +358,11 @@ def query_rows(args, db, files, truth, sources):
              str(sx)])  # fmt: skip
         ex_hits, sx_hits = table_rows(str(ex)), table_rows(str(sx))
         top10 = len(set(ex_hits[:10]) & set(sx_hits[:10])) / 10
+        top10_tie = top10_with_ties(str(ex), str(sx))
         rec_ex = len(set(ex_hits[: args.planted]) & set(truth[m])) / len(truth[m])
         rec_sx = len(set(sx_hits[: args.planted]) & set(truth[m])) / len(truth[m])
         rows.append(dict(label=label, m=m, wall=walls, cpu=cpus, rss=max(rsss), rec_idx=rec_idx,
-                         top10=top10, rec_ex=rec_ex, rec_sx=rec_sx, ex_wall=we, ex_cpu=ce))  # fmt: skip
+                         top10=top10, top10_tie=top10_tie, rec_ex=rec_ex, rec_sx=rec_sx, ex_wall=we, ex_cpu=ce))  # fmt: skip
         print(rows[-1], flush=True)
         with open(db / "rows.jsonl", "a") as fh:
             fh.write(json.dumps(rows[-1]) + "\n")
@@ -391,6 +405,11 @@ def report(args, rows, build, rate, per_kb, n) -> list[str]:
             f"| motif {label}: recall of exhaustive top 10 on the subset (mean of 3) | "
             f"{np.mean([r['top10'] for r in rs]):.2f} | 1 | >= 0.95 |"
         )
+        if all("top10_tie" in r for r in rs):
+            out.append(
+                f"| motif {label}: the same, targets within 0.001 of the exhaustive 10th's "
+                f"TM-score counted as tied | {np.mean([r['top10_tie'] for r in rs]):.2f} | 1 | |"
+            )
         out.append(
             f"| motif {label}: planted copies in the top {args.planted}, subset (mean of 3) | "
             f"{np.mean([r['rec_sx'] for r in rs]):.3f} | {np.mean([r['rec_ex'] for r in rs]):.3f}"
