@@ -30,10 +30,17 @@ whose keys (any probe) it holds, each weighted by the key's rarity ``idf_k = log
 .. math:: s_t = \\sum_{p \\in Q} \\mathrm{idf}_{k(p, t)} \\, [\\exists k \\in
           \\mathrm{probes}(p) \\cap T],
 
-less its least-squares fit on ``log n_t`` (``n_t`` distinct keys of ``t``) over the whole
-database (:func:`size_corrected`), since larger structures hold more keys by chance;
+less its least-squares fit by a quadratic in ``log n_t`` (``n_t`` distinct keys of ``t``)
+over the whole database (:func:`size_corrected`), since larger structures hold more keys by
+chance.
 
-and the best ``max_candidates`` go on to the Sinkhorn alignment (:func:`otbio.align.search`).
+Keys of a noisy query (1 A of coordinate noise) fall in other bins too often for this score
+to rank a motif's copies first among 100,000 structures (they stay within its best few
+percent), so its ``SEED_CHECK_CANDIDATES`` best get a geometric check on the stored
+coordinates (:func:`seed_scores`), as Folddisco superposes residues after its prefilter:
+the alignment's own order-free seed search (:func:`otbio.align._seeds.fragment_seeds`),
+whose best seed TM-score ranks them; the best ``max_candidates`` go on to the Sinkhorn
+alignment (:func:`otbio.align.search`).
 """
 
 from __future__ import annotations
