@@ -929,7 +929,7 @@ def search_index(
                                check_candidates=check_candidates)  # fmt: skip
     log.info(
         "prefilter: %d of %d structures in %d index(es) checked geometrically, %d go on to "
-        "the alignment (seed TM-scores %.2f to %.2f)",
+        "the alignment (seed TM-scores %.3f to %.3f)",
         min(max(check_candidates, max_candidates), n_all), n_all, len(indexes), len(found),
         scores[0] if len(scores) else np.nan, scores[-1] if len(scores) else np.nan,
     )  # fmt: skip
