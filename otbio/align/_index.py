@@ -929,8 +929,9 @@ def search_index(
                                check_candidates=check_candidates)  # fmt: skip
     log.info(
         "prefilter: %d of %d structures in %d index(es) checked geometrically, %d go on to "
-        "the alignment (seed TM-scores %.3f to %.3f)",
-        min(max(check_candidates, max_candidates), n_all), n_all, len(indexes), len(found),
+        "the alignment (%s %.3f to %.3f)",
+        min(max(check_candidates, max_candidates), n_all) if check_candidates else 0, n_all,
+        len(indexes), len(found), "seed TM-scores" if check_candidates else "key scores",
         scores[0] if len(scores) else np.nan, scores[-1] if len(scores) else np.nan,
     )  # fmt: skip
     return search(query, [*found, *targets], pdb_model=pdb_model, **search_kw)
