@@ -25,7 +25,7 @@ from otbio.register._estep import estep_dense, estep_local
 
 _EXACT_MAX = 1500  # largest M solved by Cholesky; beyond it Nystrom
 _FEATURE_FLOOR = 0.1
-_SIGMA_FLOOR = 0.05  # times the median nearest-neighbour spacing of the target
+_SIGMA_FLOOR = 1e-4  # times the median nearest-neighbour spacing of the target
 _LOCAL_K = 16  # nearest sources per target in the local E-step
 _SEARCH_ITER = 60  # EM iterations of each start of the rotation search
 _BETA_GRID = (2.0, 1.0, 0.7)  # data-driven beta when lambda is given
@@ -177,7 +177,7 @@ def _em(
             e2 = (es.fn @ fxw**2 + nu @ fy0**2 - 2 * (es.pf * fy0).sum(0)) / nhat
             e = np.sqrt(np.maximum(e2, 0.0)) + _FEATURE_FLOOR
         change = abs(new_sigma - sigma) / max(sigma, 1e-300)
-        # at the floor (positions resolved to 1/20 of the spacing) the fit is done even
+        # at the floor (positions resolved to a fraction of the spacing) the fit is done even
         # if the unfloored value still wobbles below it
         at_floor = new_sigma <= ctx.sigma_min and sigma <= ctx.sigma_min * 1.5
         sigma = new_sigma

@@ -177,9 +177,10 @@ _REGISTER_POINTS_DOC = """Register source points ``y`` (with features ``fy``) on
         mode: ``nonrigid`` (similarity + deformation), ``rigid`` (rotation + translation)
             or ``affine``.
         max_iter, min_iter, tol: stop when sigma changes by less than ``tol`` (relative)
-            after at least ``min_iter`` iterations. Sigma is kept above 1/20 of the
-            target's median nearest-neighbour spacing (positions finer than that carry no
-            information and sigma would otherwise wobble near zero).
+            after at least ``min_iter`` iterations. Sigma is kept above 1e-4 of the
+            target's median nearest-neighbour spacing (it would otherwise wobble near zero
+            once the fit is exact; at 1/20, the floor before, sections whose spots have
+            exact partners stopped short of their exact match).
         downsample: register at most this many landmarks per slice (feature-sensitive
             sampling) and carry the displacement to every cell by GP interpolation.
         rank: Nystrom rank of the deformation solve (default: exact up to 1500 landmarks,
