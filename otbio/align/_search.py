@@ -218,6 +218,7 @@ def search(
     *,
     index: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     max_candidates: int | None = None,
+    check_candidates: int | None = None,
     query_features: Features | None = None,
     target_features: Sequence[Features] | None = None,
     jobs: int = 1,
@@ -251,6 +252,10 @@ def search(
         (see :mod:`otbio.align._index`). Without it every target is aligned.
     max_candidates
         Structures the index's prefilter passes on to the alignment.
+    check_candidates
+        With ``index``: how many of the key prefilter's best get the geometric check
+        before the ``max_candidates`` best are aligned (default 20,000; 0: the keys
+        alone).
     query_features, target_features
         Embeddings for the query and for every target (both or neither; with embeddings
         the targets must be structures).
@@ -277,6 +282,8 @@ def search(
         from otbio.align._index import DEFAULT_MAX_CANDIDATES, search_index
 
         n_cand = DEFAULT_MAX_CANDIDATES if max_candidates is None else max_candidates
+        if check_candidates is not None:
+            align_kw["check_candidates"] = check_candidates
         return search_index(query, index, targets=targets, jobs=jobs, progress=progress,
                             max_candidates=n_cand, pdb_model=pdb_model, skip_bad=skip_bad,
                             **align_kw)  # fmt: skip

@@ -169,6 +169,31 @@ def test_cli_index_then_align(tmp_path):
     assert len(rows) == 4 and CHAINS[6].name in rows[1]
 
 
+def test_cli_check_candidates_reaches_the_prefilter(tmp_path, monkeypatch):
+    """--check-candidates sets the geometric check's size: 0 ranks by the keys alone."""
+    import otbio.align._index as ix
+
+    out = tmp_path / "cli.idx"
+    r = CliRunner().invoke(cli, ["--quiet", "index", *map(str, CHAINS[:7]), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    seen, real = [], ix.candidates
+
+    def spy(*a, **k):
+        seen.append(k["check_candidates"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(ix, "candidates", spy)
+    scores = tmp_path / "s.tsv"
+    for n, code in (("0", 0), ("2", 0), ("-1", 2)):
+        r = CliRunner().invoke(cli, ["--quiet", "align", f"{CHAINS[6]}::20-80", "--index",
+                                     str(out), "--max-candidates", "3", "--check-candidates", n,
+                                     "--save-scores", str(scores)])  # fmt: skip
+        assert r.exit_code == code, r.output
+        if code == 0:
+            assert CHAINS[6].name in scores.read_text().splitlines()[1]
+    assert seen == [0, 2]
+
+
 def test_interrupted_build_leaves_no_index(tmp_path, monkeypatch):
     out = tmp_path / "x.idx"
     real = _index._Builder.write
