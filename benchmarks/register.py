@@ -429,7 +429,7 @@ def sections(args) -> list[str]:
                 truth_rel[(name, seed)] = (tk, tf)
                 todo = []
                 for meth in methods:
-                    if meth == "DET/BCPD -w true share" and p["crop"] >= 1.0:
+                    if meth == TUNED or (meth == "DET/BCPD -w true share" and p["crop"] >= 1.0):
                         continue
                     hit = cache.get(skey(ck, meth))
                     if meth == "otbio defaults" and args.fresh_otbio:
@@ -448,31 +448,34 @@ def sections(args) -> list[str]:
                     fit = R.register(src, tgt, seed=seed, progress=False)
                     cpu.setdefault(name, []).append(time.process_time() - c0)
                     put("otbio defaults", _metrics(y, fit.registered, truth))
-                if "DET/BCPD defaults" in todo:
-                    fy, fx = R.joint_features(src, tgt, seed=seed)
-                    reg, _ = _bcpd(args.bcpd, tmp, x, y, fx, fy, [])
-                    put("DET/BCPD defaults", _metrics(y, reg, truth))
-                    best = None
-                    for lam, beta in BCPD_GRID:
-                        reg, _ = _bcpd(args.bcpd, tmp, x, y, fx, fy, [f"-l{lam}", f"-b{beta}"])
-                        mm = _metrics(y, reg, truth)
-                        if best is None or mm["cut"] > best["cut"]:
-                            best = mm
-                    put("DET/BCPD best of grid", best)
-                if args.bcpd:  # every grid point (cached), for the per-cell tuned pick
+                feats = []  # the joint features, computed once when a peer needs them
+
+                def features(src=src, tgt=tgt, seed=seed, feats=feats):
+                    if not feats:
+                        feats.extend(R.joint_features(src, tgt, seed=seed))
+                    return feats[1], feats[0]  # target's, source's
+
+                if args.bcpd:  # every grid point (cached): the per-pair oracle, the tuned pick
                     pts = {}
                     for lam, beta in BCPD_GRID:
                         gk = skey(ck, f"DET/BCPD -l{lam} -b{beta}")
                         if gk not in cache:
-                            fy, fx = R.joint_features(src, tgt, seed=seed)
-                            reg, _ = _bcpd(args.bcpd, tmp, x, y, fx, fy, [f"-l{lam}", f"-b{beta}"])
+                            reg, _ = _bcpd(
+                                args.bcpd, tmp, x, y, *features(), [f"-l{lam}", f"-b{beta}"]
+                            )
                             cache[gk] = _metrics(y, reg, truth)
                         pts[(lam, beta)] = cache[gk]
                     grid.setdefault(name, []).append((seed, pts))
+                if "DET/BCPD defaults" in todo:
+                    reg, _ = _bcpd(args.bcpd, tmp, x, y, *features(), [])
+                    put("DET/BCPD defaults", _metrics(y, reg, truth))
+                if "DET/BCPD best of grid" in todo:
+                    put(
+                        "DET/BCPD best of grid", max(pts.values(), key=lambda m: _nan_low(m["cut"]))
+                    )
                 if "DET/BCPD -w true share" in todo:
-                    fy, fx = R.joint_features(src, tgt, seed=seed)
                     w = min(max(share, 0.01), 0.99)
-                    reg, _ = _bcpd(args.bcpd, tmp, x, y, fx, fy, [f"-w{w:.3f}"])
+                    reg, _ = _bcpd(args.bcpd, tmp, x, y, *features(), [f"-w{w:.3f}"])
                     put("DET/BCPD -w true share", _metrics(y, reg, truth))
                 if "PASTE rigid" in todo or "PASTE barycentric" in todo:
                     pre = str(tmp / f"p{len(jobs)}")

@@ -401,8 +401,6 @@ def tmalign_rows(args, db) -> list[str]:
     from importlib.metadata import version
     from multiprocessing import Pool
 
-    import pandas as pd
-
     sub = (db / "subset.txt").read_text().split()
     n_all = len((db / "all.txt").read_text().split())
     planted = [f for f in sub if Path(f).name.startswith("planted_")]
@@ -421,8 +419,7 @@ def tmalign_rows(args, db) -> list[str]:
         cpu += sum(r[1] for r in res)
         n_pairs += len(paths)
         tm_top = sorted(tms, key=lambda k: -tms[k])[: args.planted]
-        ex = pd.read_csv(db / "queries" / f"{tag}_ex.tsv", sep="\t")
-        ex_names = [Path(str(t).split(":")[0]).name for t in ex["target"]]
+        ex_names = table_rows(str(db / "queries" / f"{tag}_ex.tsv"))
         ot_top = [x for x in ex_names if x in names][: args.planted]
         rows.append(
             (tag, len(truth & set(tm_top)) / len(truth), len(truth & set(ot_top)) / len(truth))

@@ -279,14 +279,17 @@ def search(
         Sorted by decreasing TM-score (normalised by the query; NaN last), then by score.
     """
     if index is not None:
-        from otbio.align._index import DEFAULT_MAX_CANDIDATES, search_index
+        from otbio.align._index import (
+            DEFAULT_MAX_CANDIDATES,
+            SEED_CHECK_CANDIDATES,
+            search_index,
+        )
 
         n_cand = DEFAULT_MAX_CANDIDATES if max_candidates is None else max_candidates
-        if check_candidates is not None:
-            align_kw["check_candidates"] = check_candidates
+        n_check = SEED_CHECK_CANDIDATES if check_candidates is None else check_candidates
         return search_index(query, index, targets=targets, jobs=jobs, progress=progress,
-                            max_candidates=n_cand, pdb_model=pdb_model, skip_bad=skip_bad,
-                            **align_kw)  # fmt: skip
+                            max_candidates=n_cand, check_candidates=n_check,
+                            pdb_model=pdb_model, skip_bad=skip_bad, **align_kw)  # fmt: skip
     feats = (query_features, target_features)
     query, targets, n_jobs = _prepare(query, targets, feats, jobs, pdb_model)
     ctx = _worker_context(query, targets, n_jobs, align_kw)

@@ -50,8 +50,8 @@ log = logging.getLogger("otbio")
     "index_paths",
     multiple=True,
     help="An index built by `otbio index` (repeat the option for shards, or give a folder of "
-    "shards): a rarity-weighted prefilter of order-free pair features picks the 20,000 best "
-    "structures, the alignment's fragment-seed superposition (on the stored coordinates) "
+    "shards): a rarity-weighted prefilter of order-free pair features picks the "
+    "--check-candidates best structures, the alignment's fragment-seed superposition (on the stored coordinates) "
     "ranks those, and only the --max-candidates best are aligned (same table as --targets).",
 )
 @click.option(

@@ -192,6 +192,10 @@ def test_cli_check_candidates_reaches_the_prefilter(tmp_path, monkeypatch):
         if code == 0:
             assert CHAINS[6].name in scores.read_text().splitlines()[1]
     assert seen == [0, 2]
+    # the command line's defaults are the library's
+    opts = {o.name: o.default for o in cli.commands["align"].params}
+    assert opts["check_candidates"] == ix.SEED_CHECK_CANDIDATES
+    assert opts["max_candidates"] == ix.DEFAULT_MAX_CANDIDATES
 
 
 def test_interrupted_build_leaves_no_index(tmp_path, monkeypatch):
